@@ -1,0 +1,132 @@
+# shellcheck shell=bash
+# Shared by up.sh, down.sh and status.sh (sourced, not run).
+#
+# Rig dir layout ($RIG_DIR, default <repo>/target/rig):
+#   pids/<name>.pid   one per server, the pid is also its session/group id
+#   logs/<name>.log   server output
+#   pki/              CA, serving cert, admin client cert, SA key
+#   kubeconfig        admin kubeconfig with embedded certs
+#   ports             NAME=PORT lines chosen by up.sh
+#   env               shell exports for tests; written last by up.sh
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+RIG_DIR="${RIG_DIR:-$REPO_ROOT/target/rig}"
+mkdir -p "$RIG_DIR"
+RIG_DIR="$(cd "$RIG_DIR" && pwd)" # absolute: it ends up in env and kubeconfig
+
+# Servers in start order; down.sh stops them in reverse.
+RIG_SERVERS=(etcd kube-apiserver ferretdb redis pushgateway prometheus)
+
+rig_log() { printf '[rig %s] %s\n' "$(date +%T)" "$*" >&2; }
+
+# pid_alive NAME: the recorded process exists and is not a zombie.
+pid_alive() {
+  local f="$RIG_DIR/pids/$1.pid" pid state
+  [[ -s $f ]] || return 1
+  pid=$(<"$f")
+  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
+  [[ -n $state && $state != Z ]]
+}
+
+# Admin client TLS options for curl against the API server.
+kube_curl() {
+  curl -sS --cacert "$RIG_DIR/pki/ca.crt" --cert "$RIG_DIR/pki/admin.crt" \
+    --key "$RIG_DIR/pki/admin.key" "$@"
+}
+
+# mongo_ping PORT: send a MongoDB OP_MSG {ping: 1} and expect ok: 1.0.
+mongo_ping() {
+  python3 - "$1" <<'EOF'
+import socket, struct, sys
+def bson(doc):
+    body = b""
+    for k, v in doc.items():
+        key = k.encode() + b"\0"
+        if isinstance(v, int):
+            body += b"\x10" + key + struct.pack("<i", v)
+        else:
+            s = v.encode() + b"\0"
+            body += b"\x02" + key + struct.pack("<i", len(s)) + s
+    return struct.pack("<i", len(body) + 5) + body + b"\0"
+payload = struct.pack("<I", 0) + b"\0" + bson({"ping": 1, "$db": "admin"})
+msg = struct.pack("<iiii", 16 + len(payload), 1, 0, 2013) + payload
+try:
+    with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2) as s:
+        s.sendall(msg)
+        data = b""
+        while len(data) < 4 or len(data) < struct.unpack("<i", data[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+except OSError:
+    sys.exit(1)
+# ok is a double 1.0 in the reply document
+sys.exit(0 if b"\x01ok\x00" + struct.pack("<d", 1.0) in data else 1)
+EOF
+}
+
+# rig_healthy [-v]: every recorded server is alive and answering, and the env
+# file exists. With -v, prints one line per server.
+rig_healthy() {
+  local verbose=${1:-} ok=0 name good
+  [[ -s $RIG_DIR/env && -s $RIG_DIR/ports ]] || {
+    [[ -n $verbose ]] && echo "rig at $RIG_DIR: not up (no env file)"
+    return 1
+  }
+  # shellcheck disable=SC1091
+  source "$RIG_DIR/ports"
+  for name in "${RIG_SERVERS[@]}"; do
+    good=0
+    if pid_alive "$name"; then
+      case $name in
+        etcd) curl -sf -m 2 "http://127.0.0.1:$ETCD_PORT/health" >/dev/null && good=1 ;;
+        kube-apiserver) [[ $(kube_curl -m 2 "https://127.0.0.1:$KUBE_PORT/readyz" 2>/dev/null) == ok ]] && good=1 ;;
+        ferretdb) mongo_ping "$MONGO_PORT" && good=1 ;;
+        redis) [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && good=1 ;;
+        pushgateway) curl -sf -m 2 "http://127.0.0.1:$PUSHGATEWAY_PORT/-/ready" >/dev/null && good=1 ;;
+        prometheus) curl -sf -m 2 "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null && good=1 ;;
+      esac
+    fi
+    ((good)) || ok=1
+    [[ -n $verbose ]] && printf '%-15s %s (pid %s)\n' "$name" \
+      "$( ((good)) && echo healthy || echo DOWN)" "$(cat "$RIG_DIR/pids/$name.pid" 2>/dev/null || echo -)"
+  done
+  return $ok
+}
+
+# rig_stop: TERM every recorded server (its whole process group), KILL what
+# is left after a grace period, then drop pids, env and data. Logs stay for
+# post-mortems. Callers hold the rig lock.
+rig_stop() {
+  local name pid i alive=()
+  rm -f "$RIG_DIR/env" # first: a half-stopped rig must not look up
+  for ((i = ${#RIG_SERVERS[@]} - 1; i >= 0; i--)); do
+    name=${RIG_SERVERS[i]}
+    pid_alive "$name" || continue
+    pid=$(<"$RIG_DIR/pids/$name.pid")
+    # pid == process group id: servers are started with setsid
+    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    alive+=("$name")
+  done
+  for ((i = 0; i < 50 && ${#alive[@]}; i++)); do # up to 5 s
+    sleep 0.1
+    local still=()
+    for name in "${alive[@]}"; do pid_alive "$name" && still+=("$name"); done
+    alive=("${still[@]}")
+  done
+  for name in "${alive[@]}"; do
+    pid=$(<"$RIG_DIR/pids/$name.pid")
+    rig_log "$name (pid $pid) ignored TERM; killing"
+    kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+  done
+  rm -rf "$RIG_DIR/pids" "$RIG_DIR/ports" "$RIG_DIR/etcd" "$RIG_DIR/ferretdb" \
+    "$RIG_DIR/redis" "$RIG_DIR/prometheus" "$RIG_DIR/pki" "$RIG_DIR/kubeconfig" \
+    "$RIG_DIR/prometheus.yml" "$RIG_DIR/crds"
+}
+
+# Serialises up/down/status on one rig dir; two rig dirs never contend.
+rig_lock() {
+  exec 9>"$RIG_DIR/.lock"
+  flock -w 600 9 || { rig_log "timed out waiting for $RIG_DIR/.lock"; exit 1; }
+}

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Brings up the test rig on 127.0.0.1 free ports: etcd + kube-apiserver (run
+# like controller-runtime's envtest, with the KubeDB and KEDA CRDs installed),
+# FerretDB (MongoDB wire protocol), redis, Prometheus + Pushgateway.
+# Exits at once if the rig in $RIG_DIR is already up and healthy.
+#
+# Tests read $RIG_DIR/env (written last): KUBECONFIG, MONGODB_URI, REDIS_URL,
+# PROMETHEUS_URL, PUSHGATEWAY_URL, RIG_DIR. Stop with down.sh.
+set -euo pipefail
+
+here="$(cd "$(dirname "$0")" && pwd)"
+# shellcheck source=lib.sh
+source "$here/lib.sh"
+CRDS_DIR="${DBAAS_CRDS_DIR:-$REPO_ROOT/../shared/crds}"
+
+t0=$(date +%s%N)
+elapsed() { printf '%d.%01ds' $((($(date +%s%N) - t0) / 1000000000)) $((($(date +%s%N) - t0) / 100000000 % 10)); }
+
+rig_lock
+if rig_healthy ""; then
+  rig_log "rig already up ($RIG_DIR/env), checked in $(elapsed)"
+  exit 0
+fi
+# Leftovers of a crashed or half-started rig: clear them first.
+rig_stop
+
+etcd_bin=$("$here/build-servers.sh" etcd)
+kube_bin=$("$here/build-servers.sh" kube-apiserver)
+ferretdb_bin=$("$here/build-servers.sh" ferretdb)
+for cmd in redis-server redis-cli prometheus prometheus-pushgateway openssl curl python3; do
+  command -v "$cmd" >/dev/null || { rig_log "missing $cmd: run tests/rig/install.sh"; exit 1; }
+done
+[[ -d $CRDS_DIR/kubedb && -d $CRDS_DIR/keda ]] || {
+  rig_log "no CRDs under $CRDS_DIR (set DBAAS_CRDS_DIR)"
+  exit 1
+}
+
+mkdir -p "$RIG_DIR"/{pids,logs,pki,etcd,ferretdb,redis,prometheus}
+: >"$RIG_DIR/logs/openssl.log"
+
+# On any failure: show the failing server's log and stop what was started.
+failed_server=""
+on_exit() {
+  local rc=$?
+  ((rc == 0)) && return
+  if [[ -n $failed_server ]]; then
+    rig_log "--- last lines of $RIG_DIR/logs/$failed_server.log"
+    tail -n 25 "$RIG_DIR/logs/$failed_server.log" >&2 || true
+  fi
+  rig_log "rig failed to come up; stopping what was started"
+  rig_stop
+}
+trap on_exit EXIT
+
+# Free ports, all taken in one go so they are distinct; kernel-chosen
+# ephemeral ports make clashes between parallel rigs unlikely.
+read -r ETCD_PORT ETCD_PEER_PORT KUBE_PORT MONGO_PORT REDIS_PORT PUSHGATEWAY_PORT PROMETHEUS_PORT < <(
+  python3 -c '
+import socket
+socks = [socket.socket() for _ in range(7)]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(*(s.getsockname()[1] for s in socks))'
+)
+cat >"$RIG_DIR/ports" <<EOF
+ETCD_PORT=$ETCD_PORT
+ETCD_PEER_PORT=$ETCD_PEER_PORT
+KUBE_PORT=$KUBE_PORT
+MONGO_PORT=$MONGO_PORT
+REDIS_PORT=$REDIS_PORT
+PUSHGATEWAY_PORT=$PUSHGATEWAY_PORT
+PROMETHEUS_PORT=$PROMETHEUS_PORT
+EOF
+
+# start NAME CMD...: detached in its own session (survives this script and
+# whoever kills our process group); fd 9 (the lock) is not inherited.
+start() {
+  local name=$1
+  shift
+  setsid "$@" >"$RIG_DIR/logs/$name.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$RIG_DIR/pids/$name.pid"
+}
+
+# wait_for NAME TIMEOUT_S CMD...: poll CMD until it succeeds, failing early
+# if the server died.
+wait_for() {
+  local name=$1 timeout=$2 deadline
+  shift 2
+  deadline=$(($(date +%s) + timeout))
+  until "$@" >/dev/null 2>&1; do
+    if ! pid_alive "$name"; then
+      failed_server=$name
+      rig_log "$name exited during start-up"
+      return 1
+    fi
+    if (($(date +%s) > deadline)); then
+      failed_server=$name
+      rig_log "$name not ready after ${timeout}s"
+      return 1
+    fi
+    sleep 0.2
+  done
+  rig_log "$name: $1 ok ($(elapsed))"
+}
+
+# --- start everything that needs no preparation -----------------------------
+# --unsafe-no-fsync: test data, and fsync dominates etcd latency on CI disks.
+start etcd "$etcd_bin" --name rig --data-dir "$RIG_DIR/etcd" \
+  --listen-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --advertise-client-urls "http://127.0.0.1:$ETCD_PORT" \
+  --listen-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-advertise-peer-urls "http://127.0.0.1:$ETCD_PEER_PORT" \
+  --initial-cluster "rig=http://127.0.0.1:$ETCD_PEER_PORT" \
+  --unsafe-no-fsync
+
+start ferretdb env FERRETDB_LISTEN="127.0.0.1:$MONGO_PORT" \
+  FERRETDB_DIR="$RIG_DIR/ferretdb" "$ferretdb_bin"
+
+start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+  --save '' --appendonly no --daemonize no --dir "$RIG_DIR/redis" --logfile ''
+
+# --web.enable-admin-api lets tests wipe pushed groups between cases.
+start pushgateway prometheus-pushgateway \
+  --web.listen-address="127.0.0.1:$PUSHGATEWAY_PORT" --web.enable-admin-api
+
+# Pushgateway keeps the labels its clients pushed (honor_labels); 1 s
+# intervals so tests see pushes quickly.
+cat >"$RIG_DIR/prometheus.yml" <<EOF
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1s
+scrape_configs:
+  - job_name: pushgateway
+    honor_labels: true
+    static_configs:
+      - targets: ['127.0.0.1:$PUSHGATEWAY_PORT']
+EOF
+start prometheus prometheus --config.file="$RIG_DIR/prometheus.yml" \
+  --storage.tsdb.path="$RIG_DIR/prometheus" \
+  --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
+  --web.enable-admin-api --web.enable-lifecycle
+
+# --- certificates for kube-apiserver (as envtest makes them) -----------------
+pki=$RIG_DIR/pki
+cat >"$pki/openssl.cnf" <<'EOF'
+[req]
+distinguished_name = dn
+prompt = no
+[dn]
+[ca]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign,digitalSignature
+subjectKeyIdentifier = hash
+[serving]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = serverAuth
+subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.0.0.1
+authorityKeyIdentifier = keyid
+[client]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature,keyEncipherment
+extendedKeyUsage = clientAuth
+authorityKeyIdentifier = keyid
+EOF
+ossl() { openssl "$@" 2>>"$RIG_DIR/logs/openssl.log"; }
+ossl req -x509 -config "$pki/openssl.cnf" -extensions ca -newkey rsa:2048 -nodes \
+  -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 -subj "/CN=dbaas-rig-ca"
+# sign NAME SUBJECT EXTENSIONS
+sign() {
+  ossl req -new -config "$pki/openssl.cnf" -newkey rsa:2048 -nodes \
+    -keyout "$pki/$1.key" -out "$pki/$1.csr" -subj "$2"
+  ossl x509 -req -in "$pki/$1.csr" -CA "$pki/ca.crt" -CAkey "$pki/ca.key" \
+    -set_serial "0x$(openssl rand -hex 8)" -days 3650 \
+    -extfile "$pki/openssl.cnf" -extensions "$3" -out "$pki/$1.crt"
+}
+sign serving "/CN=kube-apiserver" serving
+sign admin "/O=system:masters/CN=admin" client
+ossl genrsa -out "$pki/sa.key" 2048
+
+b64() { base64 -w0 <"$1"; }
+cat >"$RIG_DIR/kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+  - name: rig
+    cluster:
+      server: https://127.0.0.1:$KUBE_PORT
+      certificate-authority-data: $(b64 "$pki/ca.crt")
+users:
+  - name: admin
+    user:
+      client-certificate-data: $(b64 "$pki/admin.crt")
+      client-key-data: $(b64 "$pki/admin.key")
+contexts:
+  - name: rig
+    context:
+      cluster: rig
+      user: admin
+      namespace: default
+current-context: rig
+EOF
+chmod 600 "$RIG_DIR/kubeconfig"
+
+wait_for etcd 30 curl -sf -m 1 "http://127.0.0.1:$ETCD_PORT/health"
+
+start kube-apiserver "$kube_bin" \
+  --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
+  --secure-port="$KUBE_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+  --cert-dir="$pki" --tls-cert-file="$pki/serving.crt" --tls-private-key-file="$pki/serving.key" \
+  --client-ca-file="$pki/ca.crt" \
+  --service-cluster-ip-range=10.0.0.0/24 \
+  --authorization-mode=RBAC \
+  --disable-admission-plugins=ServiceAccount \
+  --service-account-issuer=https://127.0.0.1 \
+  --service-account-key-file="$pki/sa.key" \
+  --service-account-signing-key-file="$pki/sa.key" \
+  --allow-privileged=true
+
+mongo_ping_port() { mongo_ping "$MONGO_PORT"; }
+redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping) == PONG ]]; }
+wait_for ferretdb 30 mongo_ping_port
+wait_for redis 30 redis_ping
+wait_for pushgateway 30 curl -sf -m 1 "http://127.0.0.1:$PUSHGATEWAY_PORT/-/ready"
+wait_for prometheus 60 curl -sf -m 1 "http://127.0.0.1:$PROMETHEUS_PORT/-/ready"
+
+kube_ready() { [[ $(kube_curl -m 2 "https://127.0.0.1:$KUBE_PORT/readyz") == ok ]]; }
+wait_for kube-apiserver 120 kube_ready
+
+# --- CRDs: server-side apply (the mongodbs CRD is ~2 MB; client-side apply's
+# last-applied annotation would not fit), in parallel -----------------------
+crd_files=()
+for f in "$CRDS_DIR"/kubedb/*.yaml "$CRDS_DIR"/keda/*.yaml; do
+  [[ -f $f ]] && crd_files+=("$f")
+done
+mkdir -p "$RIG_DIR/crds"
+declare -A crd_job=()
+crd_names=()
+for f in "${crd_files[@]}"; do
+  # metadata.name, first two-space-indented name under the top-level metadata
+  name=$(awk '/^metadata:/{m=1;next} m&&/^[^ ]/{m=0} m&&/^  name:/{print $2; exit}' "$f")
+  [[ -n $name ]] || { rig_log "no metadata.name in $f"; exit 1; }
+  crd_names+=("$name")
+  kube_curl -m 120 -o "$RIG_DIR/crds/$name.json" -w '%{http_code}' -X PATCH \
+    -H 'Content-Type: application/apply-patch+yaml' --data-binary "@$f" \
+    "https://127.0.0.1:$KUBE_PORT/apis/apiextensions.k8s.io/v1/customresourcedefinitions/$name?fieldManager=dbaas-rig&force=true" \
+    >"$RIG_DIR/crds/$name.code" &
+  crd_job[$name]=$!
+done
+for name in "${crd_names[@]}"; do
+  code=""
+  wait "${crd_job[$name]}" && code=$(<"$RIG_DIR/crds/$name.code")
+  if [[ $code != 200 && $code != 201 ]]; then
+    rig_log "applying CRD $name failed (HTTP ${code:-none}):"
+    head -c 2000 "$RIG_DIR/crds/$name.json" >&2 || true
+    exit 1
+  fi
+done
+rig_log "applied ${#crd_names[@]} CRDs ($(elapsed))"
+
+crds_established() {
+  kube_curl -m 10 "https://127.0.0.1:$KUBE_PORT/apis/apiextensions.k8s.io/v1/customresourcedefinitions" |
+    python3 -c '
+import json, sys
+want = set(sys.argv[1:])
+items = json.load(sys.stdin)["items"]
+ok = {i["metadata"]["name"] for i in items
+      if any(c["type"] == "Established" and c["status"] == "True"
+             for c in i.get("status", {}).get("conditions", []))}
+sys.exit(0 if want <= ok else 1)' "${crd_names[@]}"
+}
+# Objects go into "default", which the apiserver creates shortly after start.
+default_ns() { kube_curl -sf -m 5 "https://127.0.0.1:$KUBE_PORT/api/v1/namespaces/default"; }
+wait_for kube-apiserver 60 crds_established
+wait_for kube-apiserver 60 default_ns
+rig_log "CRDs established, namespace default present ($(elapsed))"
+
+# --- env file: written last, atomically; its presence means "up" -----------
+{
+  printf 'export RIG_DIR=%q\n' "$RIG_DIR"
+  printf 'export KUBECONFIG=%q\n' "$RIG_DIR/kubeconfig"
+  printf 'export MONGODB_URI=%q\n' "mongodb://127.0.0.1:$MONGO_PORT/"
+  printf 'export REDIS_URL=%q\n' "redis://127.0.0.1:$REDIS_PORT/"
+  printf 'export PROMETHEUS_URL=%q\n' "http://127.0.0.1:$PROMETHEUS_PORT"
+  printf 'export PUSHGATEWAY_URL=%q\n' "http://127.0.0.1:$PUSHGATEWAY_PORT"
+} >"$RIG_DIR/env.tmp"
+mv "$RIG_DIR/env.tmp" "$RIG_DIR/env"
+trap - EXIT
+rig_log "rig up in $(elapsed); source $RIG_DIR/env"

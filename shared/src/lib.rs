@@ -15,8 +15,10 @@
 
 pub mod cluster;
 pub mod domain;
+pub mod drift;
 pub mod engine;
 pub mod error;
+pub mod naming;
 pub mod quantity;
 pub mod queue;
 pub mod store;

@@ -14,13 +14,19 @@
 //! and an in-process cluster) used by the one-command local mode.
 
 pub mod cluster;
+pub mod config;
 pub mod domain;
 pub mod drift;
 pub mod engine;
 pub mod error;
+pub mod kubedb;
 pub mod naming;
 pub mod quantity;
+pub mod reconciler;
 pub mod queue;
+pub mod standin;
 pub mod store;
+pub mod telemetry;
+pub mod worker;
 
 pub use error::{Error, Result};

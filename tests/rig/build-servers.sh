@@ -17,9 +17,9 @@ export CGO_ENABLED=0
 
 log() { printf '[build-servers] %s\n' "$*" >&2; }
 
-# build NAME VERSION MAIN_GO GO_MOD_SETUP_FN
+# build NAME VERSION MAIN_GO GO_MOD_SETUP_FN [EXTRA_LDFLAGS]
 build() {
-  local name=$1 version=$2 main_go=$3 setup=$4
+  local name=$1 version=$2 main_go=$3 setup=$4 ldflags="-s -w ${5:-}"
   local out="$CACHE/$name-$version/$name"
   if [[ -x $out ]]; then
     echo "$out"
@@ -29,7 +29,7 @@ build() {
   rm -rf "$src" && mkdir -p "$src" "$(dirname "$out")"
   log "building $name $version (first run on this machine only)"
   printf '%s\n' "$main_go" >"$src/main.go"
-  (cd "$src" && "$setup" "$version" && go build -trimpath -ldflags='-s -w' -o "$out.tmp" . && mv "$out.tmp" "$out")
+  (cd "$src" && "$setup" "$version" && go build -trimpath -ldflags="$ldflags" -o "$out.tmp" . && mv "$out.tmp" "$out")
   echo "$out"
 }
 
@@ -71,6 +71,13 @@ import (
 )
 
 func main() { os.Exit(cli.Run(app.NewAPIServerCommand())) }'
+
+# Without these, /version reports v0.0.0-master (normally stamped by
+# Kubernetes' own build scripts).
+kube_ldflags() {
+  local v=$1 mm=${1#v} pkg=k8s.io/component-base/version
+  echo "-X $pkg.gitVersion=$v -X $pkg.gitMajor=${mm%%.*} -X $pkg.gitMinor=$(cut -d. -f2 <<<"$mm") -X $pkg.gitTreeState=clean"
+}
 
 ETCD_MAIN='package main
 
@@ -114,13 +121,13 @@ func main() {
 
 what="${1:-all}"
 case $what in
-  kube-apiserver) build kube-apiserver "$K8S_VERSION" "$KUBE_MAIN" setup_kube_apiserver ;;
+  kube-apiserver) build kube-apiserver "$K8S_VERSION" "$KUBE_MAIN" setup_kube_apiserver "$(kube_ldflags "$K8S_VERSION")" ;;
   etcd) build etcd "$ETCD_VERSION" "$ETCD_MAIN" setup_etcd ;;
   ferretdb) build ferretdb "$FERRETDB_VERSION" "$FERRETDB_MAIN" setup_ferretdb ;;
   all)
     build etcd "$ETCD_VERSION" "$ETCD_MAIN" setup_etcd
     build ferretdb "$FERRETDB_VERSION" "$FERRETDB_MAIN" setup_ferretdb
-    build kube-apiserver "$K8S_VERSION" "$KUBE_MAIN" setup_kube_apiserver
+    build kube-apiserver "$K8S_VERSION" "$KUBE_MAIN" setup_kube_apiserver "$(kube_ldflags "$K8S_VERSION")"
     ;;
   *) echo "usage: $0 [kube-apiserver|etcd|ferretdb|all]" >&2; exit 2 ;;
 esac

@@ -2,7 +2,7 @@
 # Shared by up.sh, down.sh and status.sh (sourced, not run).
 #
 # Rig dir layout ($RIG_DIR, default <repo>/target/rig):
-#   pids/<name>.pid   one per server, the pid is also its session/group id
+#   pids/<name>.pid   "<pid> <start time>"; the pid is also its process group id
 #   logs/<name>.log   server output
 #   pki/              CA, serving cert, admin client cert, SA key
 #   kubeconfig        admin kubeconfig with embedded certs
@@ -19,13 +19,34 @@ RIG_SERVERS=(etcd kube-apiserver ferretdb redis pushgateway prometheus)
 
 rig_log() { printf '[rig %s] %s\n' "$(date +%T)" "$*" >&2; }
 
-# pid_alive NAME: the recorded process exists and is not a zombie.
+# proc_info PID: "<state> <start time>" from /proc/PID/stat (the fields
+# after the parenthesised command name).
+proc_info() {
+  local s fields
+  { s=$(<"/proc/$1/stat"); } 2>/dev/null || return 1
+  read -r -a fields <<<"${s##*) }"
+  echo "${fields[0]} ${fields[19]}"
+}
+
+# record_pid NAME PID: stores the pid with its start time, so a recycled pid
+# is never mistaken for (and never killed as) a rig server.
+record_pid() {
+  local info
+  info=$(proc_info "$2") || info="? 0"
+  echo "$2 ${info#* }" >"$RIG_DIR/pids/$1.pid"
+}
+
+# rig_pid NAME: the recorded pid.
+rig_pid() { local p; read -r p _ <"$RIG_DIR/pids/$1.pid" && echo "$p"; }
+
+# pid_alive NAME: the recorded process still runs (same start time, not a
+# zombie).
 pid_alive() {
-  local f="$RIG_DIR/pids/$1.pid" pid state
+  local f="$RIG_DIR/pids/$1.pid" pid start info
   [[ -s $f ]] || return 1
-  pid=$(<"$f")
-  state=$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null) || return 1
-  [[ -n $state && $state != Z ]]
+  read -r pid start <"$f"
+  info=$(proc_info "$pid") || return 1
+  [[ ${info%% *} != Z && ${info#* } == "$start" ]]
 }
 
 # Admin client TLS options for curl against the API server.
@@ -90,36 +111,42 @@ rig_healthy() {
     fi
     ((good)) || ok=1
     [[ -n $verbose ]] && printf '%-15s %s (pid %s)\n' "$name" \
-      "$( ((good)) && echo healthy || echo DOWN)" "$(cat "$RIG_DIR/pids/$name.pid" 2>/dev/null || echo -)"
+      "$( ((good)) && echo healthy || echo DOWN)" "$(rig_pid "$name" 2>/dev/null || echo -)"
   done
   return $ok
 }
 
-# rig_stop: TERM every recorded server (its whole process group), KILL what
-# is left after a grace period, then drop pids, env and data. Logs stay for
-# post-mortems. Callers hold the rig lock.
-rig_stop() {
-  local name pid i alive=()
-  rm -f "$RIG_DIR/env" # first: a half-stopped rig must not look up
-  for ((i = ${#RIG_SERVERS[@]} - 1; i >= 0; i--)); do
-    name=${RIG_SERVERS[i]}
+# stop_servers NAME...: TERM each live one (its whole process group), KILL
+# what is left after 5 s.
+stop_servers() {
+  local name pid i alive=() still
+  for name in "$@"; do
     pid_alive "$name" || continue
-    pid=$(<"$RIG_DIR/pids/$name.pid")
+    pid=$(rig_pid "$name")
     # pid == process group id: servers are started with setsid
     kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
     alive+=("$name")
   done
-  for ((i = 0; i < 50 && ${#alive[@]}; i++)); do # up to 5 s
+  for ((i = 0; i < 50 && ${#alive[@]}; i++)); do
     sleep 0.1
-    local still=()
+    still=()
     for name in "${alive[@]}"; do pid_alive "$name" && still+=("$name"); done
     alive=("${still[@]}")
   done
   for name in "${alive[@]}"; do
-    pid=$(<"$RIG_DIR/pids/$name.pid")
-    rig_log "$name (pid $pid) ignored TERM; killing"
+    pid=$(rig_pid "$name")
+    rig_log "$name (pid $pid) ignored TERM for 5 s; killing"
     kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
   done
+}
+
+# rig_stop: stop every recorded server, then drop pids, env and data. Logs
+# stay for post-mortems. Callers hold the rig lock.
+rig_stop() {
+  rm -f "$RIG_DIR/env" # first: a half-stopped rig must not look up
+  # The apiserver first: etcd waits for its clients to disconnect.
+  stop_servers kube-apiserver
+  stop_servers "${RIG_SERVERS[@]}"
   rm -rf "$RIG_DIR/pids" "$RIG_DIR/ports" "$RIG_DIR/etcd" "$RIG_DIR/ferretdb" \
     "$RIG_DIR/redis" "$RIG_DIR/prometheus" "$RIG_DIR/pki" "$RIG_DIR/kubeconfig" \
     "$RIG_DIR/prometheus.yml" "$RIG_DIR/crds"

@@ -78,7 +78,7 @@ start() {
   local name=$1
   shift
   setsid "$@" >"$RIG_DIR/logs/$name.log" 2>&1 </dev/null 9>&- &
-  echo $! >"$RIG_DIR/pids/$name.pid"
+  record_pid "$name" $!
 }
 
 # wait_for NAME TIMEOUT_S CMD...: poll CMD until it succeeds, failing early
@@ -259,19 +259,29 @@ for name in "${crd_names[@]}"; do
 done
 rig_log "applied ${#crd_names[@]} CRDs ($(elapsed))"
 
+# Discovery lists a CRD's resource only once it is Established: a cheap
+# probe to poll. Then one check of the conditions themselves (a ~9 MB list).
+crds_discovered() {
+  kube_curl -m 5 -H 'Accept: application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList' \
+    "https://127.0.0.1:$KUBE_PORT/apis" | python3 -c '
+import json, sys
+have = {r["resource"] + "." + g["metadata"]["name"]
+        for g in json.load(sys.stdin)["items"]
+        for v in g["versions"] for r in v["resources"]}
+sys.exit(0 if set(sys.argv[1:]) <= have else 1)' "${crd_names[@]}"
+}
 crds_established() {
   kube_curl -m 10 "https://127.0.0.1:$KUBE_PORT/apis/apiextensions.k8s.io/v1/customresourcedefinitions" |
     python3 -c '
 import json, sys
-want = set(sys.argv[1:])
-items = json.load(sys.stdin)["items"]
-ok = {i["metadata"]["name"] for i in items
+ok = {i["metadata"]["name"] for i in json.load(sys.stdin)["items"]
       if any(c["type"] == "Established" and c["status"] == "True"
              for c in i.get("status", {}).get("conditions", []))}
-sys.exit(0 if want <= ok else 1)' "${crd_names[@]}"
+sys.exit(0 if set(sys.argv[1:]) <= ok else 1)' "${crd_names[@]}" || { sleep 1; return 1; }
 }
 # Objects go into "default", which the apiserver creates shortly after start.
 default_ns() { kube_curl -sf -m 5 "https://127.0.0.1:$KUBE_PORT/api/v1/namespaces/default"; }
+wait_for kube-apiserver 60 crds_discovered
 wait_for kube-apiserver 60 crds_established
 wait_for kube-apiserver 60 default_ns
 rig_log "CRDs established, namespace default present ($(elapsed))"

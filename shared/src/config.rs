@@ -24,14 +24,15 @@ use crate::worker::WorkerConfig;
 /// Where the store, queue and cluster are.
 #[derive(Debug, Clone, Args)]
 pub struct BackendArgs {
-    /// MongoDB connection string (the store).
-    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/")]
+    /// MongoDB connection string (the store); may hold a password, so its
+    /// value is never shown.
+    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/", hide_env_values = true)]
     pub mongodb_uri: String,
     /// MongoDB database name.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "dbaas")]
     pub mongodb_database: String,
-    /// Redis URL (the operation queue).
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/")]
+    /// Redis URL (the operation queue); may hold a password.
+    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/", hide_env_values = true)]
     pub redis_url: String,
     /// Prefix of the Redis keys; KEDA's ScaledJob watches `<prefix>:pending`.
     #[arg(long, env = "DBAAS_QUEUE_PREFIX", default_value = "dbaas:operations")]

@@ -13,6 +13,7 @@
 //! (MongoDB, Redis, a Kubernetes API server) and an embedded one (SQLite
 //! and an in-process cluster) used by the one-command local mode.
 
+pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod domain;
@@ -20,6 +21,7 @@ pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod kubedb;
+pub mod local;
 pub mod naming;
 pub mod quantity;
 pub mod reconciler;

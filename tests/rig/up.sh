@@ -35,7 +35,8 @@ done
   exit 1
 }
 
-mkdir -p "$RIG_DIR"/{pids,logs,pki,etcd,ferretdb,redis,prometheus}
+mkdir -p "$RIG_DIR"/{pids,logs,pki,ferretdb,redis,prometheus}
+mkdir -m 700 "$RIG_DIR/etcd" # etcd warns about anything looser
 : >"$RIG_DIR/logs/openssl.log"
 
 # On any failure: show the failing server's log and stop what was started.
@@ -216,7 +217,8 @@ start kube-apiserver "$kube_bin" \
   --service-account-issuer=https://127.0.0.1 \
   --service-account-key-file="$pki/sa.key" \
   --service-account-signing-key-file="$pki/sa.key" \
-  --allow-privileged=true
+  --allow-privileged=true \
+  --endpoint-reconciler-type=none # loopback endpoints are invalid: it would retry every 10 s
 
 mongo_ping_port() { mongo_ping "$MONGO_PORT"; }
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping) == PONG ]]; }
@@ -254,6 +256,7 @@ for name in "${crd_names[@]}"; do
   if [[ $code != 200 && $code != 201 ]]; then
     rig_log "applying CRD $name failed (HTTP ${code:-none}):"
     head -c 2000 "$RIG_DIR/crds/$name.json" >&2 || true
+    echo >&2
     exit 1
   fi
 done

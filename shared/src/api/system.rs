@@ -1,0 +1,68 @@
+//! Probes, metrics and the OpenAPI document.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use serde_json::{Value, json};
+use utoipa::OpenApi;
+
+use super::AppState;
+use super::error::{ApiError, Problem};
+use super::openapi::ApiDoc;
+
+/// Longest a readiness probe waits for the store.
+const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Generated on first request, not at start-up, to keep cold starts fast.
+static OPENAPI_JSON: LazyLock<String> =
+    LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
+
+/// Liveness: the process answers. Touches nothing else, so a store outage
+/// does not get the pod restarted.
+#[utoipa::path(get, path = "/healthz", tag = "system",
+    responses((status = 200, description = "Alive", body = Value, example = json!({"status": "ok"}))))]
+pub async fn healthz() -> Json<Value> {
+    Json(json!({"status": "ok"}))
+}
+
+/// Readiness: the store answers a ping in time.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses(
+        (status = 200, description = "Ready", body = Value, example = json!({"status": "ready"})),
+        (status = 503, description = "The store is unreachable", body = Problem, content_type = "application/problem+json"),
+    ))]
+pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    // Half the request budget at most, so the probe answers 503 itself
+    // rather than being cut off by the request timeout.
+    let budget = READINESS_TIMEOUT.min(state.limits.request_timeout / 2);
+    match tokio::time::timeout(budget, state.store.ping()).await {
+        Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
+        Ok(Err(e)) => Err(e.into()),
+        Err(_) => Err(ApiError::Unavailable(format!(
+            "the store did not answer a ping within {} ms",
+            budget.as_millis()
+        ))),
+    }
+}
+
+/// Prometheus metrics in the text exposition format.
+#[utoipa::path(get, path = "/metrics", tag = "system",
+    responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
+    let text = state.metrics.render().map_err(|e| {
+        tracing::error!(error = %e, "encoding metrics failed");
+        ApiError::Internal
+    })?;
+    Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text))
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", tag = "system",
+    responses((status = 200, description = "The OpenAPI 3.1 document", body = Value)))]
+pub async fn openapi() -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON.as_str())
+}

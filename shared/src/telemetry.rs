@@ -19,7 +19,11 @@ use crate::store::Store;
 /// text; the level comes from `RUST_LOG` (default `info`).
 pub fn init_tracing(json: bool) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
     // A second init (tests, local mode) keeps the first subscriber.
     let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
 }

@@ -4,7 +4,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -46,7 +46,7 @@ pub async fn create_tenant(store: &dyn Store, name: &str) -> Result<Tenant, ApiE
     if let Some(message) = tenant_name_error(name) {
         return Err(ApiError::invalid("name", message));
     }
-    let tenant = Tenant { id: new_tenant_id(), name: name.to_owned(), created_at: Utc::now() };
+    let tenant = Tenant { id: new_tenant_id(), name: name.to_owned(), created_at: Utc::now().trunc_subsecs(3) };
     match store.insert_tenant(&tenant).await {
         Ok(()) => Ok(tenant),
         Err(crate::Error::Conflict(_)) => Err(ApiError::Conflict {
@@ -67,7 +67,7 @@ pub async fn create_api_key(store: &dyn Store, tenant_id: &str) -> Result<NewApi
         key_hash: hash_api_key(&key),
         prefix: key[..KEY_PREFIX_LEN].to_owned(),
         tenant_id: tenant_id.to_owned(),
-        created_at: Utc::now(),
+        created_at: Utc::now().trunc_subsecs(3),
     };
     store.insert_api_key(&record).await?;
     Ok(NewApiKey { key, tenant_id: record.tenant_id, prefix: record.prefix, created_at: record.created_at })

@@ -7,7 +7,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
+use chrono::{SubsecRound, Utc};
 use serde::Deserialize;
 use utoipa::ToSchema;
 
@@ -143,7 +143,8 @@ pub async fn create(
     ApiJson(req): ApiJson<CreateDatabase>,
 ) -> Result<Response, ApiError> {
     check_create(&req)?;
-    let now = Utc::now();
+    // Stores keep milliseconds; answering with what a later GET returns.
+    let now = Utc::now().trunc_subsecs(3);
     let db = Database {
         id: new_database_id(),
         tenant_id: caller.tenant_id,

@@ -33,6 +33,7 @@ use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::kubedb::timestamp;
 
+pub mod conformance;
 mod database;
 mod ops;
 
@@ -241,5 +242,38 @@ fn elapsed(since: Option<DateTime<Utc>>, delay: Duration, now: DateTime<Utc>) ->
         (Some(t), Ok(d)) => now - t >= d,
         (None, _) => true,
         (Some(_), Err(_)) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::embedded::EmbeddedCluster;
+
+    fn with_ratio(ratio: f64, seed: u64) -> Standin {
+        let config = StandinConfig { failure_ratio: ratio, seed, ..Default::default() };
+        Standin::new(Arc::new(EmbeddedCluster::in_memory()), config)
+    }
+
+    #[test]
+    fn random_failures_follow_seed_and_ratio() {
+        let uids: Vec<String> = (0..2000).map(|i| format!("uid-{i}")).collect();
+        let verdicts = |s: &Standin| uids.iter().map(|u| s.random_failure(u)).collect::<Vec<_>>();
+        let half = verdicts(&with_ratio(0.5, 1));
+        assert_eq!(half, verdicts(&with_ratio(0.5, 1)), "same seed, same verdicts");
+        assert_ne!(half, verdicts(&with_ratio(0.5, 2)), "another seed, other verdicts");
+        let failed = half.iter().filter(|f| **f).count();
+        assert!((800..1200).contains(&failed), "about half fail: {failed}");
+        assert!(!verdicts(&with_ratio(0.0, 1)).contains(&true));
+        assert!(!verdicts(&with_ratio(1.0, 1)).contains(&false));
+    }
+
+    #[test]
+    fn delays_are_measured_from_the_given_start() {
+        let t0 = Utc::now();
+        let d = Duration::from_millis(1500);
+        assert!(!elapsed(Some(t0), d, t0 + chrono::Duration::milliseconds(1499)));
+        assert!(elapsed(Some(t0), d, t0 + chrono::Duration::milliseconds(1500)));
+        assert!(elapsed(None, d, t0));
     }
 }

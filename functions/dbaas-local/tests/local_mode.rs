@@ -1,0 +1,163 @@
+//! The local mode as a newcomer uses it: the real binary, over HTTP.
+
+use std::net::TcpListener;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+/// A running `dbaas-local` process, killed when dropped.
+struct Local {
+    child: Child,
+    base: String,
+    key: String,
+}
+
+impl Drop for Local {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+async fn start(data_dir: &Path, port: u16) -> Local {
+    let key = "dbk_localmodetestkey0000000000000001".to_string();
+    let child = Command::new(env!("CARGO_BIN_EXE_dbaas-local"))
+        .env("DBAAS_DATA_DIR", data_dir)
+        .env("DBAAS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("RECONCILIATION_INTERVAL", "1")
+        .env("DBAAS_STANDIN_PROVISION_MS", "300")
+        .env("DBAAS_STANDIN_PHASE_MS", "1000")
+        .env("DBAAS_DEV_API_KEY", &key)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("dbaas-local starts");
+    let local = Local { child, base: format!("http://127.0.0.1:{port}"), key };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::get(format!("{}/healthz", local.base)).await.is_err() {
+        assert!(Instant::now() < deadline, "dbaas-local did not answer /healthz within 30 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    local
+}
+
+impl Local {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = reqwest::Client::new()
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.expect("request sent");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// Polls the database until `done` holds; panics with the last state.
+    async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, db) = self.call(reqwest::Method::GET, &format!("/databases/{id}"), None).await;
+            if done(&db) {
+                return db;
+            }
+            assert!(Instant::now() < deadline, "{what} did not happen within 60 s; last state: {db}");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    async fn operations(&self, id: &str) -> Vec<Value> {
+        let (_, ops) = self.call(reqwest::Method::GET, &format!("/operations?database_id={id}"), None).await;
+        ops["items"].as_array().cloned().unwrap_or_default()
+    }
+}
+
+async fn create_ready_database(local: &Local) -> String {
+    let (status, db) = local
+        .call(
+            reqwest::Method::POST,
+            "/databases",
+            Some(json!({"name": "orders", "engine": "postgres", "size": "db.t3.small", "replicas": 1, "storage_gb": 20})),
+        )
+        .await;
+    assert_eq!(status, 201, "{db}");
+    let id = db["id"].as_str().unwrap().to_string();
+    local.wait_for(&id, "provisioning", |d| d["status"] == "ready").await;
+    id
+}
+
+#[tokio::test]
+async fn create_then_patch_converges_with_one_operation() {
+    let dir = tempdir();
+    let local = start(&dir, free_port()).await;
+    let id = create_ready_database(&local).await;
+
+    let (status, db) =
+        local.call(reqwest::Method::PATCH, &format!("/databases/{id}"), Some(json!({"size": "db.t3.large"}))).await;
+    assert_eq!(status, 200, "{db}");
+    let db = local.wait_for(&id, "the resize", |d| d["current_size"] == "db.t3.large").await;
+    assert_eq!(db["size"], db["current_size"]);
+
+    let scale: Vec<Value> =
+        local.operations(&id).await.into_iter().filter(|o| o["type"] == "scale_vertical").collect();
+    assert_eq!(scale.len(), 1, "{scale:?}");
+    assert_eq!(scale[0]["status"], "succeeded");
+}
+
+#[tokio::test]
+async fn sigkill_mid_operation_loses_nothing() {
+    let dir = tempdir();
+    let port = free_port();
+    let mut local = start(&dir, port).await;
+    let id = create_ready_database(&local).await;
+    let (status, _) =
+        local.call(reqwest::Method::PATCH, &format!("/databases/{id}"), Some(json!({"replicas": 3, "storage_gb": 40}))).await;
+    assert_eq!(status, 200);
+
+    // Kill while the first operation (storage comes first) is running.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ops = local.operations(&id).await;
+        if ops.iter().any(|o| o["type"] == "expand_storage" && o["status"] == "running") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no running operation within 30 s: {ops:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    local.child.kill().expect("SIGKILL");
+    local.child.wait().unwrap();
+    drop(local);
+
+    let local = start(&dir, port).await;
+    let db = local
+        .wait_for(&id, "convergence after the restart", |d| {
+            d["current_storage_gb"] == 40 && d["current_replicas"] == 3 && d["status"] == "ready"
+        })
+        .await;
+    assert_eq!((db["storage_gb"].as_u64(), db["replicas"].as_u64()), (Some(40), Some(3)));
+    let ops = local.operations(&id).await;
+    for t in ["expand_storage", "scale_horizontal"] {
+        let of_type: Vec<&Value> = ops.iter().filter(|o| o["type"] == t).collect();
+        assert_eq!(of_type.len(), 1, "exactly one {t} operation: {ops:?}");
+        assert_eq!(of_type[0]["status"], "succeeded");
+        // Adopted, not recreated: the first attempt's OpsRequest finished it.
+        assert_eq!(of_type[0]["attempts"], 1, "{ops:?}");
+    }
+}
+
+fn tempdir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("dbaas-local-test-{}-{}", std::process::id(), rand_suffix()));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+}

@@ -48,7 +48,9 @@ impl DeletionPolicy {
 
     pub fn parse(s: &str) -> Option<Self> {
         use DeletionPolicy::*;
-        [DoNotTerminate, Halt, Delete, WipeOut].into_iter().find(|p| p.as_str() == s)
+        [DoNotTerminate, Halt, Delete, WipeOut]
+            .into_iter()
+            .find(|p| p.as_str() == s)
     }
 }
 
@@ -80,9 +82,17 @@ impl DatabasePhase {
 
     pub fn parse(s: &str) -> Option<Self> {
         use DatabasePhase::*;
-        [Provisioning, DataRestoring, Ready, Critical, NotReady, Halted, Unknown]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            Provisioning,
+            DataRestoring,
+            Ready,
+            Critical,
+            NotReady,
+            Halted,
+            Unknown,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 }
 
@@ -117,14 +127,26 @@ impl OpsPhase {
 
     pub fn parse(s: &str) -> Option<Self> {
         use OpsPhase::*;
-        [Pending, Progressing, Successful, Failed, Skipped, WaitingForApproval, Approved, Denied]
-            .into_iter()
-            .find(|p| p.as_str() == s)
+        [
+            Pending,
+            Progressing,
+            Successful,
+            Failed,
+            Skipped,
+            WaitingForApproval,
+            Approved,
+            Denied,
+        ]
+        .into_iter()
+        .find(|p| p.as_str() == s)
     }
 
     /// KubeDB will not touch the request again.
     pub fn is_final(self) -> bool {
-        matches!(self, OpsPhase::Successful | OpsPhase::Failed | OpsPhase::Skipped | OpsPhase::Denied)
+        matches!(
+            self,
+            OpsPhase::Successful | OpsPhase::Failed | OpsPhase::Skipped | OpsPhase::Denied
+        )
     }
 }
 
@@ -227,8 +249,10 @@ pub fn ops_request_object(
     labels: &[(&str, &str)],
 ) -> Value {
     let es = engine.spec();
-    let labels: Map<String, Value> =
-        labels.iter().map(|(k, v)| (k.to_string(), Value::from(*v))).collect();
+    let labels: Map<String, Value> = labels
+        .iter()
+        .map(|(k, v)| (k.to_string(), Value::from(*v)))
+        .collect();
     let mut spec = json!({
         "type": change.ops_type(),
         "databaseRef": {"name": database_name},
@@ -288,11 +312,17 @@ impl ObservedDatabase {
             namespace: namespace_of(obj).to_string(),
             engine,
             database_id: label(obj, DATABASE_ID_LABEL),
-            replicas: spec["replicas"].as_u64().and_then(|n| u32::try_from(n).ok()),
+            replicas: spec["replicas"]
+                .as_u64()
+                .and_then(|n| u32::try_from(n).ok()),
             storage_gb: storage_of(obj),
             size,
-            phase: obj["status"]["phase"].as_str().and_then(DatabasePhase::parse),
-            deletion_policy: spec["deletionPolicy"].as_str().and_then(DeletionPolicy::parse),
+            phase: obj["status"]["phase"]
+                .as_str()
+                .and_then(DatabasePhase::parse),
+            deletion_policy: spec["deletionPolicy"]
+                .as_str()
+                .and_then(DeletionPolicy::parse),
             deleting: !obj["metadata"]["deletionTimestamp"].is_null(),
             generation: obj["metadata"]["generation"].as_u64().unwrap_or(0),
             observed_generation: obj["status"]["observedGeneration"].as_u64(),
@@ -329,7 +359,9 @@ impl ObservedOpsRequest {
         let engine = Engine::from_ops_kind(obj.get("kind")?.as_str()?)?;
         let spec = &obj["spec"];
         let ops_type = spec["type"].as_str().unwrap_or_default().to_string();
-        let latest = obj["status"]["conditions"].as_array().and_then(|c| c.last());
+        let latest = obj["status"]["conditions"]
+            .as_array()
+            .and_then(|c| c.last());
         let text = |key: &str| latest.and_then(|c| c[key].as_str()).map(str::to_string);
         Some(ObservedOpsRequest {
             name: name_of(obj)?.to_string(),
@@ -351,7 +383,8 @@ fn ops_change_of(engine: Engine, spec: &Value) -> Option<OpsChange> {
     let es = engine.spec();
     match spec["type"].as_str()? {
         "VerticalScaling" => {
-            let (cpu, mem) = requested_cpu_memory(&spec["verticalScaling"][es.vertical_key]["resources"])?;
+            let (cpu, mem) =
+                requested_cpu_memory(&spec["verticalScaling"][es.vertical_key]["resources"])?;
             Size::from_resources(&cpu, &mem).map(OpsChange::Vertical)
         }
         "HorizontalScaling" => {
@@ -400,7 +433,9 @@ pub fn container_resources(obj: &Value, engine: Engine) -> Option<&Value> {
 /// where a request is missing (Kubernetes defaults requests to limits).
 fn requested_cpu_memory(resources: &Value) -> Option<(String, String)> {
     let pick = |key: &str| {
-        let v = resources["requests"].get(key).or_else(|| resources["limits"].get(key))?;
+        let v = resources["requests"]
+            .get(key)
+            .or_else(|| resources["limits"].get(key))?;
         match v {
             Value::String(s) => Some(s.clone()),
             Value::Number(n) => Some(n.to_string()),
@@ -416,7 +451,9 @@ fn label(obj: &Value, key: &str) -> Option<String> {
 
 /// Parses an RFC 3339 timestamp field.
 pub fn timestamp(v: &Value) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Adds the keys of object `extra` to object `base` (builders only: the
@@ -479,8 +516,14 @@ mod tests {
         let redis = database_object(&manifest(Engine::Redis, Size::Micro, 1));
         assert_eq!(redis["spec"]["mode"], "Standalone");
         let pg = database_object(&manifest(Engine::Postgres, Size::Large, 3));
-        assert_eq!(pg["spec"]["podTemplate"]["spec"]["containers"][0]["name"], "postgres");
-        assert_eq!(pg["spec"]["podTemplate"]["spec"]["containers"][0]["resources"]["limits"]["memory"], "8Gi");
+        assert_eq!(
+            pg["spec"]["podTemplate"]["spec"]["containers"][0]["name"],
+            "postgres"
+        );
+        assert_eq!(
+            pg["spec"]["podTemplate"]["spec"]["containers"][0]["resources"]["limits"]["memory"],
+            "8Gi"
+        );
         assert_eq!(pg["metadata"]["labels"][MANAGED_BY_LABEL], "dbaas");
         assert_eq!(pg["metadata"]["labels"][TENANT_ID_LABEL], "tn-1");
     }
@@ -517,10 +560,30 @@ mod tests {
     fn ops_field_paths_follow_the_engine_table() {
         let v = ops_request_object(Engine::Mysql, "a", "n", "d", &OpsChange::Horizontal(5), &[]);
         assert_eq!(v["spec"]["horizontalScaling"]["member"], 5);
-        let v = ops_request_object(Engine::Mongodb, "a", "n", "d", &OpsChange::VolumeExpansion(30), &[]);
-        assert_eq!(v["spec"]["volumeExpansion"], json!({"mode": "Online", "replicaSet": "30Gi"}));
-        let v = ops_request_object(Engine::Postgres, "a", "n", "d", &OpsChange::Vertical(Size::Small), &[]);
-        assert_eq!(v["spec"]["verticalScaling"]["postgres"]["resources"]["requests"]["cpu"], "1");
+        let v = ops_request_object(
+            Engine::Mongodb,
+            "a",
+            "n",
+            "d",
+            &OpsChange::VolumeExpansion(30),
+            &[],
+        );
+        assert_eq!(
+            v["spec"]["volumeExpansion"],
+            json!({"mode": "Online", "replicaSet": "30Gi"})
+        );
+        let v = ops_request_object(
+            Engine::Postgres,
+            "a",
+            "n",
+            "d",
+            &OpsChange::Vertical(Size::Small),
+            &[],
+        );
+        assert_eq!(
+            v["spec"]["verticalScaling"]["postgres"]["resources"]["requests"]["cpu"],
+            "1"
+        );
     }
 
     #[test]
@@ -545,7 +608,8 @@ mod tests {
             json!({"requests": {"cpu": "3", "memory": "1Gi"}});
         assert_eq!(ObservedDatabase::from_value(&obj).unwrap().size, None);
 
-        let mut op = ops_request_object(Engine::Redis, "a", "n", "d", &OpsChange::Horizontal(1), &[]);
+        let mut op =
+            ops_request_object(Engine::Redis, "a", "n", "d", &OpsChange::Horizontal(1), &[]);
         op["metadata"]["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
         op["status"] = json!({"phase": "Failed", "conditions": [
             {"type": "Failed", "status": "True", "reason": "Boom", "message": "it broke",

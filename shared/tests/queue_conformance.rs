@@ -87,7 +87,7 @@ async fn redis() {
     conformance::run_all(&queue).await;
 
     let client = redis::Client::open(url.as_str()).expect("redis url");
-    let mut conn = client
+    let conn = client
         .get_multiplexed_async_connection()
         .await
         .expect("connect");

@@ -76,7 +76,11 @@ async fn persisted_cluster_survives_restart() {
     let cluster: Arc<dyn Cluster> = Arc::new(EmbeddedCluster::open(&path).expect("reopen"));
     let s = conformance::standin(&cluster, &ns);
     let report = s.step(chrono::Utc::now()).await.expect("step");
-    assert!(report.transitions.is_empty(), "all were Ready before the restart: {:?}", report.transitions);
+    assert!(
+        report.transitions.is_empty(),
+        "all were Ready before the restart: {:?}",
+        report.transitions
+    );
     conformance::ops_lifecycle(cluster, &ns).await;
     std::fs::remove_dir_all(dir).expect("clean up");
 }

@@ -77,7 +77,34 @@ async fn mongo() {
     second.ensure_indexes().await.expect("create indexes again");
 
     conformance::run_all(&store).await;
+    stale_write_lock_is_taken_over(&store).await;
     store.database().drop().await.expect("drop test database");
+}
+
+/// A write lock left by a writer that died does not block the record
+/// beyond its lease.
+async fn stale_write_lock_is_taken_over(store: &MongoStore) {
+    let tenant = Tenant {
+        id: format!("tn-{}", random_token(12)),
+        name: format!("locks-{}", random_token(6)),
+        created_at: Utc::now(),
+    };
+    store.insert_tenant(&tenant).await.expect("insert tenant");
+    let op_id = format!("op-{}", random_token(16));
+    let expired = mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis() - 1_000);
+    store
+        .database()
+        .collection::<mongodb::bson::Document>("locks")
+        .insert_one(mongodb::bson::doc! {
+            "_id": format!("counters/{op_id}"),
+            "token": "dead-writer",
+            "expires_at": expired,
+        })
+        .await
+        .expect("plant a stale lock");
+    let started = Instant::now();
+    assert_eq!(store.add_to_counter(&op_id, 1.0).await.expect("add"), 1.0);
+    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
 }
 
 #[tokio::test]

@@ -64,10 +64,17 @@ async fn main() -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.api, store).await,
         Command::Admin(admin) => {
-            store.ensure_indexes().await.context("creating the store's indexes")?;
+            store
+                .ensure_indexes()
+                .await
+                .context("creating the store's indexes")?;
             let json = match admin {
-                Admin::CreateTenant { name } => serde_json::to_string_pretty(&create_tenant(&store, &name).await?)?,
-                Admin::CreateKey { tenant } => serde_json::to_string_pretty(&create_api_key(&store, &tenant).await?)?,
+                Admin::CreateTenant { name } => {
+                    serde_json::to_string_pretty(&create_tenant(&store, &name).await?)?
+                }
+                Admin::CreateKey { tenant } => {
+                    serde_json::to_string_pretty(&create_api_key(&store, &tenant).await?)?
+                }
             };
             println!("{json}");
             Ok(())

@@ -46,7 +46,11 @@ pub async fn create_tenant(store: &dyn Store, name: &str) -> Result<Tenant, ApiE
     if let Some(message) = tenant_name_error(name) {
         return Err(ApiError::invalid("name", message));
     }
-    let tenant = Tenant { id: new_tenant_id(), name: name.to_owned(), created_at: Utc::now().trunc_subsecs(3) };
+    let tenant = Tenant {
+        id: new_tenant_id(),
+        name: name.to_owned(),
+        created_at: Utc::now().trunc_subsecs(3),
+    };
     match store.insert_tenant(&tenant).await {
         Ok(()) => Ok(tenant),
         Err(crate::Error::Conflict(_)) => Err(ApiError::Conflict {
@@ -70,7 +74,12 @@ pub async fn create_api_key(store: &dyn Store, tenant_id: &str) -> Result<NewApi
         created_at: Utc::now().trunc_subsecs(3),
     };
     store.insert_api_key(&record).await?;
-    Ok(NewApiKey { key, tenant_id: record.tenant_id, prefix: record.prefix, created_at: record.created_at })
+    Ok(NewApiKey {
+        key,
+        tenant_id: record.tenant_id,
+        prefix: record.prefix,
+        created_at: record.created_at,
+    })
 }
 
 /// Create a tenant.
@@ -92,7 +101,10 @@ pub async fn post_tenant(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<CreateTenant>,
 ) -> Result<(StatusCode, Json<Tenant>), ApiError> {
-    Ok((StatusCode::CREATED, Json(create_tenant(state.store.as_ref(), &req.name).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_tenant(state.store.as_ref(), &req.name).await?),
+    ))
 }
 
 /// Create an API key for a tenant.
@@ -113,5 +125,8 @@ pub async fn post_api_key(
     State(state): State<AppState>,
     PathId(tenant_id): PathId,
 ) -> Result<(StatusCode, Json<NewApiKey>), ApiError> {
-    Ok((StatusCode::CREATED, Json(create_api_key(state.store.as_ref(), &tenant_id).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(create_api_key(state.store.as_ref(), &tenant_id).await?),
+    ))
 }

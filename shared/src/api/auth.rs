@@ -31,7 +31,8 @@ fn bearer(parts: &Parts) -> Result<&str, ApiError> {
         .headers
         .get(header::AUTHORIZATION)
         .ok_or_else(|| ApiError::Unauthorized("missing Authorization: Bearer header".to_owned()))?;
-    let malformed = || ApiError::Unauthorized("the Authorization header is not Bearer <key>".to_owned());
+    let malformed =
+        || ApiError::Unauthorized("the Authorization header is not Bearer <key>".to_owned());
     let value = value.to_str().map_err(|_| malformed())?;
     let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
     let token = token.trim();
@@ -52,7 +53,9 @@ impl FromRequestParts<AppState> for Caller {
         // Limited only after the lookup, so the limiter holds state for
         // real keys only and random tokens cannot grow it.
         state.rate_limiter.check(&key_hash)?;
-        Ok(Caller { tenant_id: record.tenant_id })
+        Ok(Caller {
+            tenant_id: record.tenant_id,
+        })
     }
 }
 
@@ -69,8 +72,15 @@ impl FromRequestParts<AppState> for Admin {
         if constant_time_eq(token, expected) {
             return Ok(Admin);
         }
-        if state.store.find_api_key(&hash_api_key(token)).await?.is_some() {
-            return Err(ApiError::Forbidden("tenant API keys cannot call admin routes".to_owned()));
+        if state
+            .store
+            .find_api_key(&hash_api_key(token))
+            .await?
+            .is_some()
+        {
+            return Err(ApiError::Forbidden(
+                "tenant API keys cannot call admin routes".to_owned(),
+            ));
         }
         Err(ApiError::Unauthorized("invalid admin token".to_owned()))
     }
@@ -80,7 +90,10 @@ impl FromRequestParts<AppState> for Admin {
 /// neither the length nor a matching prefix of the expected token.
 fn constant_time_eq(a: &str, b: &str) -> bool {
     let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
 }
 
 /// Requests per second per API key, with a burst allowance.
@@ -88,20 +101,18 @@ pub struct RateLimiter(DefaultKeyedRateLimiter<String>);
 
 impl RateLimiter {
     pub fn new(per_second: NonZeroU32, burst: NonZeroU32) -> Self {
-        RateLimiter(DefaultKeyedRateLimiter::keyed(Quota::per_second(per_second).allow_burst(burst)))
+        RateLimiter(DefaultKeyedRateLimiter::keyed(
+            Quota::per_second(per_second).allow_burst(burst),
+        ))
     }
 
     /// 429 with the wait until the key may call again.
     fn check(&self, key_hash: &str) -> Result<(), ApiError> {
-        self.0.check_key(&key_hash.to_owned()).map_err(|not_until| ApiError::TooManyRequests {
-            retry_after: not_until.wait_time_from(self.0.clock().now()),
-        })
-    }
-}
-
-impl std::fmt::Debug for RateLimiter {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RateLimiter").finish_non_exhaustive()
+        self.0
+            .check_key(&key_hash.to_owned())
+            .map_err(|not_until| ApiError::TooManyRequests {
+                retry_after: not_until.wait_time_from(self.0.clock().now()),
+            })
     }
 }
 
@@ -140,7 +151,10 @@ mod tests {
         let limiter = RateLimiter::new(NonZeroU32::MIN, NonZeroU32::new(2).unwrap());
         assert!(limiter.check("k").is_ok());
         assert!(limiter.check("k").is_ok());
-        assert!(matches!(limiter.check("k"), Err(ApiError::TooManyRequests { .. })));
+        assert!(matches!(
+            limiter.check("k"),
+            Err(ApiError::TooManyRequests { .. })
+        ));
         assert!(limiter.check("other").is_ok());
     }
 }

@@ -49,7 +49,10 @@ impl std::fmt::Debug for ApiConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ApiConfig")
             .field("listen", &self.listen)
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("request_timeout_ms", &self.request_timeout_ms)
             .field("rate_limit_per_second", &self.rate_limit_per_second)
             .field("rate_limit_burst", &self.rate_limit_burst)
@@ -62,7 +65,12 @@ impl std::fmt::Debug for ApiConfig {
 pub struct MongoConfig {
     /// MongoDB connection string (FerretDB works too). It may hold a
     /// password, so its value is never shown.
-    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/",
+        hide_env_values = true
+    )]
     pub mongodb_uri: String,
 
     /// Database that holds the control plane's collections.

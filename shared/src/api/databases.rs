@@ -86,7 +86,13 @@ impl PatchDatabase {
         // Before the first observation the database is still provisioning;
         // after it, a change that differs from what runs is an update.
         let status = (observed && !next.in_sync()).then_some(DatabaseStatus::Updating);
-        Some(DesiredChange { size, replicas, storage_gb, delete: false, status })
+        Some(DesiredChange {
+            size,
+            replicas,
+            storage_gb,
+            delete: false,
+            status,
+        })
     }
 }
 
@@ -113,7 +119,13 @@ fn respond(status: StatusCode, db: Database) -> Response {
 fn if_match_holds(headers: &HeaderMap, etag: &str) -> Option<bool> {
     let mut values = headers.get_all(header::IF_MATCH).iter().peekable();
     values.peek()?;
-    Some(values.filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).map(str::trim).any(|t| t == "*" || t == etag))
+    Some(
+        values
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|t| t == "*" || t == etag),
+    )
 }
 
 /// Create a database.
@@ -148,7 +160,9 @@ pub async fn create(
     let db = Database {
         id: new_database_id(),
         tenant_id: caller.tenant_id,
-        version: req.version.unwrap_or_else(|| req.engine.spec().default_version.to_owned()),
+        version: req
+            .version
+            .unwrap_or_else(|| req.engine.spec().default_version.to_owned()),
         name: req.name,
         engine: req.engine,
         size: req.size,
@@ -178,7 +192,11 @@ pub async fn create(
         Err(e) => return Err(e.into()),
     }
     let location = format!("/api/v1/databases/{}", db.id);
-    Ok(([(header::LOCATION, location)], respond(StatusCode::CREATED, db)).into_response())
+    Ok((
+        [(header::LOCATION, location)],
+        respond(StatusCode::CREATED, db),
+    )
+        .into_response())
 }
 
 /// List the caller's databases, ordered by id.
@@ -207,15 +225,22 @@ pub async fn list(
     mut params: QueryParams,
 ) -> Result<Json<Page<Database>>, ApiError> {
     let limit = page_limit(params.take("limit")?.as_deref())?;
-    let after_id = params.take("cursor")?.map(|c| parse_id_cursor(&c)).transpose()?;
+    let after_id = params
+        .take("cursor")?
+        .map(|c| parse_id_cursor(&c))
+        .transpose()?;
     let engine = params
         .take("engine")?
-        .map(|e| Engine::parse(&e).ok_or_else(|| ApiError::bad_request("engine", format!("unknown engine {e}"))))
+        .map(|e| {
+            Engine::parse(&e)
+                .ok_or_else(|| ApiError::bad_request("engine", format!("unknown engine {e}")))
+        })
         .transpose()?;
     let status = params
         .take("status")?
         .map(|s| {
-            DatabaseStatus::parse(&s).ok_or_else(|| ApiError::bad_request("status", format!("unknown status {s}")))
+            DatabaseStatus::parse(&s)
+                .ok_or_else(|| ApiError::bad_request("status", format!("unknown status {s}")))
         })
         .transpose()?;
     params.finish()?;
@@ -228,7 +253,9 @@ pub async fn list(
         limit: Some(limit + 1),
     };
     let items = state.store.list_databases(&query).await?;
-    Ok(Json(Page::from_overfetch(items, limit, |db| id_cursor(&db.id))))
+    Ok(Json(Page::from_overfetch(items, limit, |db| {
+        id_cursor(&db.id)
+    })))
 }
 
 /// Read a database: desired state, observed state and status.
@@ -268,7 +295,7 @@ pub async fn get(
         (status = 400, description = "Empty patch or malformed JSON", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "The database is being deleted", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Being deleted, or changed concurrently on every attempt", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
@@ -286,7 +313,9 @@ pub async fn patch(
     for _ in 0..CAS_ATTEMPTS {
         let db = find(&state, &caller, &id).await?;
         if db.deletion_requested {
-            return Err(ApiError::conflict(format!("database {id} is being deleted")));
+            return Err(ApiError::conflict(format!(
+                "database {id} is being deleted"
+            )));
         }
         if if_match_holds(&headers, &db.etag()) == Some(false) {
             return Err(ApiError::PreconditionFailed(format!(
@@ -298,13 +327,19 @@ pub async fn patch(
         let Some(change) = patch.change_for(&db) else {
             return Ok(respond(StatusCode::OK, db));
         };
-        if let Some(updated) = state.store.update_desired(&id, db.generation, &change).await? {
+        if let Some(updated) = state
+            .store
+            .update_desired(&id, db.generation, &change)
+            .await?
+        {
             return Ok(respond(StatusCode::OK, updated));
         }
         // Another write landed since the read: re-read and re-check the
         // patch against that write's result.
     }
-    Err(ApiError::conflict(format!("database {id} kept changing concurrently; retry")))
+    Err(ApiError::conflict(format!(
+        "database {id} kept changing concurrently; retry"
+    )))
 }
 
 /// Request deletion.
@@ -327,17 +362,27 @@ pub async fn delete(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let change = DesiredChange { delete: true, status: Some(DatabaseStatus::Deleting), ..Default::default() };
+    let change = DesiredChange {
+        delete: true,
+        status: Some(DatabaseStatus::Deleting),
+        ..Default::default()
+    };
     for _ in 0..CAS_ATTEMPTS {
         let db = find(&state, &caller, &id).await?;
         if db.deletion_requested {
             return Ok(respond(StatusCode::ACCEPTED, db));
         }
-        if let Some(updated) = state.store.update_desired(&id, db.generation, &change).await? {
+        if let Some(updated) = state
+            .store
+            .update_desired(&id, db.generation, &change)
+            .await?
+        {
             return Ok(respond(StatusCode::ACCEPTED, updated));
         }
     }
-    Err(ApiError::conflict(format!("database {id} kept changing concurrently; retry")))
+    Err(ApiError::conflict(format!(
+        "database {id} kept changing concurrently; retry"
+    )))
 }
 
 #[cfg(test)]

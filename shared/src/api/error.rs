@@ -21,7 +21,10 @@ pub struct FieldError {
 
 impl FieldError {
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -44,7 +47,10 @@ pub enum ApiError {
     /// The request could not be read: malformed JSON, invalid UTF-8, a bad
     /// query parameter, an empty PATCH.
     #[error("{detail}")]
-    BadRequest { detail: String, errors: Vec<FieldError> },
+    BadRequest {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// No credentials, or credentials that match nothing.
     #[error("{0}")]
     Unauthorized(String),
@@ -60,7 +66,10 @@ pub enum ApiError {
     /// The request contradicts the resource's state (duplicate name,
     /// deletion in progress).
     #[error("{detail}")]
-    Conflict { detail: String, errors: Vec<FieldError> },
+    Conflict {
+        detail: String,
+        errors: Vec<FieldError>,
+    },
     /// `If-Match` named a version that is no longer current.
     #[error("{0}")]
     PreconditionFailed(String),
@@ -86,7 +95,13 @@ pub enum ApiError {
 fn summary(errors: &[FieldError]) -> String {
     errors
         .iter()
-        .map(|e| if e.field.is_empty() { e.message.clone() } else { format!("{}: {}", e.field, e.message) })
+        .map(|e| {
+            if e.field.is_empty() {
+                e.message.clone()
+            } else {
+                format!("{}: {}", e.field, e.message)
+            }
+        })
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -99,8 +114,15 @@ fn retry_after_secs(d: Duration) -> u64 {
 impl ApiError {
     pub fn bad_request(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        let detail = if field.is_empty() { message.clone() } else { format!("{field}: {message}") };
-        ApiError::BadRequest { detail, errors: vec![FieldError::new(field, message)] }
+        let detail = if field.is_empty() {
+            message.clone()
+        } else {
+            format!("{field}: {message}")
+        };
+        ApiError::BadRequest {
+            detail,
+            errors: vec![FieldError::new(field, message)],
+        }
     }
 
     pub fn invalid(field: &str, message: impl Into<String>) -> Self {
@@ -108,7 +130,10 @@ impl ApiError {
     }
 
     pub fn conflict(detail: impl Into<String>) -> Self {
-        ApiError::Conflict { detail: detail.into(), errors: Vec::new() }
+        ApiError::Conflict {
+            detail: detail.into(),
+            errors: Vec::new(),
+        }
     }
 
     pub fn status(&self) -> StatusCode {
@@ -173,7 +198,9 @@ impl From<crate::Error> for ApiError {
     /// The store's own message stays in the log; it can name internals.
     fn from(e: crate::Error) -> Self {
         match e {
-            crate::Error::Conflict(_) => ApiError::conflict("the request conflicts with an existing resource"),
+            crate::Error::Conflict(_) => {
+                ApiError::conflict("the request conflicts with an existing resource")
+            }
             other => {
                 tracing::error!(error = %other, "store call failed");
                 ApiError::Unavailable("the store is unavailable; retry later".to_owned())
@@ -219,7 +246,10 @@ mod tests {
     fn retry_after_rounds_up() {
         assert_eq!(retry_after_secs(Duration::from_millis(10)), 1);
         assert_eq!(retry_after_secs(Duration::from_secs(2)), 2);
-        let r = ApiError::TooManyRequests { retry_after: Duration::from_millis(1500) }.into_response();
+        let r = ApiError::TooManyRequests {
+            retry_after: Duration::from_millis(1500),
+        }
+        .into_response();
         assert_eq!(r.headers()[header::RETRY_AFTER], "2");
         assert_eq!(r.headers()[header::CONTENT_TYPE], PROBLEM_JSON);
     }

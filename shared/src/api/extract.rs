@@ -49,9 +49,13 @@ where
 /// Accepts `application/json` and any `application/*+json` (such as
 /// `application/merge-patch+json`), with or without parameters.
 fn check_content_type(value: Option<&axum::http::HeaderValue>) -> Result<(), ApiError> {
-    let essence = value
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase());
+    let essence = value.and_then(|v| v.to_str().ok()).map(|v| {
+        v.split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase()
+    });
     match essence.as_deref() {
         Some("application/json") => Ok(()),
         Some(t) if t.starts_with("application/") && t.ends_with("+json") => Ok(()),
@@ -93,11 +97,17 @@ impl std::error::Error for MemberError {}
 
 impl de::Error for MemberError {
     fn custom<M: fmt::Display>(msg: M) -> Self {
-        MemberError { field: String::new(), message: msg.to_string() }
+        MemberError {
+            field: String::new(),
+            message: msg.to_string(),
+        }
     }
 
     fn missing_field(field: &'static str) -> Self {
-        MemberError { field: field.to_owned(), message: "is required".to_owned() }
+        MemberError {
+            field: field.to_owned(),
+            message: "is required".to_owned(),
+        }
     }
 
     fn unknown_field(field: &str, expected: &'static [&'static str]) -> Self {
@@ -112,7 +122,10 @@ impl<'de> de::Deserializer<'de> for Members {
     type Error = MemberError;
 
     fn deserialize_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, MemberError> {
-        visitor.visit_map(MemberAccess { members: self.0.into_iter(), pending: None })
+        visitor.visit_map(MemberAccess {
+            members: self.0.into_iter(),
+            pending: None,
+        })
     }
 
     serde::forward_to_deserialize_any! {
@@ -142,9 +155,18 @@ impl<'de> MapAccess<'de> for MemberAccess {
         Ok(Some(parsed))
     }
 
-    fn next_value_seed<V: DeserializeSeed<'de>>(&mut self, seed: V) -> Result<V::Value, MemberError> {
-        let (field, value) = self.pending.take().ok_or_else(|| de::Error::custom("value before key"))?;
-        seed.deserialize(value).map_err(|e| MemberError { field, message: e.to_string() })
+    fn next_value_seed<V: DeserializeSeed<'de>>(
+        &mut self,
+        seed: V,
+    ) -> Result<V::Value, MemberError> {
+        let (field, value) = self
+            .pending
+            .take()
+            .ok_or_else(|| de::Error::custom("value before key"))?;
+        seed.deserialize(value).map_err(|e| MemberError {
+            field,
+            message: e.to_string(),
+        })
     }
 }
 
@@ -156,9 +178,10 @@ impl<S: Send + Sync> FromRequestParts<S> for PathId {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        let axum::extract::Path(id) = axum::extract::Path::<String>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::bad_request("id", e.body_text()))?;
+        let axum::extract::Path(id) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|e| ApiError::bad_request("id", e.body_text()))?;
         Ok(PathId(id))
     }
 }
@@ -201,12 +224,18 @@ impl QueryParams {
     /// Rejects parameters nobody took: a misspelt filter must not silently
     /// widen a listing.
     pub fn finish(self) -> Result<(), ApiError> {
-        let errors: Vec<FieldError> =
-            self.0.into_iter().map(|(k, _)| FieldError::new(k, "unknown query parameter")).collect();
+        let errors: Vec<FieldError> = self
+            .0
+            .into_iter()
+            .map(|(k, _)| FieldError::new(k, "unknown query parameter"))
+            .collect();
         if errors.is_empty() {
             return Ok(());
         }
-        Err(ApiError::BadRequest { detail: "unknown query parameters".to_owned(), errors })
+        Err(ApiError::BadRequest {
+            detail: "unknown query parameters".to_owned(),
+            errors,
+        })
     }
 }
 
@@ -228,40 +257,73 @@ mod tests {
 
     fn field_of(value: Value) -> (String, String) {
         match from_value::<Body>(value) {
-            Err(ApiError::Unprocessable(errors)) => (errors[0].field.clone(), errors[0].message.clone()),
+            Err(ApiError::Unprocessable(errors)) => {
+                (errors[0].field.clone(), errors[0].message.clone())
+            }
             other => panic!("expected a 422, got {other:?}"),
         }
     }
 
     #[test]
     fn reads_a_valid_object() {
-        let body: Body = from_value(json!({"name": "a", "size": "db.t3.small", "replicas": null})).unwrap();
-        assert_eq!(body, Body { name: "a".into(), size: Size::Small, replicas: None });
+        let body: Body =
+            from_value(json!({"name": "a", "size": "db.t3.small", "replicas": null})).unwrap();
+        assert_eq!(
+            body,
+            Body {
+                name: "a".into(),
+                size: Size::Small,
+                replicas: None
+            }
+        );
     }
 
     #[test]
     fn errors_name_the_member() {
-        assert_eq!(field_of(json!({"name": "a", "size": "db.t3.small", "extra": 1})).0, "extra");
-        assert_eq!(field_of(json!({"name": "a"})), ("size".into(), "is required".into()));
+        assert_eq!(
+            field_of(json!({"name": "a", "size": "db.t3.small", "extra": 1})).0,
+            "extra"
+        );
+        assert_eq!(
+            field_of(json!({"name": "a"})),
+            ("size".into(), "is required".into())
+        );
         let (field, message) = field_of(json!({"name": "a", "size": "db.t3.huge"}));
         assert_eq!(field, "size");
         assert!(message.contains("db.t3.huge"), "{message}");
-        let (field, message) = field_of(json!({"name": "a", "size": "db.t3.small", "replicas": "3"}));
+        let (field, message) =
+            field_of(json!({"name": "a", "size": "db.t3.small", "replicas": "3"}));
         assert_eq!(field, "replicas");
         assert!(message.contains("invalid type"), "{message}");
-        assert_eq!(field_of(json!({"name": "a", "size": "db.t3.small", "replicas": -1})).0, "replicas");
-        assert_eq!(field_of(json!({"name": "a", "size": "db.t3.small", "replicas": 1.5})).0, "replicas");
-        assert_eq!(field_of(json!({"name": 7, "size": "db.t3.small"})).0, "name");
+        assert_eq!(
+            field_of(json!({"name": "a", "size": "db.t3.small", "replicas": -1})).0,
+            "replicas"
+        );
+        assert_eq!(
+            field_of(json!({"name": "a", "size": "db.t3.small", "replicas": 1.5})).0,
+            "replicas"
+        );
+        assert_eq!(
+            field_of(json!({"name": 7, "size": "db.t3.small"})).0,
+            "name"
+        );
         assert_eq!(field_of(json!([1, 2])).0, "");
     }
 
     #[test]
     fn content_types() {
-        let ok = |v: &'static str| check_content_type(Some(&axum::http::HeaderValue::from_static(v)));
+        let ok =
+            |v: &'static str| check_content_type(Some(&axum::http::HeaderValue::from_static(v)));
         assert!(ok("application/json").is_ok());
         assert!(ok("Application/JSON; charset=utf-8").is_ok());
         assert!(ok("application/merge-patch+json").is_ok());
-        assert!(matches!(ok("text/plain"), Err(ApiError::UnsupportedMediaType(_))));
-        assert!(matches!(check_content_type(None), Err(ApiError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            ok("text/plain"),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
+        assert!(matches!(
+            check_content_type(None),
+            Err(ApiError::UnsupportedMediaType(_))
+        ));
     }
 }

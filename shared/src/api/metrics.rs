@@ -26,31 +26,32 @@ impl Metrics {
         )
         .expect("valid metric definition");
         let duration = HistogramVec::new(
-            HistogramOpts::new("dbaas_http_request_duration_seconds", "HTTP request latency")
-                .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]),
+            HistogramOpts::new(
+                "dbaas_http_request_duration_seconds",
+                "HTTP request latency",
+            )
+            .buckets(vec![
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             &["route", "method"],
         )
         .expect("valid metric definition");
-        registry.register(Box::new(requests.clone())).expect("registered once");
-        registry.register(Box::new(duration.clone())).expect("registered once");
-        Metrics { registry, requests, duration }
+        registry
+            .register(Box::new(requests.clone()))
+            .expect("registered once");
+        registry
+            .register(Box::new(duration.clone()))
+            .expect("registered once");
+        Metrics {
+            registry,
+            requests,
+            duration,
+        }
     }
 
     /// The text exposition format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         TextEncoder::new().encode_to_string(&self.registry.gather())
-    }
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-impl std::fmt::Debug for Metrics {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Metrics").finish_non_exhaustive()
     }
 }
 
@@ -62,7 +63,12 @@ pub async fn track(State(metrics): State<Arc<Metrics>>, req: Request, next: Next
         .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     // Extension methods are arbitrary strings; keep the label set bounded.
     let method = match *req.method() {
-        Method::GET | Method::HEAD | Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+        Method::GET
+        | Method::HEAD
+        | Method::POST
+        | Method::PUT
+        | Method::PATCH
+        | Method::DELETE
         | Method::OPTIONS => req.method().as_str().to_owned(),
         _ => "other".to_owned(),
     };

@@ -77,8 +77,10 @@ impl AppState {
     /// An empty token counts as none, so `DBAAS_ADMIN_TOKEN=` cannot open
     /// the admin routes to an empty bearer.
     pub fn new(store: Arc<dyn Store>, admin_token: Option<String>, limits: Limits) -> Self {
-        let rate_limiter =
-            Arc::new(auth::RateLimiter::new(limits.rate_limit_per_second, limits.rate_limit_burst));
+        let rate_limiter = Arc::new(auth::RateLimiter::new(
+            limits.rate_limit_per_second,
+            limits.rate_limit_burst,
+        ));
         AppState {
             store,
             admin_token: admin_token.filter(|t| !t.is_empty()),
@@ -92,7 +94,10 @@ impl AppState {
 impl std::fmt::Debug for AppState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AppState")
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -116,15 +121,23 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(state.limits.request_timeout, deadline));
 
     Router::new()
-        .route("/api/v1/databases", get(databases::list).post(databases::create))
+        .route(
+            "/api/v1/databases",
+            get(databases::list).post(databases::create),
+        )
         .route(
             "/api/v1/databases/{id}",
-            get(databases::get).patch(databases::patch).delete(databases::delete),
+            get(databases::get)
+                .patch(databases::patch)
+                .delete(databases::delete),
         )
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/admin/tenants", post(admin::post_tenant))
-        .route("/api/v1/admin/tenants/{id}/api-keys", post(admin::post_api_key))
+        .route(
+            "/api/v1/admin/tenants/{id}/api-keys",
+            post(admin::post_api_key),
+        )
         .route("/healthz", get(system::healthz))
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))

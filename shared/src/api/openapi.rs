@@ -8,8 +8,8 @@ use super::databases::{self, CreateDatabase, PatchDatabase};
 use super::error::{FieldError, Problem};
 use super::{operations, system};
 use crate::domain::{
-    Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus, OperationType, Size,
-    Tenant,
+    Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus, OperationType,
+    Size, Tenant,
 };
 use crate::engine::Engine;
 
@@ -49,10 +49,16 @@ impl Modify for BearerSchemes {
         let components = openapi.components.get_or_insert_with(Default::default);
         let bearer = |description: &str| {
             SecurityScheme::Http(
-                HttpBuilder::new().scheme(HttpAuthScheme::Bearer).description(Some(description)).build(),
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some(description))
+                    .build(),
             )
         };
         components.add_security_scheme("api_key", bearer("A tenant API key"));
-        components.add_security_scheme("admin_token", bearer("The DBAAS_ADMIN_TOKEN bootstrap token"));
+        components.add_security_scheme(
+            "admin_token",
+            bearer("The DBAAS_ADMIN_TOKEN bootstrap token"),
+        );
     }
 }

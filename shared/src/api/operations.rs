@@ -35,7 +35,10 @@ pub async fn list(
     mut params: QueryParams,
 ) -> Result<Json<Page<Operation>>, ApiError> {
     let limit = page_limit(params.take("limit")?.as_deref())?;
-    let before = params.take("cursor")?.map(|c| parse_time_id_cursor(&c)).transpose()?;
+    let before = params
+        .take("cursor")?
+        .map(|c| parse_time_id_cursor(&c))
+        .transpose()?;
     let database_id = params.take("database_id")?;
     params.finish()?;
     let query = OperationQuery {
@@ -46,7 +49,9 @@ pub async fn list(
         limit: Some(limit + 1),
     };
     let items = state.store.list_operations(&query).await?;
-    Ok(Json(Page::from_overfetch(items, limit, |op| time_id_cursor(op.created_at, &op.id))))
+    Ok(Json(Page::from_overfetch(items, limit, |op| {
+        time_id_cursor(op.created_at, &op.id)
+    })))
 }
 
 /// Read an operation.

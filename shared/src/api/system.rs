@@ -18,8 +18,11 @@ use super::openapi::ApiDoc;
 const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Generated on first request, not at start-up, to keep cold starts fast.
-static OPENAPI_JSON: LazyLock<String> =
-    LazyLock::new(|| ApiDoc::openapi().to_pretty_json().expect("the OpenAPI document serializes"));
+static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
+    ApiDoc::openapi()
+        .to_pretty_json()
+        .expect("the OpenAPI document serializes")
+});
 
 /// Liveness: the process answers. Touches nothing else, so a store outage
 /// does not get the pod restarted.
@@ -64,5 +67,8 @@ pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse,
 #[utoipa::path(get, path = "/openapi.json", tag = "system",
     responses((status = 200, description = "The OpenAPI 3.1 document", body = Value)))]
 pub async fn openapi() -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], OPENAPI_JSON.as_str())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        OPENAPI_JSON.as_str(),
+    )
 }

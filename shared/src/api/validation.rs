@@ -54,8 +54,13 @@ pub fn version_error(version: &str) -> Option<String> {
 
 /// Why `gb` is outside [`STORAGE_GB`].
 pub fn storage_error(gb: u32) -> Option<String> {
-    (!STORAGE_GB.contains(&gb))
-        .then(|| format!("must be between {} and {}", STORAGE_GB.start(), STORAGE_GB.end()))
+    (!STORAGE_GB.contains(&gb)).then(|| {
+        format!(
+            "must be between {} and {}",
+            STORAGE_GB.start(),
+            STORAGE_GB.end()
+        )
+    })
 }
 
 /// Why `name` cannot name a tenant.
@@ -66,7 +71,9 @@ pub fn tenant_name_error(name: &str) -> Option<String> {
     if name.chars().count() > TENANT_NAME_MAX_LEN {
         return Some(format!("must be at most {TENANT_NAME_MAX_LEN} characters"));
     }
-    name.chars().any(char::is_control).then(|| "must not contain control characters".to_owned())
+    name.chars()
+        .any(char::is_control)
+        .then(|| "must not contain control characters".to_owned())
 }
 
 /// Collected field errors: `Ok` when there are none, 422 otherwise.
@@ -81,7 +88,11 @@ impl Errors {
     }
 
     fn finish(self) -> Result<(), ApiError> {
-        if self.0.is_empty() { Ok(()) } else { Err(ApiError::Unprocessable(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Unprocessable(self.0))
+        }
     }
 }
 
@@ -221,34 +232,83 @@ mod tests {
     #[test]
     fn create_checks_every_field() {
         assert!(fields(check_create(&create(Engine::Postgres, 3, 50))).is_empty());
-        assert_eq!(fields(check_create(&create(Engine::Postgres, 0, 50))), ["replicas"]);
-        assert_eq!(fields(check_create(&create(Engine::Postgres, 10, 50))), ["replicas"]);
-        assert_eq!(fields(check_create(&create(Engine::Mysql, 2, 50))), ["replicas"]);
-        assert_eq!(fields(check_create(&create(Engine::Redis, 3, 50))), ["replicas"]);
-        assert_eq!(fields(check_create(&create(Engine::Postgres, 1, 9))), ["storage_gb"]);
-        assert_eq!(fields(check_create(&create(Engine::Postgres, 1, 10_001))), ["storage_gb"]);
+        assert_eq!(
+            fields(check_create(&create(Engine::Postgres, 0, 50))),
+            ["replicas"]
+        );
+        assert_eq!(
+            fields(check_create(&create(Engine::Postgres, 10, 50))),
+            ["replicas"]
+        );
+        assert_eq!(
+            fields(check_create(&create(Engine::Mysql, 2, 50))),
+            ["replicas"]
+        );
+        assert_eq!(
+            fields(check_create(&create(Engine::Redis, 3, 50))),
+            ["replicas"]
+        );
+        assert_eq!(
+            fields(check_create(&create(Engine::Postgres, 1, 9))),
+            ["storage_gb"]
+        );
+        assert_eq!(
+            fields(check_create(&create(Engine::Postgres, 1, 10_001))),
+            ["storage_gb"]
+        );
         assert!(fields(check_create(&create(Engine::Postgres, 1, 10))).is_empty());
         assert!(fields(check_create(&create(Engine::Postgres, 1, 10_000))).is_empty());
         let mut bad = create(Engine::Mysql, 2, 5);
         bad.name = "Bad_Name".into();
         bad.version = Some(String::new());
-        assert_eq!(fields(check_create(&bad)), ["name", "version", "replicas", "storage_gb"]);
+        assert_eq!(
+            fields(check_create(&bad)),
+            ["name", "version", "replicas", "storage_gb"]
+        );
     }
 
     #[test]
     fn patch_checks_against_the_record() {
         let db = database(Engine::Mysql, 3, 50);
-        let patch = |size, replicas, storage_gb| PatchDatabase { size, replicas, storage_gb };
-        assert!(matches!(check_patch(&db, &patch(None, None, None)), Err(ApiError::BadRequest { .. })));
-        assert!(fields(check_patch(&db, &patch(Some(Size::Large), Some(5), Some(60)))).is_empty());
-        assert_eq!(fields(check_patch(&db, &patch(None, Some(1), None))), ["replicas"]);
-        assert_eq!(fields(check_patch(&db, &patch(None, Some(2), None))), ["replicas"]);
-        assert_eq!(fields(check_patch(&db, &patch(None, None, Some(40)))), ["storage_gb"]);
+        let patch = |size, replicas, storage_gb| PatchDatabase {
+            size,
+            replicas,
+            storage_gb,
+        };
+        assert!(matches!(
+            check_patch(&db, &patch(None, None, None)),
+            Err(ApiError::BadRequest { .. })
+        ));
+        assert!(
+            fields(check_patch(
+                &db,
+                &patch(Some(Size::Large), Some(5), Some(60))
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            fields(check_patch(&db, &patch(None, Some(1), None))),
+            ["replicas"]
+        );
+        assert_eq!(
+            fields(check_patch(&db, &patch(None, Some(2), None))),
+            ["replicas"]
+        );
+        assert_eq!(
+            fields(check_patch(&db, &patch(None, None, Some(40)))),
+            ["storage_gb"]
+        );
         assert!(fields(check_patch(&db, &patch(None, None, Some(50)))).is_empty());
         let mut grown = db.clone();
         grown.current_storage_gb = Some(80);
-        assert_eq!(fields(check_patch(&grown, &patch(None, None, Some(60)))), ["storage_gb"]);
-        assert_eq!(fields(check_patch(&db, &patch(None, None, Some(20_000)))), ["storage_gb"]);
+        assert_eq!(
+            fields(check_patch(&grown, &patch(None, None, Some(60)))),
+            ["storage_gb"]
+        );
+        assert_eq!(
+            fields(check_patch(&db, &patch(None, None, Some(20_000)))),
+            ["storage_gb"]
+        );
         let pg = database(Engine::Postgres, 1, 50);
         assert!(fields(check_patch(&pg, &patch(None, Some(3), None))).is_empty());
     }
@@ -258,7 +318,10 @@ mod tests {
         assert_eq!(page_limit(None).unwrap(), DEFAULT_PAGE_LIMIT);
         assert_eq!(page_limit(Some("200")).unwrap(), 200);
         for bad in ["0", "201", "-1", "ten", "1.5"] {
-            assert!(matches!(page_limit(Some(bad)), Err(ApiError::BadRequest { .. })), "{bad}");
+            assert!(
+                matches!(page_limit(Some(bad)), Err(ApiError::BadRequest { .. })),
+                "{bad}"
+            );
         }
     }
 }

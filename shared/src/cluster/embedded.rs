@@ -37,7 +37,11 @@ struct Key {
 
 impl Key {
     fn new(kind: &Kind, namespace: &str, name: &str) -> Key {
-        Key { resource: resource_of(kind), namespace: namespace.into(), name: name.into() }
+        Key {
+            resource: resource_of(kind),
+            namespace: namespace.into(),
+            name: name.into(),
+        }
     }
 }
 
@@ -72,7 +76,11 @@ pub struct EmbeddedCluster {
 impl EmbeddedCluster {
     /// A cluster that forgets everything when dropped.
     pub fn in_memory() -> EmbeddedCluster {
-        EmbeddedCluster::with_state(State { objects: BTreeMap::new(), last_rv: 0, db: None })
+        EmbeddedCluster::with_state(State {
+            objects: BTreeMap::new(),
+            last_rv: 0,
+            db: None,
+        })
     }
 
     /// A cluster persisted in the SQLite file at `path` (created with its
@@ -90,27 +98,49 @@ impl EmbeddedCluster {
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
         )?;
         let last_rv: u64 = db
-            .query_row("SELECT value FROM meta WHERE key = 'last_rv'", [], |r| r.get(0))
+            .query_row("SELECT value FROM meta WHERE key = 'last_rv'", [], |r| {
+                r.get(0)
+            })
             .optional()?
             .unwrap_or(0);
         let mut objects = BTreeMap::new();
         {
             let mut stmt = db.prepare("SELECT resource, namespace, name, body FROM objects")?;
             let rows = stmt.query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                ))
             })?;
             for row in rows {
                 let (resource, namespace, name, body) = row?;
-                let value: Value = serde_json::from_str(&body)
-                    .map_err(|e| Error::Store(format!("corrupt object {resource} {namespace}/{name}: {e}")))?;
-                objects.insert(Key { resource, namespace, name }, value);
+                let value: Value = serde_json::from_str(&body).map_err(|e| {
+                    Error::Store(format!("corrupt object {resource} {namespace}/{name}: {e}"))
+                })?;
+                objects.insert(
+                    Key {
+                        resource,
+                        namespace,
+                        name,
+                    },
+                    value,
+                );
             }
         }
-        Ok(EmbeddedCluster::with_state(State { objects, last_rv, db: Some(db) }))
+        Ok(EmbeddedCluster::with_state(State {
+            objects,
+            last_rv,
+            db: Some(db),
+        }))
     }
 
     fn with_state(state: State) -> EmbeddedCluster {
-        EmbeddedCluster { state: Mutex::new(state), calls: AtomicU64::new(0) }
+        EmbeddedCluster {
+            state: Mutex::new(state),
+            calls: AtomicU64::new(0),
+        }
     }
 
     /// Locks the state and counts one API call.
@@ -129,14 +159,20 @@ impl State {
     }
 
     fn namespace_exists(&self, namespace: &str) -> bool {
-        self.objects.contains_key(&Key { resource: NAMESPACES.into(), namespace: String::new(), name: namespace.into() })
+        self.objects.contains_key(&Key {
+            resource: NAMESPACES.into(),
+            namespace: String::new(),
+            name: namespace.into(),
+        })
     }
 
     fn require_namespace(&self, namespace: &str) -> Result<()> {
         if namespace.is_empty() || self.namespace_exists(namespace) {
             Ok(())
         } else {
-            Err(Error::NotFound(format!("namespaces \"{namespace}\" not found")))
+            Err(Error::NotFound(format!(
+                "namespaces \"{namespace}\" not found"
+            )))
         }
     }
 
@@ -180,7 +216,10 @@ impl State {
             return Err(Error::Invalid("object must be a JSON object".into()));
         }
         if self.objects.contains_key(&key) {
-            return Err(Error::AlreadyExists(format!("{} \"{}\" already exists", kind.plural, key.name)));
+            return Err(Error::AlreadyExists(format!(
+                "{} \"{}\" already exists",
+                kind.plural, key.name
+            )));
         }
         object["apiVersion"] = json!(kind.api_version());
         object["kind"] = json!(kind.kind);
@@ -190,7 +229,13 @@ impl State {
         let rv = self.next_rv();
         let meta = &mut object["metadata"];
         if let Some(m) = meta.as_object_mut() {
-            for server_set in ["resourceVersion", "uid", "creationTimestamp", "generation", "deletionTimestamp"] {
+            for server_set in [
+                "resourceVersion",
+                "uid",
+                "creationTimestamp",
+                "generation",
+                "deletionTimestamp",
+            ] {
                 m.remove(server_set);
             }
         }
@@ -241,11 +286,13 @@ impl State {
 /// (the API server's optimistic-concurrency precondition).
 fn check_precondition(kind: &Kind, current: &Value, patch: &Value) -> Result<()> {
     match patch["metadata"]["resourceVersion"].as_str() {
-        Some(rv) if Some(rv) != current["metadata"]["resourceVersion"].as_str() => Err(Error::Conflict(format!(
-            "Operation cannot be fulfilled on {} \"{}\": the object has been modified",
-            kind.plural,
-            current["metadata"]["name"].as_str().unwrap_or_default()
-        ))),
+        Some(rv) if Some(rv) != current["metadata"]["resourceVersion"].as_str() => {
+            Err(Error::Conflict(format!(
+                "Operation cannot be fulfilled on {} \"{}\": the object has been modified",
+                kind.plural,
+                current["metadata"]["name"].as_str().unwrap_or_default()
+            )))
+        }
         _ => Ok(()),
     }
 }
@@ -293,7 +340,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 
 fn new_uid() -> String {
     let h = hex::encode(rand::random::<[u8; 16]>());
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    format!(
+        "{}-{}-{}-{}-{}",
+        &h[..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..]
+    )
 }
 
 #[async_trait]
@@ -305,7 +359,9 @@ impl Cluster for EmbeddedCluster {
         Ok(state
             .objects
             .iter()
-            .filter(|(k, _)| k.resource == resource && (namespace.is_empty() || k.namespace == namespace))
+            .filter(|(k, _)| {
+                k.resource == resource && (namespace.is_empty() || k.namespace == namespace)
+            })
             .map(|(_, v)| v.clone())
             .collect())
     }
@@ -332,7 +388,13 @@ impl Cluster for EmbeddedCluster {
         state.create(kind, Key::new(kind, namespace, name), object.clone())
     }
 
-    async fn merge_patch(&self, kind: &Kind, namespace: &str, name: &str, patch: &Value) -> Result<Value> {
+    async fn merge_patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
         let mut state = self.call();
         let key = Key::new(kind, namespace, name);
         let old = state.existing(kind, &key)?;
@@ -350,7 +412,15 @@ impl Cluster for EmbeddedCluster {
         for field in ["apiVersion", "kind"] {
             new[field] = old[field].clone();
         }
-        for field in ["name", "namespace", "uid", "creationTimestamp", "resourceVersion", "generation", "deletionTimestamp"] {
+        for field in [
+            "name",
+            "namespace",
+            "uid",
+            "creationTimestamp",
+            "resourceVersion",
+            "generation",
+            "deletionTimestamp",
+        ] {
             match old["metadata"].get(field) {
                 Some(v) => new["metadata"][field] = v.clone(),
                 None => {
@@ -375,11 +445,20 @@ impl Cluster for EmbeddedCluster {
         state.update(key, old, new)
     }
 
-    async fn merge_patch_status(&self, kind: &Kind, namespace: &str, name: &str, patch: &Value) -> Result<Value> {
+    async fn merge_patch_status(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
         let mut state = self.call();
         let key = Key::new(kind, namespace, name);
         if !is_custom(kind) {
-            return Err(Error::NotFound(format!("{} have no status subresource", kind.plural)));
+            return Err(Error::NotFound(format!(
+                "{} have no status subresource",
+                kind.plural
+            )));
         }
         let old = state.existing(kind, &key)?;
         check_precondition(kind, &old, patch)?;
@@ -401,7 +480,12 @@ impl Cluster for EmbeddedCluster {
         };
         if kind.kind == "Namespace" {
             // Simplified namespace deletion: its objects go at once.
-            let inside: Vec<Key> = state.objects.keys().filter(|k| k.namespace == name).cloned().collect();
+            let inside: Vec<Key> = state
+                .objects
+                .keys()
+                .filter(|k| k.namespace == name)
+                .cloned()
+                .collect();
             for k in inside {
                 state.put(k, None)?;
             }
@@ -423,8 +507,17 @@ impl Cluster for EmbeddedCluster {
         if state.namespace_exists(namespace) {
             return Ok(());
         }
-        let kind = Kind { group: "", version: "v1", kind: "Namespace", plural: "namespaces" };
-        let key = Key { resource: NAMESPACES.into(), namespace: String::new(), name: namespace.into() };
+        let kind = Kind {
+            group: "",
+            version: "v1",
+            kind: "Namespace",
+            plural: "namespaces",
+        };
+        let key = Key {
+            resource: NAMESPACES.into(),
+            namespace: String::new(),
+            name: namespace.into(),
+        };
         state.create(&kind, key, json!({"metadata": {"name": namespace}}))?;
         Ok(())
     }
@@ -440,7 +533,11 @@ impl Cluster for EmbeddedCluster {
         let mut state = self.call();
         state.require_namespace(namespace)?;
         let kind = lease_kind();
-        let key = Key { resource: LEASES.into(), namespace: namespace.into(), name: name.into() };
+        let key = Key {
+            resource: LEASES.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
         let Some(old) = state.objects.get(&key).cloned() else {
             let spec = lease_taken(&LeaseSpec::default(), holder, ttl_seconds, now);
             let body = json!({"metadata": {"name": name}, "spec": to_json(&spec)?});
@@ -459,7 +556,11 @@ impl Cluster for EmbeddedCluster {
 
     async fn release_lease(&self, namespace: &str, name: &str, holder: &str) -> Result<()> {
         let mut state = self.call();
-        let key = Key { resource: LEASES.into(), namespace: namespace.into(), name: name.into() };
+        let key = Key {
+            resource: LEASES.into(),
+            namespace: namespace.into(),
+            name: name.into(),
+        };
         let Some(old) = state.objects.get(&key).cloned() else {
             return Ok(());
         };
@@ -479,11 +580,17 @@ impl Cluster for EmbeddedCluster {
 }
 
 fn lease_kind() -> Kind {
-    Kind { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases" }
+    Kind {
+        group: "coordination.k8s.io",
+        version: "v1",
+        kind: "Lease",
+        plural: "leases",
+    }
 }
 
 fn lease_spec(obj: &Value) -> Result<LeaseSpec> {
-    serde_json::from_value(obj["spec"].clone()).map_err(|e| Error::Kube(format!("corrupt lease: {e}")))
+    serde_json::from_value(obj["spec"].clone())
+        .map_err(|e| Error::Kube(format!("corrupt lease: {e}")))
 }
 
 fn to_json(spec: &LeaseSpec) -> Result<Value> {
@@ -503,7 +610,10 @@ mod tests {
     async fn create_sets_server_fields_and_rejects_duplicates() {
         let c = EmbeddedCluster::in_memory();
         let kind = Kind::database(Engine::Postgres);
-        assert!(matches!(c.create(&kind, "ns", &db("a")).await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            c.create(&kind, "ns", &db("a")).await,
+            Err(Error::NotFound(_))
+        ));
         c.ensure_namespace("ns").await.unwrap();
         let mut body = db("a");
         body["status"] = json!({"phase": "Ready"});
@@ -514,7 +624,10 @@ mod tests {
         assert!(a["metadata"]["uid"].as_str().is_some_and(|u| u.len() == 36));
         assert!(a["metadata"]["creationTimestamp"].is_string());
         assert!(a.get("status").is_none(), "status is ignored on create");
-        assert!(matches!(c.create(&kind, "ns", &db("a")).await, Err(Error::AlreadyExists(_))));
+        assert!(matches!(
+            c.create(&kind, "ns", &db("a")).await,
+            Err(Error::AlreadyExists(_))
+        ));
         assert_eq!(c.list(&kind, "ns").await.unwrap().len(), 1);
         assert_eq!(c.list(&kind, "").await.unwrap().len(), 1);
         assert_eq!(c.list(&kind, "other").await.unwrap().len(), 0);
@@ -530,32 +643,66 @@ mod tests {
         let rv0 = a["metadata"]["resourceVersion"].clone();
 
         let p = c
-            .merge_patch(&kind, "ns", "a", &json!({"metadata": {"labels": {"b": "2", "a": null}}, "status": {"phase": "X"}}))
+            .merge_patch(
+                &kind,
+                "ns",
+                "a",
+                &json!({"metadata": {"labels": {"b": "2", "a": null}}, "status": {"phase": "X"}}),
+            )
             .await
             .unwrap();
         assert_eq!(p["metadata"]["labels"], json!({"b": "2"}));
-        assert_eq!(p["metadata"]["generation"], 1, "metadata changes keep the generation");
-        assert!(p.get("status").is_none(), "status in a main-resource patch is ignored");
+        assert_eq!(
+            p["metadata"]["generation"], 1,
+            "metadata changes keep the generation"
+        );
+        assert!(
+            p.get("status").is_none(),
+            "status in a main-resource patch is ignored"
+        );
         assert_ne!(p["metadata"]["resourceVersion"], rv0);
 
-        let p = c.merge_patch(&kind, "ns", "a", &json!({"spec": {"replicas": 3}})).await.unwrap();
+        let p = c
+            .merge_patch(&kind, "ns", "a", &json!({"spec": {"replicas": 3}}))
+            .await
+            .unwrap();
         assert_eq!(p["metadata"]["generation"], 2);
         assert_eq!(p["spec"], json!({"version": "16.4", "replicas": 3}));
 
         let s = c
-            .merge_patch_status(&kind, "ns", "a", &json!({"status": {"phase": "Ready"}, "spec": {"replicas": 9}}))
+            .merge_patch_status(
+                &kind,
+                "ns",
+                "a",
+                &json!({"status": {"phase": "Ready"}, "spec": {"replicas": 9}}),
+            )
             .await
             .unwrap();
         assert_eq!(s["status"]["phase"], "Ready");
-        assert_eq!(s["spec"]["replicas"], 3, "spec in a status patch is ignored");
+        assert_eq!(
+            s["spec"]["replicas"], 3,
+            "spec in a status patch is ignored"
+        );
         assert_eq!(s["metadata"]["generation"], 2);
 
-        let same = c.merge_patch(&kind, "ns", "a", &json!({"spec": {"replicas": 3}})).await.unwrap();
-        assert_eq!(same["metadata"]["resourceVersion"], s["metadata"]["resourceVersion"], "no-op patches do not write");
+        let same = c
+            .merge_patch(&kind, "ns", "a", &json!({"spec": {"replicas": 3}}))
+            .await
+            .unwrap();
+        assert_eq!(
+            same["metadata"]["resourceVersion"], s["metadata"]["resourceVersion"],
+            "no-op patches do not write"
+        );
 
         let stale = json!({"metadata": {"resourceVersion": rv0}, "spec": {"replicas": 5}});
-        assert!(matches!(c.merge_patch(&kind, "ns", "a", &stale).await, Err(Error::Conflict(_))));
-        assert!(matches!(c.merge_patch(&kind, "ns", "zz", &json!({})).await, Err(Error::NotFound(_))));
+        assert!(matches!(
+            c.merge_patch(&kind, "ns", "a", &stale).await,
+            Err(Error::Conflict(_))
+        ));
+        assert!(matches!(
+            c.merge_patch(&kind, "ns", "zz", &json!({})).await,
+            Err(Error::NotFound(_))
+        ));
     }
 
     #[tokio::test]
@@ -564,13 +711,25 @@ mod tests {
         let kind = Kind::database(Engine::Mysql);
         c.ensure_namespace("ns").await.unwrap();
         c.create(&kind, "ns", &db("a")).await.unwrap();
-        c.merge_patch(&kind, "ns", "a", &json!({"metadata": {"finalizers": ["kubedb.com"]}})).await.unwrap();
+        c.merge_patch(
+            &kind,
+            "ns",
+            "a",
+            &json!({"metadata": {"finalizers": ["kubedb.com"]}}),
+        )
+        .await
+        .unwrap();
         assert!(c.delete(&kind, "ns", "a").await.unwrap());
         let a = c.get(&kind, "ns", "a").await.unwrap().unwrap();
         assert!(a["metadata"]["deletionTimestamp"].is_string());
         let add = json!({"metadata": {"finalizers": ["kubedb.com", "other"]}});
-        assert!(matches!(c.merge_patch(&kind, "ns", "a", &add).await, Err(Error::Invalid(_))));
-        c.merge_patch(&kind, "ns", "a", &json!({"metadata": {"finalizers": null}})).await.unwrap();
+        assert!(matches!(
+            c.merge_patch(&kind, "ns", "a", &add).await,
+            Err(Error::Invalid(_))
+        ));
+        c.merge_patch(&kind, "ns", "a", &json!({"metadata": {"finalizers": null}}))
+            .await
+            .unwrap();
         assert!(c.get(&kind, "ns", "a").await.unwrap().is_none());
         assert!(!c.delete(&kind, "ns", "a").await.unwrap());
 
@@ -586,7 +745,10 @@ mod tests {
         let s = json!({"metadata": {"name": "x"}, "type": "Opaque", "data": {"k": "dg=="}});
         let made = c.create(&Kind::secret(), "ns", &s).await.unwrap();
         assert!(made["metadata"].get("generation").is_none());
-        let p = c.merge_patch(&Kind::secret(), "ns", "x", &json!({"data": {"k": "dw=="}})).await.unwrap();
+        let p = c
+            .merge_patch(&Kind::secret(), "ns", "x", &json!({"data": {"k": "dw=="}}))
+            .await
+            .unwrap();
         assert_eq!(p["data"]["k"], "dw==");
     }
 
@@ -596,13 +758,32 @@ mod tests {
         c.ensure_namespace("ns").await.unwrap();
         let t0 = Utc::now();
         assert!(c.try_acquire_lease("ns", "l", "a", 10, t0).await.unwrap());
-        assert!(c.try_acquire_lease("ns", "l", "a", 10, t0).await.unwrap(), "renewal");
-        assert!(!c.try_acquire_lease("ns", "l", "b", 10, t0 + chrono::Duration::seconds(5)).await.unwrap());
-        assert!(c.try_acquire_lease("ns", "l", "b", 10, t0 + chrono::Duration::seconds(11)).await.unwrap());
+        assert!(
+            c.try_acquire_lease("ns", "l", "a", 10, t0).await.unwrap(),
+            "renewal"
+        );
+        assert!(
+            !c.try_acquire_lease("ns", "l", "b", 10, t0 + chrono::Duration::seconds(5))
+                .await
+                .unwrap()
+        );
+        assert!(
+            c.try_acquire_lease("ns", "l", "b", 10, t0 + chrono::Duration::seconds(11))
+                .await
+                .unwrap()
+        );
         c.release_lease("ns", "l", "a").await.unwrap();
-        assert!(!c.try_acquire_lease("ns", "l", "a", 10, t0 + chrono::Duration::seconds(12)).await.unwrap());
+        assert!(
+            !c.try_acquire_lease("ns", "l", "a", 10, t0 + chrono::Duration::seconds(12))
+                .await
+                .unwrap()
+        );
         c.release_lease("ns", "l", "b").await.unwrap();
-        assert!(c.try_acquire_lease("ns", "l", "a", 10, t0 + chrono::Duration::seconds(12)).await.unwrap());
+        assert!(
+            c.try_acquire_lease("ns", "l", "a", 10, t0 + chrono::Duration::seconds(12))
+                .await
+                .unwrap()
+        );
     }
 
     #[tokio::test]
@@ -616,22 +797,42 @@ mod tests {
             c.create(&kind, "ns", &db("a")).await.unwrap();
             c.create(&kind, "ns", &db("gone")).await.unwrap();
             c.delete(&kind, "ns", "gone").await.unwrap();
-            let a = c.merge_patch(&kind, "ns", "a", &json!({"spec": {"replicas": 1, "x": 1}})).await.unwrap();
-            a["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap()
+            let a = c
+                .merge_patch(&kind, "ns", "a", &json!({"spec": {"replicas": 1, "x": 1}}))
+                .await
+                .unwrap();
+            a["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
         };
         let c = EmbeddedCluster::open(&path).unwrap();
         let objs = c.list(&kind, "ns").await.unwrap();
         assert_eq!(objs.len(), 1);
         assert_eq!(objs[0]["spec"]["x"], 1);
         let b = c.create(&kind, "ns", &db("b")).await.unwrap();
-        assert!(b["metadata"]["resourceVersion"].as_str().unwrap().parse::<u64>().unwrap() > rv);
+        assert!(
+            b["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+                > rv
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
     fn merge_patch_follows_rfc7386() {
         let mut t = json!({"a": "b", "c": {"d": "e", "f": "g"}, "l": [1, 2]});
-        json_merge_patch(&mut t, &json!({"a": "z", "c": {"f": null}, "l": [3], "n": {"x": 1}}));
-        assert_eq!(t, json!({"a": "z", "c": {"d": "e"}, "l": [3], "n": {"x": 1}}));
+        json_merge_patch(
+            &mut t,
+            &json!({"a": "z", "c": {"f": null}, "l": [3], "n": {"x": 1}}),
+        );
+        assert_eq!(
+            t,
+            json!({"a": "z", "c": {"d": "e"}, "l": [3], "n": {"x": 1}})
+        );
     }
 }

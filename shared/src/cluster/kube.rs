@@ -11,7 +11,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{MicroTime, ObjectMeta};
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, ValidationDirective};
+use kube::api::{
+    Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, ValidationDirective,
+};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, DynamicObject, Request, Resource};
 use kube::{Client, Config};
@@ -43,15 +45,21 @@ impl KubeCluster {
                     .await
                     .map_err(|e| Error::Config(format!("kubeconfig {}: {e}", p.display())))?
             }
-            None => Config::infer().await.map_err(|e| Error::Config(format!("kubernetes config: {e}")))?,
+            None => Config::infer()
+                .await
+                .map_err(|e| Error::Config(format!("kubernetes config: {e}")))?,
         };
-        let client = Client::try_from(config).map_err(|e| Error::Config(format!("kubernetes client: {e}")))?;
+        let client = Client::try_from(config)
+            .map_err(|e| Error::Config(format!("kubernetes client: {e}")))?;
         Ok(KubeCluster::from_client(client))
     }
 
     /// Wraps an existing client.
     pub fn from_client(client: Client) -> KubeCluster {
-        KubeCluster { client, calls: AtomicU64::new(0) }
+        KubeCluster {
+            client,
+            calls: AtomicU64::new(0),
+        }
     }
 
     /// Sends one request, counting it.
@@ -82,8 +90,11 @@ fn url_path(kind: &Kind, namespace: &str) -> String {
 }
 
 fn strict_patch() -> PatchParams {
-    PatchParams { field_manager: Some(FIELD_MANAGER.into()), ..Default::default() }
-        .validation(ValidationDirective::Strict)
+    PatchParams {
+        field_manager: Some(FIELD_MANAGER.into()),
+        ..Default::default()
+    }
+    .validation(ValidationDirective::Strict)
 }
 
 /// Whether `holder` may take a lease in this state at `now`: it is free
@@ -107,17 +118,32 @@ pub(crate) fn lease_is_free_for(spec: &LeaseSpec, holder: &str, now: DateTime<Ut
 }
 
 /// The lease after `holder` takes or renews it at `now` for `ttl_seconds`.
-pub(crate) fn lease_taken(old: &LeaseSpec, holder: &str, ttl_seconds: u32, now: DateTime<Utc>) -> LeaseSpec {
+pub(crate) fn lease_taken(
+    old: &LeaseSpec,
+    holder: &str,
+    ttl_seconds: u32,
+    now: DateTime<Utc>,
+) -> LeaseSpec {
     let t = micro_time(now);
     let renewal = old.holder_identity.as_deref() == Some(holder);
     LeaseSpec {
         holder_identity: Some(holder.to_string()),
         lease_duration_seconds: Some(i32::try_from(ttl_seconds).unwrap_or(i32::MAX)),
-        acquire_time: if renewal { old.acquire_time.clone() } else { Some(t.clone()) },
+        acquire_time: if renewal {
+            old.acquire_time.clone()
+        } else {
+            Some(t.clone())
+        },
         renew_time: Some(t),
         lease_transitions: Some(
             old.lease_transitions.unwrap_or(0)
-                + i32::from(!renewal && old.holder_identity.as_deref().is_some_and(|h| !h.is_empty())),
+                + i32::from(
+                    !renewal
+                        && old
+                            .holder_identity
+                            .as_deref()
+                            .is_some_and(|h| !h.is_empty()),
+                ),
         ),
         ..old.clone()
     }
@@ -125,12 +151,19 @@ pub(crate) fn lease_taken(old: &LeaseSpec, holder: &str, ttl_seconds: u32, now: 
 
 /// The lease after its holder gives it up.
 pub(crate) fn lease_released(old: &LeaseSpec) -> LeaseSpec {
-    LeaseSpec { holder_identity: None, renew_time: None, acquire_time: None, ..old.clone() }
+    LeaseSpec {
+        holder_identity: None,
+        renew_time: None,
+        acquire_time: None,
+        ..old.clone()
+    }
 }
 
 fn micro_time(t: DateTime<Utc>) -> MicroTime {
     // Out-of-range times cannot come from a clock; fall back to the epoch.
-    MicroTime(k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or_default())
+    MicroTime(
+        k8s_openapi::jiff::Timestamp::from_microsecond(t.timestamp_micros()).unwrap_or_default(),
+    )
 }
 
 /// A 409 on a write with a resourceVersion: someone else wrote first.
@@ -145,10 +178,15 @@ impl Cluster for KubeCluster {
     /// responses may leave them out).
     async fn list(&self, kind: &Kind, namespace: &str) -> Result<Vec<Value>> {
         let request = Request::new(url_path(kind, namespace));
-        let mut params = ListParams { limit: Some(PAGE), ..Default::default() };
+        let mut params = ListParams {
+            limit: Some(PAGE),
+            ..Default::default()
+        };
         let mut out = Vec::new();
         loop {
-            let mut page = self.send(request.list(&params).map_err(kube::Error::BuildRequest)?).await?;
+            let mut page = self
+                .send(request.list(&params).map_err(kube::Error::BuildRequest)?)
+                .await?;
             if let Some(items) = page.get_mut("items").and_then(Value::as_array_mut) {
                 for mut item in items.drain(..) {
                     item["apiVersion"] = json!(kind.api_version());
@@ -156,7 +194,10 @@ impl Cluster for KubeCluster {
                     out.push(item);
                 }
             }
-            match page["metadata"]["continue"].as_str().filter(|t| !t.is_empty()) {
+            match page["metadata"]["continue"]
+                .as_str()
+                .filter(|t| !t.is_empty())
+            {
                 Some(token) => params.continue_token = Some(token.to_string()),
                 None => return Ok(out),
             }
@@ -188,14 +229,26 @@ impl Cluster for KubeCluster {
         self.send(request).await
     }
 
-    async fn merge_patch(&self, kind: &Kind, namespace: &str, name: &str, patch: &Value) -> Result<Value> {
+    async fn merge_patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
         let request = Request::new(url_path(kind, namespace))
             .patch(name, &strict_patch(), &Patch::Merge(patch))
             .map_err(kube::Error::BuildRequest)?;
         self.send(request).await
     }
 
-    async fn merge_patch_status(&self, kind: &Kind, namespace: &str, name: &str, patch: &Value) -> Result<Value> {
+    async fn merge_patch_status(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
         let request = Request::new(url_path(kind, namespace))
             .patch_subresource("status", name, &strict_patch(), &Patch::Merge(patch))
             .map_err(kube::Error::BuildRequest)?;
@@ -214,11 +267,17 @@ impl Cluster for KubeCluster {
     }
 
     async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
-        let kind = Kind { group: "", version: "v1", kind: "Namespace", plural: "namespaces" };
+        let kind = Kind {
+            group: "",
+            version: "v1",
+            kind: "Namespace",
+            plural: "namespaces",
+        };
         if self.get(&kind, "", namespace).await?.is_some() {
             return Ok(());
         }
-        let body = json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
+        let body =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}});
         match self.create(&kind, "", &body).await {
             Ok(_) | Err(Error::AlreadyExists(_)) => Ok(()),
             Err(e) => Err(e),
@@ -239,7 +298,10 @@ impl Cluster for KubeCluster {
         self.count();
         let Some(mut lease) = api.get_opt(name).await? else {
             let lease = Lease {
-                metadata: ObjectMeta { name: Some(name.to_string()), ..Default::default() },
+                metadata: ObjectMeta {
+                    name: Some(name.to_string()),
+                    ..Default::default()
+                },
                 spec: Some(lease_taken(&LeaseSpec::default(), holder, ttl_seconds, now)),
             };
             self.count();
@@ -296,9 +358,15 @@ mod tests {
 
     #[test]
     fn urls_follow_api_conventions() {
-        assert_eq!(url_path(&Kind::secret(), "ns"), "/api/v1/namespaces/ns/secrets");
+        assert_eq!(
+            url_path(&Kind::secret(), "ns"),
+            "/api/v1/namespaces/ns/secrets"
+        );
         let pg = Kind::database(crate::engine::Engine::Postgres);
-        assert_eq!(url_path(&pg, "ns"), "/apis/kubedb.com/v1/namespaces/ns/postgreses");
+        assert_eq!(
+            url_path(&pg, "ns"),
+            "/apis/kubedb.com/v1/namespaces/ns/postgreses"
+        );
         assert_eq!(url_path(&pg, ""), "/apis/kubedb.com/v1/postgreses");
     }
 
@@ -314,9 +382,17 @@ mod tests {
         assert!(lease_is_free_for(&held, "b", t0 + Duration::seconds(10)));
         let renewed = lease_taken(&held, "a", 10, t0 + Duration::seconds(5));
         assert_eq!(renewed.acquire_time, held.acquire_time);
-        assert!(!lease_is_free_for(&renewed, "b", t0 + Duration::seconds(14)));
+        assert!(!lease_is_free_for(
+            &renewed,
+            "b",
+            t0 + Duration::seconds(14)
+        ));
         let taken = lease_taken(&renewed, "b", 10, t0 + Duration::seconds(20));
         assert_eq!(taken.lease_transitions, Some(1));
-        assert!(lease_is_free_for(&lease_released(&taken), "a", t0 + Duration::seconds(21)));
+        assert!(lease_is_free_for(
+            &lease_released(&taken),
+            "a",
+            t0 + Duration::seconds(21)
+        ));
     }
 }

@@ -57,7 +57,8 @@ impl Kind {
 /// Kubernetes API verbs on JSON objects. Every call counts one API call.
 #[async_trait]
 pub trait Cluster: Send + Sync + 'static {
-    /// Every object of `kind` in `namespace`, following pagination.
+    /// Every object of `kind` in `namespace` (`""`: all namespaces),
+    /// following pagination.
     async fn list(&self, kind: &Kind, namespace: &str) -> Result<Vec<Value>>;
     async fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<Value>>;
     /// Creates `object` (with strict field validation on a real API server).

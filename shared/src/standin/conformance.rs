@@ -18,14 +18,17 @@ use crate::cluster::{Cluster, Kind};
 use crate::domain::{Size, random_token};
 use crate::engine::Engine;
 use crate::kubedb::{
-    DATABASE_ID_LABEL, DatabaseManifest, DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER, ObservedDatabase,
-    ObservedOpsRequest, OpsChange, OpsPhase, database_object, ops_request_object,
+    DATABASE_ID_LABEL, DatabaseManifest, DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER,
+    ObservedDatabase, ObservedOpsRequest, OpsChange, OpsPhase, database_object, ops_request_object,
 };
 
 /// Creates a fresh namespace named `<prefix>-<random>` and returns its name.
 pub async fn namespace(cluster: &dyn Cluster, prefix: &str) -> String {
     let ns = format!("{prefix}-{}", random_token(6));
-    cluster.ensure_namespace(&ns).await.expect("create namespace");
+    cluster
+        .ensure_namespace(&ns)
+        .await
+        .expect("create namespace");
     ns
 }
 
@@ -35,7 +38,11 @@ pub fn standin(cluster: &Arc<dyn Cluster>, ns: &str) -> Standin {
 }
 
 /// A stand-in for `ns` with zero delays, then changed by `tweak`.
-pub fn standin_with(cluster: &Arc<dyn Cluster>, ns: &str, tweak: impl FnOnce(&mut StandinConfig)) -> Standin {
+pub fn standin_with(
+    cluster: &Arc<dyn Cluster>,
+    ns: &str,
+    tweak: impl FnOnce(&mut StandinConfig),
+) -> Standin {
     let mut config = StandinConfig {
         provision_delay: Duration::ZERO,
         phase_delay: Duration::ZERO,
@@ -49,7 +56,13 @@ pub fn standin_with(cluster: &Arc<dyn Cluster>, ns: &str, tweak: impl FnOnce(&mu
 
 /// The manifest of a test database: micro, 1 replica (3 where `replicas`
 /// says so), 10 GiB.
-pub fn manifest(engine: Engine, ns: &str, name: &str, replicas: u32, policy: DeletionPolicy) -> DatabaseManifest {
+pub fn manifest(
+    engine: Engine,
+    ns: &str,
+    name: &str,
+    replicas: u32,
+    policy: DeletionPolicy,
+) -> DatabaseManifest {
     DatabaseManifest {
         engine,
         name: name.to_string(),
@@ -66,19 +79,29 @@ pub fn manifest(engine: Engine, ns: &str, name: &str, replicas: u32, policy: Del
 
 async fn step(s: &Standin) {
     let report = s.step(Utc::now()).await.expect("step");
-    assert!(report.errors.is_empty(), "stand-in errors: {:?}", report.errors);
+    assert!(
+        report.errors.is_empty(),
+        "stand-in errors: {:?}",
+        report.errors
+    );
 }
 
 async fn get(cluster: &dyn Cluster, kind: &Kind, ns: &str, name: &str) -> Value {
-    cluster.get(kind, ns, name).await.expect("get").unwrap_or_else(|| panic!("{} {ns}/{name} is missing", kind.kind))
+    cluster
+        .get(kind, ns, name)
+        .await
+        .expect("get")
+        .unwrap_or_else(|| panic!("{} {ns}/{name} is missing", kind.kind))
 }
 
 async fn db(cluster: &dyn Cluster, engine: Engine, ns: &str, name: &str) -> ObservedDatabase {
-    ObservedDatabase::from_value(&get(cluster, &Kind::database(engine), ns, name).await).expect("readable database")
+    ObservedDatabase::from_value(&get(cluster, &Kind::database(engine), ns, name).await)
+        .expect("readable database")
 }
 
 async fn op(cluster: &dyn Cluster, engine: Engine, ns: &str, name: &str) -> ObservedOpsRequest {
-    ObservedOpsRequest::from_value(&get(cluster, &Kind::ops_request(engine), ns, name).await).expect("readable request")
+    ObservedOpsRequest::from_value(&get(cluster, &Kind::ops_request(engine), ns, name).await)
+        .expect("readable request")
 }
 
 /// Creates a database and steps the stand-in until it is Ready.
@@ -92,17 +115,41 @@ pub async fn ready_database(
 ) {
     let replicas = if engine == Engine::Redis { 1 } else { 3 };
     cluster
-        .create(&Kind::database(engine), ns, &database_object(&manifest(engine, ns, name, replicas, policy)))
+        .create(
+            &Kind::database(engine),
+            ns,
+            &database_object(&manifest(engine, ns, name, replicas, policy)),
+        )
         .await
         .expect("create database");
     step(s).await;
     step(s).await;
-    assert_eq!(db(cluster.as_ref(), engine, ns, name).await.phase, Some(DatabasePhase::Ready));
+    assert_eq!(
+        db(cluster.as_ref(), engine, ns, name).await.phase,
+        Some(DatabasePhase::Ready)
+    );
 }
 
-async fn create_op(cluster: &dyn Cluster, engine: Engine, ns: &str, name: &str, db_name: &str, change: OpsChange) {
-    let body = ops_request_object(engine, name, ns, db_name, &change, &[(DATABASE_ID_LABEL, "db-x")]);
-    cluster.create(&Kind::ops_request(engine), ns, &body).await.expect("create OpsRequest");
+async fn create_op(
+    cluster: &dyn Cluster,
+    engine: Engine,
+    ns: &str,
+    name: &str,
+    db_name: &str,
+    change: OpsChange,
+) {
+    let body = ops_request_object(
+        engine,
+        name,
+        ns,
+        db_name,
+        &change,
+        &[(DATABASE_ID_LABEL, "db-x")],
+    );
+    cluster
+        .create(&Kind::ops_request(engine), ns, &body)
+        .await
+        .expect("create OpsRequest");
 }
 
 /// A new database goes Provisioning (with KubeDB's finalizer), then Ready
@@ -123,23 +170,43 @@ pub async fn provisioning(cluster: Arc<dyn Cluster>, ns: &str) {
         let obj = get(c, &Kind::database(engine), ns, &name).await;
         assert_eq!(obj["status"]["phase"], "Provisioning", "{name}");
         assert_eq!(obj["metadata"]["finalizers"], json!([KUBEDB_FINALIZER]));
-        assert!(c.get(&Kind::secret(), ns, &format!("{name}-auth")).await.unwrap().is_none());
+        assert!(
+            c.get(&Kind::secret(), ns, &format!("{name}-auth"))
+                .await
+                .unwrap()
+                .is_none()
+        );
     }
     step(&s).await;
     for engine in Engine::ALL {
         let name = format!("prov-{}", engine.as_str());
         let obj = get(c, &Kind::database(engine), ns, &name).await;
         assert_eq!(obj["status"]["phase"], "Ready", "{name}");
-        assert_eq!(obj["status"]["observedGeneration"], obj["metadata"]["generation"]);
+        assert_eq!(
+            obj["status"]["observedGeneration"],
+            obj["metadata"]["generation"]
+        );
         assert_eq!(obj["spec"]["authSecret"]["name"], format!("{name}-auth"));
-        let types: Vec<&str> =
-            obj["status"]["conditions"].as_array().unwrap().iter().filter_map(|c| c["type"].as_str()).collect();
-        for t in ["ProvisioningStarted", "ReplicaReady", "AcceptingConnection", "Ready", "Provisioned"] {
+        let types: Vec<&str> = obj["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c["type"].as_str())
+            .collect();
+        for t in [
+            "ProvisioningStarted",
+            "ReplicaReady",
+            "AcceptingConnection",
+            "Ready",
+            "Provisioned",
+        ] {
             assert!(types.contains(&t), "{name} lacks condition {t}: {types:?}");
         }
         let secret = get(c, &Kind::secret(), ns, &format!("{name}-auth")).await;
         assert_eq!(secret["type"], "kubernetes.io/basic-auth");
-        let password = B64.decode(secret["data"]["password"].as_str().unwrap()).unwrap();
+        let password = B64
+            .decode(secret["data"]["password"].as_str().unwrap())
+            .unwrap();
         assert!(password.len() >= 16);
         assert!(!secret["data"]["username"].as_str().unwrap().is_empty());
     }
@@ -171,7 +238,10 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
         let o = op(c, engine, ns, &op_name).await;
         assert_eq!(o.phase, Some(OpsPhase::Pending));
         step(&s).await;
-        assert_eq!(op(c, engine, ns, &op_name).await.phase, Some(OpsPhase::Progressing));
+        assert_eq!(
+            op(c, engine, ns, &op_name).await.phase,
+            Some(OpsPhase::Progressing)
+        );
         let during = db(c, engine, ns, &db_name).await;
         assert_eq!(
             (during.size, during.replicas, during.storage_gb),
@@ -183,7 +253,12 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
         step(&s).await;
         let done = get(c, &Kind::ops_request(engine), ns, &op_name).await;
         assert_eq!(done["status"]["phase"], "Successful");
-        let last = done["status"]["conditions"].as_array().unwrap().last().unwrap().clone();
+        let last = done["status"]["conditions"]
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .clone();
         assert_eq!(last["type"], "Successful");
         assert_eq!(last["status"], "True");
         assert!(last["lastTransitionTime"].is_string() && last["observedGeneration"].is_u64());
@@ -204,28 +279,62 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
 /// not Ready; `apply: Always` does not wait.
 pub async fn waits_for_ready(cluster: Arc<dyn Cluster>, ns: &str) {
     let c = cluster.as_ref();
-    let slow = standin_with(&cluster, ns, |cfg| cfg.provision_delay = Duration::from_secs(3600));
+    let slow = standin_with(&cluster, ns, |cfg| {
+        cfg.provision_delay = Duration::from_secs(3600)
+    });
     let engine = Engine::Postgres;
     let body = database_object(&manifest(engine, ns, "slow", 1, DeletionPolicy::WipeOut));
     c.create(&Kind::database(engine), ns, &body).await.unwrap();
-    create_op(c, engine, ns, "slow-vertical", "slow", OpsChange::Vertical(Size::Medium)).await;
-    let mut always = ops_request_object(engine, "slow-always", ns, "slow", &OpsChange::VolumeExpansion(20), &[]);
+    create_op(
+        c,
+        engine,
+        ns,
+        "slow-vertical",
+        "slow",
+        OpsChange::Vertical(Size::Medium),
+    )
+    .await;
+    let mut always = ops_request_object(
+        engine,
+        "slow-always",
+        ns,
+        "slow",
+        &OpsChange::VolumeExpansion(20),
+        &[],
+    );
     always["spec"]["apply"] = json!("Always");
-    c.create(&Kind::ops_request(engine), ns, &always).await.unwrap();
+    c.create(&Kind::ops_request(engine), ns, &always)
+        .await
+        .unwrap();
     for _ in 0..3 {
         step(&slow).await;
     }
-    assert_eq!(db(c, engine, ns, "slow").await.phase, Some(DatabasePhase::Provisioning));
-    assert_eq!(op(c, engine, ns, "slow-vertical").await.phase, Some(OpsPhase::Pending));
-    assert_eq!(op(c, engine, ns, "slow-always").await.phase, Some(OpsPhase::Successful));
+    assert_eq!(
+        db(c, engine, ns, "slow").await.phase,
+        Some(DatabasePhase::Provisioning)
+    );
+    assert_eq!(
+        op(c, engine, ns, "slow-vertical").await.phase,
+        Some(OpsPhase::Pending)
+    );
+    assert_eq!(
+        op(c, engine, ns, "slow-always").await.phase,
+        Some(OpsPhase::Successful)
+    );
     assert_eq!(db(c, engine, ns, "slow").await.storage_gb, Some(20));
 
     // Databases are visited before requests, so the request starts in the
     // pass that makes the database Ready.
     let fast = standin(&cluster, ns);
     step(&fast).await;
-    assert_eq!(db(c, engine, ns, "slow").await.phase, Some(DatabasePhase::Ready));
-    assert_eq!(op(c, engine, ns, "slow-vertical").await.phase, Some(OpsPhase::Progressing));
+    assert_eq!(
+        db(c, engine, ns, "slow").await.phase,
+        Some(DatabasePhase::Ready)
+    );
+    assert_eq!(
+        op(c, engine, ns, "slow-vertical").await.phase,
+        Some(OpsPhase::Progressing)
+    );
 }
 
 /// An un-started request is Skipped when a newer one of the same type for
@@ -239,29 +348,60 @@ pub async fn skipped_and_serialized(cluster: Arc<dyn Cluster>, ns: &str) {
     // Names order requests created within the same second.
     create_op(c, engine, ns, "skip-1", "skip", OpsChange::Horizontal(4)).await;
     create_op(c, engine, ns, "skip-2", "skip", OpsChange::Horizontal(5)).await;
-    create_op(c, engine, ns, "skip-3", "skip", OpsChange::VolumeExpansion(20)).await;
+    create_op(
+        c,
+        engine,
+        ns,
+        "skip-3",
+        "skip",
+        OpsChange::VolumeExpansion(20),
+    )
+    .await;
     step(&s).await;
     for name in ["skip-1", "skip-2", "skip-3"] {
-        assert_eq!(op(c, engine, ns, name).await.phase, Some(OpsPhase::Pending), "{name}");
+        assert_eq!(
+            op(c, engine, ns, name).await.phase,
+            Some(OpsPhase::Pending),
+            "{name}"
+        );
     }
     step(&s).await;
     let first = op(c, engine, ns, "skip-1").await;
     assert_eq!(first.phase, Some(OpsPhase::Skipped));
     assert_eq!(first.reason.as_deref(), Some("NewerOpsRequestExists"));
-    assert_eq!(op(c, engine, ns, "skip-2").await.phase, Some(OpsPhase::Progressing));
-    assert_eq!(op(c, engine, ns, "skip-3").await.phase, Some(OpsPhase::Pending), "one request at a time");
+    assert_eq!(
+        op(c, engine, ns, "skip-2").await.phase,
+        Some(OpsPhase::Progressing)
+    );
+    assert_eq!(
+        op(c, engine, ns, "skip-3").await.phase,
+        Some(OpsPhase::Pending),
+        "one request at a time"
+    );
 
     // A newer request does not skip one already in progress.
     create_op(c, engine, ns, "skip-4", "skip", OpsChange::Horizontal(6)).await;
     step(&s).await;
-    assert_eq!(op(c, engine, ns, "skip-2").await.phase, Some(OpsPhase::Successful));
-    assert_eq!(op(c, engine, ns, "skip-4").await.phase, Some(OpsPhase::Pending));
+    assert_eq!(
+        op(c, engine, ns, "skip-2").await.phase,
+        Some(OpsPhase::Successful)
+    );
+    assert_eq!(
+        op(c, engine, ns, "skip-4").await.phase,
+        Some(OpsPhase::Pending)
+    );
     assert_eq!(db(c, engine, ns, "skip").await.replicas, Some(5));
     for _ in 0..6 {
         step(&s).await;
     }
-    assert_eq!(op(c, engine, ns, "skip-3").await.phase, Some(OpsPhase::Successful));
-    assert_eq!(op(c, engine, ns, "skip-4").await.phase, Some(OpsPhase::Successful));
+    assert_eq!(
+        op(c, engine, ns, "skip-3").await.phase,
+        Some(OpsPhase::Successful)
+    );
+    assert_eq!(
+        op(c, engine, ns, "skip-4").await.phase,
+        Some(OpsPhase::Successful)
+    );
     let d = db(c, engine, ns, "skip").await;
     assert_eq!((d.replicas, d.storage_gb), (Some(6), Some(20)));
 }
@@ -272,14 +412,78 @@ pub async fn skipped_and_serialized(cluster: Arc<dyn Cluster>, ns: &str) {
 pub async fn failures(cluster: Arc<dyn Cluster>, ns: &str) {
     let s = standin(&cluster, ns);
     let c = cluster.as_ref();
-    ready_database(&cluster, &s, Engine::Postgres, ns, "fpg", DeletionPolicy::WipeOut).await;
-    ready_database(&cluster, &s, Engine::Redis, ns, "fredis", DeletionPolicy::WipeOut).await;
-    ready_database(&cluster, &s, Engine::Mysql, ns, "fmysql", DeletionPolicy::WipeOut).await;
-    create_op(c, Engine::Postgres, ns, "shrink", "fpg", OpsChange::VolumeExpansion(5)).await;
-    create_op(c, Engine::Redis, ns, "redis-3", "fredis", OpsChange::Horizontal(3)).await;
-    create_op(c, Engine::Mysql, ns, "mysql-2", "fmysql", OpsChange::Horizontal(2)).await;
-    create_op(c, Engine::Mysql, ns, "mysql-1", "fmysql", OpsChange::Vertical(Size::Small)).await;
-    create_op(c, Engine::Mariadb, ns, "orphan", "no-such-db", OpsChange::Horizontal(3)).await;
+    ready_database(
+        &cluster,
+        &s,
+        Engine::Postgres,
+        ns,
+        "fpg",
+        DeletionPolicy::WipeOut,
+    )
+    .await;
+    ready_database(
+        &cluster,
+        &s,
+        Engine::Redis,
+        ns,
+        "fredis",
+        DeletionPolicy::WipeOut,
+    )
+    .await;
+    ready_database(
+        &cluster,
+        &s,
+        Engine::Mysql,
+        ns,
+        "fmysql",
+        DeletionPolicy::WipeOut,
+    )
+    .await;
+    create_op(
+        c,
+        Engine::Postgres,
+        ns,
+        "shrink",
+        "fpg",
+        OpsChange::VolumeExpansion(5),
+    )
+    .await;
+    create_op(
+        c,
+        Engine::Redis,
+        ns,
+        "redis-3",
+        "fredis",
+        OpsChange::Horizontal(3),
+    )
+    .await;
+    create_op(
+        c,
+        Engine::Mysql,
+        ns,
+        "mysql-2",
+        "fmysql",
+        OpsChange::Horizontal(2),
+    )
+    .await;
+    create_op(
+        c,
+        Engine::Mysql,
+        ns,
+        "mysql-1",
+        "fmysql",
+        OpsChange::Vertical(Size::Small),
+    )
+    .await;
+    create_op(
+        c,
+        Engine::Mariadb,
+        ns,
+        "orphan",
+        "no-such-db",
+        OpsChange::Horizontal(3),
+    )
+    .await;
     step(&s).await;
     step(&s).await;
     for (engine, name, reason) in [
@@ -293,33 +497,72 @@ pub async fn failures(cluster: Arc<dyn Cluster>, ns: &str) {
         assert_eq!(o.reason.as_deref(), Some(reason), "{name}");
         assert!(o.message.is_some_and(|m| !m.is_empty()));
     }
-    assert_eq!(db(c, Engine::Postgres, ns, "fpg").await.storage_gb, Some(10));
+    assert_eq!(
+        db(c, Engine::Postgres, ns, "fpg").await.storage_gb,
+        Some(10)
+    );
     assert_eq!(db(c, Engine::Redis, ns, "fredis").await.replicas, Some(1));
     // The invalid request did not hold up the valid one.
-    assert_eq!(op(c, Engine::Mysql, ns, "mysql-1").await.phase, Some(OpsPhase::Progressing));
+    assert_eq!(
+        op(c, Engine::Mysql, ns, "mysql-1").await.phase,
+        Some(OpsPhase::Progressing)
+    );
     step(&s).await;
-    assert_eq!(op(c, Engine::Mysql, ns, "mysql-1").await.phase, Some(OpsPhase::Successful));
+    assert_eq!(
+        op(c, Engine::Mysql, ns, "mysql-1").await.phase,
+        Some(OpsPhase::Successful)
+    );
 
     // Forced by annotation: every request for that database fails.
     let annotate = json!({"metadata": {"annotations": {FAIL_ANNOTATION: "true"}}});
-    c.merge_patch(&Kind::database(Engine::Postgres), ns, "fpg", &annotate).await.unwrap();
-    create_op(c, Engine::Postgres, ns, "forced-v", "fpg", OpsChange::Vertical(Size::Xlarge)).await;
+    c.merge_patch(&Kind::database(Engine::Postgres), ns, "fpg", &annotate)
+        .await
+        .unwrap();
+    create_op(
+        c,
+        Engine::Postgres,
+        ns,
+        "forced-v",
+        "fpg",
+        OpsChange::Vertical(Size::Xlarge),
+    )
+    .await;
     for _ in 0..3 {
         step(&s).await;
     }
     let o = op(c, Engine::Postgres, ns, "forced-v").await;
-    assert_eq!((o.phase, o.reason.as_deref()), (Some(OpsPhase::Failed), Some("ForcedFailure")));
-    assert_eq!(db(c, Engine::Postgres, ns, "fpg").await.size, Some(Size::Micro));
+    assert_eq!(
+        (o.phase, o.reason.as_deref()),
+        (Some(OpsPhase::Failed), Some("ForcedFailure"))
+    );
+    assert_eq!(
+        db(c, Engine::Postgres, ns, "fpg").await.size,
+        Some(Size::Micro)
+    );
 
     // Failure ratio 1: everything fails; the verdict is the seed's, not luck's.
     let doomed = standin_with(&cluster, ns, |cfg| cfg.failure_ratio = 1.0);
-    create_op(c, Engine::Redis, ns, "random-v", "fredis", OpsChange::Vertical(Size::Large)).await;
+    create_op(
+        c,
+        Engine::Redis,
+        ns,
+        "random-v",
+        "fredis",
+        OpsChange::Vertical(Size::Large),
+    )
+    .await;
     for _ in 0..3 {
         step(&doomed).await;
     }
     let o = op(c, Engine::Redis, ns, "random-v").await;
-    assert_eq!((o.phase, o.reason.as_deref()), (Some(OpsPhase::Failed), Some("InjectedFailure")));
-    assert_eq!(db(c, Engine::Redis, ns, "fredis").await.size, Some(Size::Micro));
+    assert_eq!(
+        (o.phase, o.reason.as_deref()),
+        (Some(OpsPhase::Failed), Some("InjectedFailure"))
+    );
+    assert_eq!(
+        db(c, Engine::Redis, ns, "fredis").await.size,
+        Some(Size::Micro)
+    );
 }
 
 /// Deletion follows `spec.deletionPolicy`: WipeOut removes the Secret,
@@ -338,16 +581,33 @@ pub async fn deletion_policies(cluster: Arc<dyn Cluster>, ns: &str) {
     for (name, policy, _) in cases {
         ready_database(&cluster, &s, engine, ns, name, policy).await;
     }
-    ready_database(&cluster, &s, engine, ns, "del-dnt", DeletionPolicy::DoNotTerminate).await;
+    ready_database(
+        &cluster,
+        &s,
+        engine,
+        ns,
+        "del-dnt",
+        DeletionPolicy::DoNotTerminate,
+    )
+    .await;
     for name in ["del-wipeout", "del-delete", "del-halt", "del-dnt"] {
         assert!(c.delete(&kind, ns, name).await.unwrap());
         let obj = get(c, &kind, ns, name).await;
-        assert!(obj["metadata"]["deletionTimestamp"].is_string(), "the finalizer holds {name}");
+        assert!(
+            obj["metadata"]["deletionTimestamp"].is_string(),
+            "the finalizer holds {name}"
+        );
     }
     step(&s).await;
     for (name, _, keeps_secret) in cases {
-        assert!(c.get(&kind, ns, name).await.unwrap().is_none(), "{name} is gone");
-        let secret = c.get(&Kind::secret(), ns, &format!("{name}-auth")).await.unwrap();
+        assert!(
+            c.get(&kind, ns, name).await.unwrap().is_none(),
+            "{name} is gone"
+        );
+        let secret = c
+            .get(&Kind::secret(), ns, &format!("{name}-auth"))
+            .await
+            .unwrap();
         assert_eq!(secret.is_some(), keeps_secret, "{name}'s secret");
     }
     let blocked = get(c, &kind, ns, "del-dnt").await;
@@ -360,12 +620,27 @@ pub async fn deletion_policies(cluster: Arc<dyn Cluster>, ns: &str) {
         .expect("DeletionBlocked condition");
     assert_eq!(cond["status"], "True");
     step(&s).await;
-    assert!(c.get(&kind, ns, "del-dnt").await.unwrap().is_some(), "DoNotTerminate keeps the database");
+    assert!(
+        c.get(&kind, ns, "del-dnt").await.unwrap().is_some(),
+        "DoNotTerminate keeps the database"
+    );
 
-    c.merge_patch(&kind, ns, "del-dnt", &json!({"spec": {"deletionPolicy": "WipeOut"}})).await.unwrap();
+    c.merge_patch(
+        &kind,
+        ns,
+        "del-dnt",
+        &json!({"spec": {"deletionPolicy": "WipeOut"}}),
+    )
+    .await
+    .unwrap();
     step(&s).await;
     assert!(c.get(&kind, ns, "del-dnt").await.unwrap().is_none());
-    assert!(c.get(&Kind::secret(), ns, "del-dnt-auth").await.unwrap().is_none());
+    assert!(
+        c.get(&Kind::secret(), ns, "del-dnt-auth")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 /// A stand-in restarted half-way (a new instance) carries on from what the
@@ -374,23 +649,55 @@ pub async fn stateless_restart(cluster: Arc<dyn Cluster>, ns: &str) {
     let c = cluster.as_ref();
     let engine = Engine::Postgres;
     let first = standin(&cluster, ns);
-    ready_database(&cluster, &first, engine, ns, "restart", DeletionPolicy::WipeOut).await;
-    create_op(c, engine, ns, "restart-h", "restart", OpsChange::Horizontal(2)).await;
+    ready_database(
+        &cluster,
+        &first,
+        engine,
+        ns,
+        "restart",
+        DeletionPolicy::WipeOut,
+    )
+    .await;
+    create_op(
+        c,
+        engine,
+        ns,
+        "restart-h",
+        "restart",
+        OpsChange::Horizontal(2),
+    )
+    .await;
     step(&first).await;
     step(&first).await;
     drop(first);
     let second = standin(&cluster, ns);
     step(&second).await;
-    assert_eq!(op(c, engine, ns, "restart-h").await.phase, Some(OpsPhase::Successful));
+    assert_eq!(
+        op(c, engine, ns, "restart-h").await.phase,
+        Some(OpsPhase::Successful)
+    );
     assert_eq!(db(c, engine, ns, "restart").await.replicas, Some(2));
 
     // A long phase delay read back from the objects holds a new instance too.
-    let patient = standin_with(&cluster, ns, |cfg| cfg.phase_delay = Duration::from_secs(3600));
-    create_op(c, engine, ns, "restart-v", "restart", OpsChange::Vertical(Size::Small)).await;
+    let patient = standin_with(&cluster, ns, |cfg| {
+        cfg.phase_delay = Duration::from_secs(3600)
+    });
+    create_op(
+        c,
+        engine,
+        ns,
+        "restart-v",
+        "restart",
+        OpsChange::Vertical(Size::Small),
+    )
+    .await;
     for _ in 0..3 {
         step(&patient).await;
     }
-    assert_eq!(op(c, engine, ns, "restart-v").await.phase, Some(OpsPhase::Pending));
+    assert_eq!(
+        op(c, engine, ns, "restart-v").await.phase,
+        Some(OpsPhase::Pending)
+    );
 }
 
 /// The API-server behaviour the stand-in and the roles rely on, which the
@@ -400,43 +707,89 @@ pub async fn cluster_semantics(cluster: &dyn Cluster, ns: &str) {
     use crate::error::Error;
     let c = cluster;
     let kind = Kind::database(Engine::Postgres);
-    let body = database_object(&manifest(Engine::Postgres, ns, "sem", 1, DeletionPolicy::WipeOut));
+    let body = database_object(&manifest(
+        Engine::Postgres,
+        ns,
+        "sem",
+        1,
+        DeletionPolicy::WipeOut,
+    ));
     let a = c.create(&kind, ns, &body).await.expect("create");
     assert_eq!(a["metadata"]["generation"], 1);
     assert!(a["metadata"]["uid"].is_string() && a["metadata"]["creationTimestamp"].is_string());
     let rv0 = a["metadata"]["resourceVersion"].clone();
     assert!(rv0.is_string());
-    assert!(matches!(c.create(&kind, ns, &body).await, Err(Error::AlreadyExists(_))));
+    assert!(matches!(
+        c.create(&kind, ns, &body).await,
+        Err(Error::AlreadyExists(_))
+    ));
 
     let p = c
-        .merge_patch(&kind, ns, "sem", &json!({"metadata": {"labels": {"x": "1"}}, "status": {"phase": "Ready"}}))
+        .merge_patch(
+            &kind,
+            ns,
+            "sem",
+            &json!({"metadata": {"labels": {"x": "1"}}, "status": {"phase": "Ready"}}),
+        )
         .await
         .expect("patch metadata");
     assert_eq!(p["metadata"]["labels"]["x"], "1");
     assert_eq!(p["metadata"]["generation"], 1);
-    assert!(p["status"]["phase"].is_null(), "status goes through the subresource only");
+    assert!(
+        p["status"]["phase"].is_null(),
+        "status goes through the subresource only"
+    );
     assert_ne!(p["metadata"]["resourceVersion"], rv0);
 
-    let p = c.merge_patch(&kind, ns, "sem", &json!({"spec": {"replicas": 3}})).await.expect("patch spec");
+    let p = c
+        .merge_patch(&kind, ns, "sem", &json!({"spec": {"replicas": 3}}))
+        .await
+        .expect("patch spec");
     assert_eq!(p["metadata"]["generation"], 2);
     let s = c
-        .merge_patch_status(&kind, ns, "sem", &json!({"status": {"phase": "Ready", "observedGeneration": 2}}))
+        .merge_patch_status(
+            &kind,
+            ns,
+            "sem",
+            &json!({"status": {"phase": "Ready", "observedGeneration": 2}}),
+        )
         .await
         .expect("patch status");
-    assert_eq!((s["status"]["phase"].clone(), s["metadata"]["generation"].clone()), (json!("Ready"), json!(2)));
+    assert_eq!(
+        (
+            s["status"]["phase"].clone(),
+            s["metadata"]["generation"].clone()
+        ),
+        (json!("Ready"), json!(2))
+    );
     assert_eq!(s["spec"]["replicas"], 3);
 
     let stale = json!({"metadata": {"resourceVersion": rv0}, "spec": {"replicas": 5}});
-    assert!(matches!(c.merge_patch(&kind, ns, "sem", &stale).await, Err(Error::Conflict(_))));
-    assert!(matches!(c.merge_patch(&kind, ns, "nope", &json!({"spec": {}})).await, Err(Error::NotFound(_))));
+    assert!(matches!(
+        c.merge_patch(&kind, ns, "sem", &stale).await,
+        Err(Error::Conflict(_))
+    ));
+    assert!(matches!(
+        c.merge_patch(&kind, ns, "nope", &json!({"spec": {}})).await,
+        Err(Error::NotFound(_))
+    ));
     assert!(c.get(&kind, ns, "nope").await.expect("get").is_none());
     assert_eq!(c.list(&kind, ns).await.expect("list").len(), 1);
 
-    c.merge_patch(&kind, ns, "sem", &json!({"metadata": {"finalizers": [KUBEDB_FINALIZER]}})).await.expect("finalizer");
+    c.merge_patch(
+        &kind,
+        ns,
+        "sem",
+        &json!({"metadata": {"finalizers": [KUBEDB_FINALIZER]}}),
+    )
+    .await
+    .expect("finalizer");
     assert!(c.delete(&kind, ns, "sem").await.expect("delete"));
     let held = get(c, &kind, ns, "sem").await;
     assert!(held["metadata"]["deletionTimestamp"].is_string());
-    c.merge_patch(&kind, ns, "sem", &json!({"metadata": {"finalizers": null}})).await.expect("release");
+    c.merge_patch(&kind, ns, "sem", &json!({"metadata": {"finalizers": null}}))
+        .await
+        .expect("release");
     assert!(c.get(&kind, ns, "sem").await.expect("get").is_none());
     assert!(!c.delete(&kind, ns, "sem").await.expect("delete missing"));
 
@@ -444,12 +797,37 @@ pub async fn cluster_semantics(cluster: &dyn Cluster, ns: &str) {
     let secs = chrono::Duration::seconds;
     let lease = format!("lease-{}", random_token(4));
     assert!(c.try_acquire_lease(ns, &lease, "a", 10, t0).await.unwrap());
-    assert!(c.try_acquire_lease(ns, &lease, "a", 10, t0 + secs(5)).await.unwrap(), "renewal");
-    assert!(!c.try_acquire_lease(ns, &lease, "b", 10, t0 + secs(14)).await.unwrap(), "renewed at +5");
-    assert!(c.try_acquire_lease(ns, &lease, "b", 10, t0 + secs(16)).await.unwrap(), "expired");
+    assert!(
+        c.try_acquire_lease(ns, &lease, "a", 10, t0 + secs(5))
+            .await
+            .unwrap(),
+        "renewal"
+    );
+    assert!(
+        !c.try_acquire_lease(ns, &lease, "b", 10, t0 + secs(14))
+            .await
+            .unwrap(),
+        "renewed at +5"
+    );
+    assert!(
+        c.try_acquire_lease(ns, &lease, "b", 10, t0 + secs(16))
+            .await
+            .unwrap(),
+        "expired"
+    );
     c.release_lease(ns, &lease, "a").await.unwrap();
-    assert!(!c.try_acquire_lease(ns, &lease, "a", 10, t0 + secs(17)).await.unwrap(), "a no longer holds it");
+    assert!(
+        !c.try_acquire_lease(ns, &lease, "a", 10, t0 + secs(17))
+            .await
+            .unwrap(),
+        "a no longer holds it"
+    );
     c.release_lease(ns, &lease, "b").await.unwrap();
-    assert!(c.try_acquire_lease(ns, &lease, "a", 10, t0 + secs(17)).await.unwrap(), "released");
+    assert!(
+        c.try_acquire_lease(ns, &lease, "a", 10, t0 + secs(17))
+            .await
+            .unwrap(),
+        "released"
+    );
     assert!(c.api_calls() > 0);
 }

@@ -5,12 +5,16 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{StepReport, Standin, condition, conditions, created, elapsed, generation, set_condition};
+use super::{
+    Standin, StepReport, condition, conditions, created, elapsed, generation, set_condition,
+};
 use crate::cluster::Kind;
 use crate::domain::random_token;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
-use crate::kubedb::{DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER, name_of, namespace_of, timestamp};
+use crate::kubedb::{
+    DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER, name_of, namespace_of, timestamp,
+};
 
 /// The condition that marks the start of provisioning; its time is when
 /// the provisioning delay started.
@@ -29,7 +33,9 @@ impl Standin {
             return self.deleting(&kind, obj, now, report).await;
         }
         let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
-        let phase = obj["status"]["phase"].as_str().and_then(DatabasePhase::parse);
+        let phase = obj["status"]["phase"]
+            .as_str()
+            .and_then(DatabasePhase::parse);
         match phase {
             None => {
                 let mut finalizers = finalizers(obj);
@@ -50,7 +56,9 @@ impl Standin {
                     generation(obj),
                 );
                 let patch = json!({"status": {"phase": "Provisioning", "conditions": [started]}});
-                self.cluster.merge_patch_status(&kind, ns, name, &patch).await?;
+                self.cluster
+                    .merge_patch_status(&kind, ns, name, &patch)
+                    .await?;
                 report.record(&kind, obj, "Provisioning");
             }
             Some(DatabasePhase::Provisioning) => {
@@ -66,12 +74,27 @@ impl Standin {
                 let mut list = conditions(&obj);
                 let generation = generation(&obj);
                 for (type_, reason, message) in [
-                    ("ReplicaReady", "AllReplicasReady", "All desired replicas are ready."),
-                    ("AcceptingConnection", "DatabaseAcceptingConnectionRequest", "The database is accepting connections"),
+                    (
+                        "ReplicaReady",
+                        "AllReplicasReady",
+                        "All desired replicas are ready.",
+                    ),
+                    (
+                        "AcceptingConnection",
+                        "DatabaseAcceptingConnectionRequest",
+                        "The database is accepting connections",
+                    ),
                     ("Ready", "AllReplicasReady", "The database is ready"),
-                    ("Provisioned", "DatabaseSuccessfullyProvisioned", "The database has been provisioned"),
+                    (
+                        "Provisioned",
+                        "DatabaseSuccessfullyProvisioned",
+                        "The database has been provisioned",
+                    ),
                 ] {
-                    set_condition(&mut list, condition(type_, true, reason, message, now, generation));
+                    set_condition(
+                        &mut list,
+                        condition(type_, true, reason, message, now, generation),
+                    );
                 }
                 let patch = json!({"status": {
                     "phase": "Ready",
@@ -79,7 +102,9 @@ impl Standin {
                     "conditions": list,
                     "authSecret": {"lastUpdateTimestamp": rfc3339_secs(now)},
                 }});
-                self.cluster.merge_patch_status(&kind, ns, name, &patch).await?;
+                self.cluster
+                    .merge_patch_status(&kind, ns, name, &patch)
+                    .await?;
                 report.record(&kind, &obj, "Ready");
             }
             Some(_) => {
@@ -88,7 +113,9 @@ impl Standin {
                 let generation = generation(obj);
                 if obj["status"]["observedGeneration"].as_u64() != Some(generation) {
                     let patch = json!({"status": {"observedGeneration": generation}});
-                    self.cluster.merge_patch_status(&kind, ns, name, &patch).await?;
+                    self.cluster
+                        .merge_patch_status(&kind, ns, name, &patch)
+                        .await?;
                     report.record(&kind, obj, format!("ObservedGeneration {generation}"));
                 }
             }
@@ -139,7 +166,13 @@ impl Standin {
 
     /// A database with a deletionTimestamp: honour `spec.deletionPolicy`
     /// (KubeDB's default is Delete).
-    async fn deleting(&self, kind: &Kind, obj: &Value, now: DateTime<Utc>, report: &mut StepReport) -> Result<()> {
+    async fn deleting(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        now: DateTime<Utc>,
+        report: &mut StepReport,
+    ) -> Result<()> {
         let finalizers = finalizers(obj);
         if !finalizers.iter().any(|f| f == KUBEDB_FINALIZER) {
             // Not ours (yet) to release.
@@ -169,7 +202,9 @@ impl Standin {
                         ),
                     );
                     let patch = json!({"status": {"conditions": list}});
-                    self.cluster.merge_patch_status(kind, ns, name, &patch).await?;
+                    self.cluster
+                        .merge_patch_status(kind, ns, name, &patch)
+                        .await?;
                     report.record(kind, obj, "DeletionBlocked");
                 }
                 return Ok(());
@@ -178,10 +213,15 @@ impl Standin {
             // volumes too) so the database can be brought back.
             DeletionPolicy::Halt | DeletionPolicy::Delete => {}
             DeletionPolicy::WipeOut => {
-                self.cluster.delete(&Kind::secret(), ns, &auth_secret_name(obj)).await?;
+                self.cluster
+                    .delete(&Kind::secret(), ns, &auth_secret_name(obj))
+                    .await?;
             }
         }
-        let rest: Vec<&String> = finalizers.iter().filter(|f| *f != KUBEDB_FINALIZER).collect();
+        let rest: Vec<&String> = finalizers
+            .iter()
+            .filter(|f| *f != KUBEDB_FINALIZER)
+            .collect();
         let patch = json!({"metadata": {
             "finalizers": rest,
             "resourceVersion": obj["metadata"]["resourceVersion"],
@@ -203,7 +243,12 @@ fn auth_secret_name(obj: &Value) -> String {
 fn finalizers(obj: &Value) -> Vec<String> {
     obj["metadata"]["finalizers"]
         .as_array()
-        .map(|f| f.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
         .unwrap_or_default()
 }
 

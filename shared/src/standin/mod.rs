@@ -132,7 +132,10 @@ impl Standin {
                 .map(|o| (o.namespace, o.database_name))
                 .collect();
             for obj in &all {
-                if let Err(e) = self.ops_request(engine, obj, &all, &mut busy, now, &mut report).await {
+                if let Err(e) = self
+                    .ops_request(engine, obj, &all, &mut busy, now, &mut report)
+                    .await
+                {
                     report.errors.push(describe(&kind, obj, &e));
                 }
             }
@@ -164,7 +167,11 @@ impl Standin {
 
     async fn list(&self, kind: &Kind) -> Result<Vec<Value>> {
         let all = [String::new()];
-        let namespaces = if self.config.namespaces.is_empty() { &all[..] } else { &self.config.namespaces[..] };
+        let namespaces = if self.config.namespaces.is_empty() {
+            &all[..]
+        } else {
+            &self.config.namespaces[..]
+        };
         let mut out = Vec::new();
         for ns in namespaces {
             match self.cluster.list(kind, ns).await {
@@ -205,7 +212,14 @@ fn rfc3339(t: DateTime<Utc>) -> String {
 }
 
 /// A status condition as KubeDB writes them.
-fn condition(type_: &str, status: bool, reason: &str, message: &str, now: DateTime<Utc>, generation: u64) -> Value {
+fn condition(
+    type_: &str,
+    status: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+    generation: u64,
+) -> Value {
     json!({
         "type": type_,
         "status": if status { "True" } else { "False" },
@@ -217,7 +231,10 @@ fn condition(type_: &str, status: bool, reason: &str, message: &str, now: DateTi
 }
 
 fn conditions(obj: &Value) -> Vec<Value> {
-    obj["status"]["conditions"].as_array().cloned().unwrap_or_default()
+    obj["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Replaces the condition of the same type, or appends it.
@@ -251,7 +268,11 @@ mod tests {
     use crate::cluster::embedded::EmbeddedCluster;
 
     fn with_ratio(ratio: f64, seed: u64) -> Standin {
-        let config = StandinConfig { failure_ratio: ratio, seed, ..Default::default() };
+        let config = StandinConfig {
+            failure_ratio: ratio,
+            seed,
+            ..Default::default()
+        };
         Standin::new(Arc::new(EmbeddedCluster::in_memory()), config)
     }
 
@@ -260,8 +281,16 @@ mod tests {
         let uids: Vec<String> = (0..2000).map(|i| format!("uid-{i}")).collect();
         let verdicts = |s: &Standin| uids.iter().map(|u| s.random_failure(u)).collect::<Vec<_>>();
         let half = verdicts(&with_ratio(0.5, 1));
-        assert_eq!(half, verdicts(&with_ratio(0.5, 1)), "same seed, same verdicts");
-        assert_ne!(half, verdicts(&with_ratio(0.5, 2)), "another seed, other verdicts");
+        assert_eq!(
+            half,
+            verdicts(&with_ratio(0.5, 1)),
+            "same seed, same verdicts"
+        );
+        assert_ne!(
+            half,
+            verdicts(&with_ratio(0.5, 2)),
+            "another seed, other verdicts"
+        );
         let failed = half.iter().filter(|f| **f).count();
         assert!((800..1200).contains(&failed), "about half fail: {failed}");
         assert!(!verdicts(&with_ratio(0.0, 1)).contains(&true));
@@ -272,8 +301,16 @@ mod tests {
     fn delays_are_measured_from_the_given_start() {
         let t0 = Utc::now();
         let d = Duration::from_millis(1500);
-        assert!(!elapsed(Some(t0), d, t0 + chrono::Duration::milliseconds(1499)));
-        assert!(elapsed(Some(t0), d, t0 + chrono::Duration::milliseconds(1500)));
+        assert!(!elapsed(
+            Some(t0),
+            d,
+            t0 + chrono::Duration::milliseconds(1499)
+        ));
+        assert!(elapsed(
+            Some(t0),
+            d,
+            t0 + chrono::Duration::milliseconds(1500)
+        ));
         assert!(elapsed(None, d, t0));
     }
 }

@@ -5,13 +5,16 @@ use std::collections::HashSet;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
-use super::{FAIL_ANNOTATION, StepReport, Standin, condition, conditions, created, elapsed, generation, set_condition};
+use super::{
+    FAIL_ANNOTATION, Standin, StepReport, condition, conditions, created, elapsed, generation,
+    set_condition,
+};
 use crate::cluster::Kind;
 use crate::engine::Engine;
 use crate::error::{Error, Result};
 use crate::kubedb::{
-    DatabasePhase, ObservedOpsRequest, OpsChange, OpsPhase, name_of, namespace_of, resources_value, storage_of,
-    timestamp,
+    DatabasePhase, ObservedOpsRequest, OpsChange, OpsPhase, name_of, namespace_of, resources_value,
+    storage_of, timestamp,
 };
 use crate::quantity;
 
@@ -29,13 +32,22 @@ impl Standin {
         report: &mut StepReport,
     ) -> Result<()> {
         let kind = Kind::ops_request(engine);
-        let op = ObservedOpsRequest::from_value(obj)
-            .ok_or_else(|| Error::Invalid("unreadable OpsRequest (no spec.databaseRef.name?)".into()))?;
+        let op = ObservedOpsRequest::from_value(obj).ok_or_else(|| {
+            Error::Invalid("unreadable OpsRequest (no spec.databaseRef.name?)".into())
+        })?;
         let generation = generation(obj);
         match op.phase {
             None => {
-                let queued = condition("Pending", true, "OpsRequestQueued", "The request is queued", now, generation);
-                self.set_phase(&kind, obj, OpsPhase::Pending, vec![queued], report).await
+                let queued = condition(
+                    "Pending",
+                    true,
+                    "OpsRequestQueued",
+                    "The request is queued",
+                    now,
+                    generation,
+                );
+                self.set_phase(&kind, obj, OpsPhase::Pending, vec![queued], report)
+                    .await
             }
             Some(OpsPhase::Pending) => {
                 if let Some(newer) = newer_of_same_type(&op, all) {
@@ -48,19 +60,37 @@ impl Standin {
                         now,
                         generation,
                     ));
-                    return self.set_phase(&kind, obj, OpsPhase::Skipped, list, report).await;
+                    return self
+                        .set_phase(&kind, obj, OpsPhase::Skipped, list, report)
+                        .await;
                 }
                 if !elapsed(phase_since(obj), self.config.phase_delay, now) {
                     return Ok(());
                 }
-                let Some(db) = self.cluster.get(&Kind::database(engine), &op.namespace, &op.database_name).await? else {
-                    return self.fail(&kind, obj, "DatabaseNotFound", "The database does not exist", now, report).await;
+                let Some(db) = self
+                    .cluster
+                    .get(&Kind::database(engine), &op.namespace, &op.database_name)
+                    .await?
+                else {
+                    return self
+                        .fail(
+                            &kind,
+                            obj,
+                            "DatabaseNotFound",
+                            "The database does not exist",
+                            now,
+                            report,
+                        )
+                        .await;
                 };
                 if let Some((reason, message)) = invalid(engine, &op, &db) {
                     return self.fail(&kind, obj, reason, &message, now, report).await;
                 }
                 let if_ready = obj["spec"]["apply"].as_str() != Some("Always");
-                let db_ready = db["status"]["phase"].as_str().and_then(DatabasePhase::parse) == Some(DatabasePhase::Ready);
+                let db_ready = db["status"]["phase"]
+                    .as_str()
+                    .and_then(DatabasePhase::parse)
+                    == Some(DatabasePhase::Ready);
                 let key = (op.namespace.clone(), op.database_name.clone());
                 if (if_ready && !db_ready) || busy.contains(&key) {
                     return Ok(());
@@ -75,32 +105,63 @@ impl Standin {
                     now,
                     generation,
                 ));
-                self.set_phase(&kind, obj, OpsPhase::Progressing, list, report).await
+                self.set_phase(&kind, obj, OpsPhase::Progressing, list, report)
+                    .await
             }
             Some(OpsPhase::Progressing) => {
                 if !elapsed(phase_since(obj), self.config.phase_delay, now) {
                     return Ok(());
                 }
                 let db_kind = Kind::database(engine);
-                let Some(db) = self.cluster.get(&db_kind, &op.namespace, &op.database_name).await? else {
-                    return self.fail(&kind, obj, "DatabaseNotFound", "The database disappeared", now, report).await;
+                let Some(db) = self
+                    .cluster
+                    .get(&db_kind, &op.namespace, &op.database_name)
+                    .await?
+                else {
+                    return self
+                        .fail(
+                            &kind,
+                            obj,
+                            "DatabaseNotFound",
+                            "The database disappeared",
+                            now,
+                            report,
+                        )
+                        .await;
                 };
                 if db["metadata"]["annotations"][FAIL_ANNOTATION].as_str() == Some("true") {
-                    let message = format!("Failure forced by the {FAIL_ANNOTATION} annotation on the database");
-                    return self.fail(&kind, obj, "ForcedFailure", &message, now, report).await;
+                    let message = format!(
+                        "Failure forced by the {FAIL_ANNOTATION} annotation on the database"
+                    );
+                    return self
+                        .fail(&kind, obj, "ForcedFailure", &message, now, report)
+                        .await;
                 }
                 if self.random_failure(obj["metadata"]["uid"].as_str().unwrap_or_default()) {
                     let message = "Failure injected at random by the stand-in (failure ratio)";
-                    return self.fail(&kind, obj, "InjectedFailure", message, now, report).await;
+                    return self
+                        .fail(&kind, obj, "InjectedFailure", message, now, report)
+                        .await;
                 }
                 let Some(change) = op.change else {
-                    return self.fail(&kind, obj, "UnsupportedOpsRequest", "Unreadable change", now, report).await;
+                    return self
+                        .fail(
+                            &kind,
+                            obj,
+                            "UnsupportedOpsRequest",
+                            "Unreadable change",
+                            now,
+                            report,
+                        )
+                        .await;
                 };
                 // Only now does the database spec take the new value, as in
                 // KubeDB. The precondition keeps a concurrent spec edit.
                 let mut patch = spec_patch(engine, &db, change);
                 patch["metadata"] = json!({"resourceVersion": db["metadata"]["resourceVersion"]});
-                self.cluster.merge_patch(&db_kind, &op.namespace, &op.database_name, &patch).await?;
+                self.cluster
+                    .merge_patch(&db_kind, &op.namespace, &op.database_name, &patch)
+                    .await?;
                 let mut list = conditions(obj);
                 list.push(condition(
                     "Successful",
@@ -110,7 +171,8 @@ impl Standin {
                     now,
                     generation,
                 ));
-                self.set_phase(&kind, obj, OpsPhase::Successful, list, report).await
+                self.set_phase(&kind, obj, OpsPhase::Successful, list, report)
+                    .await
             }
             Some(_) => Ok(()),
         }
@@ -130,7 +192,9 @@ impl Standin {
             "conditions": conditions,
         }});
         let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
-        self.cluster.merge_patch_status(kind, ns, name, &patch).await?;
+        self.cluster
+            .merge_patch_status(kind, ns, name, &patch)
+            .await?;
         report.record(kind, obj, phase.as_str());
         Ok(())
     }
@@ -146,13 +210,17 @@ impl Standin {
     ) -> Result<()> {
         let ops_type = obj["spec"]["type"].as_str().unwrap_or("Unknown");
         let mut list = conditions(obj);
-        set_condition(&mut list, condition(ops_type, false, reason, message, now, generation(obj)));
+        set_condition(
+            &mut list,
+            condition(ops_type, false, reason, message, now, generation(obj)),
+        );
         // The changed condition must read as the latest one.
         if let Some(i) = list.iter().position(|c| c["type"] == ops_type) {
             let c = list.remove(i);
             list.push(c);
         }
-        self.set_phase(kind, obj, OpsPhase::Failed, list, report).await
+        self.set_phase(kind, obj, OpsPhase::Failed, list, report)
+            .await
     }
 }
 
@@ -186,11 +254,17 @@ fn invalid(engine: Engine, op: &ObservedOpsRequest, db: &Value) -> Option<(&'sta
         OpsChange::VolumeExpansion(gb) => {
             let current = storage_of(db)?;
             (gb < current).then(|| {
-                ("VolumeShrinkNotAllowed", format!("Storage cannot shrink: requested {gb}Gi, current {current}Gi"))
+                (
+                    "VolumeShrinkNotAllowed",
+                    format!("Storage cannot shrink: requested {gb}Gi, current {current}Gi"),
+                )
             })
         }
         OpsChange::Horizontal(n) => {
-            let current = db["spec"]["replicas"].as_u64().and_then(|c| u32::try_from(c).ok()).unwrap_or(1);
+            let current = db["spec"]["replicas"]
+                .as_u64()
+                .and_then(|c| u32::try_from(c).ok())
+                .unwrap_or(1);
             engine
                 .replicas_error(n)
                 .or_else(|| engine.replica_change_error(current, n))
@@ -210,10 +284,18 @@ fn spec_patch(engine: Engine, db: &Value, change: OpsChange) -> Value {
         OpsChange::Vertical(size) => {
             let container = engine.spec().container;
             // A merge patch replaces arrays whole: send every container.
-            let mut containers = db["spec"]["podTemplate"]["spec"]["containers"].as_array().cloned().unwrap_or_default();
-            match containers.iter_mut().find(|c| c["name"].as_str() == Some(container)) {
+            let mut containers = db["spec"]["podTemplate"]["spec"]["containers"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            match containers
+                .iter_mut()
+                .find(|c| c["name"].as_str() == Some(container))
+            {
                 Some(c) => c["resources"] = resources_value(size),
-                None => containers.push(json!({"name": container, "resources": resources_value(size)})),
+                None => {
+                    containers.push(json!({"name": container, "resources": resources_value(size)}))
+                }
             }
             json!({"spec": {"podTemplate": {"spec": {"containers": containers}}}})
         }

@@ -604,7 +604,7 @@ pub async fn list_operations(store: &dyn Store) {
         assert!(store.insert_operation(&op).await.expect("insert"));
         ops.push(stored_operation(op));
     }
-    let foreign = sample_operation(&other_db, &format!("{prefix}-x"), base);
+    let foreign = sample_operation(&other_db, &format!("{prefix}-x"), base - Duration::minutes(1));
     assert!(store.insert_operation(&foreign).await.expect("insert"));
 
     let ids = |v: &[Operation]| v.iter().map(|o| o.id.clone()).collect::<Vec<_>>();

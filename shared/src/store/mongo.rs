@@ -10,7 +10,16 @@
 //! while a database lives and becomes `<tenant>/<name>/deleted/<id>` once
 //! its deletion is finalized, which frees the name. No partial indexes or
 //! collations are used (FerretDB 1.x does not support them).
+//!
+//! FerretDB 1.x does not apply an update atomically: it reads the document,
+//! applies the update in memory and writes the whole document back
+//! (FerretDB issue 2168), so concurrent updates of one document lose writes
+//! and conditional updates can all succeed. Inserts are atomic (unique
+//! indexes hold), so every update of an existing document first takes a
+//! short write lock: a document in the `locks` collection whose `_id` names
+//! the record. On MongoDB the lock is redundant but harmless.
 
+use std::future::Future;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -19,13 +28,15 @@ use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, IndexModel};
+use rand::Rng;
 use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
 use super::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
 use crate::domain::{
     ApiKeyRecord, Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus,
-    OperationType, Size, Tenant,
+    OperationType, Size, Tenant, random_token,
 };
 use crate::engine::Engine;
 use crate::error::{Error, Result};
@@ -35,6 +46,14 @@ use crate::error::{Error, Result};
 /// requests fast instead of piling them up.
 pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// How long a write lock holds: far longer than the one update it guards,
+/// so only a holder that died loses it to the next writer.
+const LOCK_LEASE: Duration = Duration::from_secs(10);
+/// How long a write waits for a lock; longer than the lease, so a dead
+/// holder's lock is always taken over before a writer gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(15);
+const LOCK_MAX_BACKOFF: Duration = Duration::from_millis(50);
+
 /// A [`Store`] on a MongoDB database.
 #[derive(Clone)]
 pub struct MongoStore {
@@ -43,6 +62,7 @@ pub struct MongoStore {
     databases: Collection<DatabaseDoc>,
     operations: Collection<OperationDoc>,
     counters: Collection<Document>,
+    locks: Collection<Document>,
     database: mongodb::Database,
     indexes: std::sync::Arc<OnceCell<()>>,
 }
@@ -73,6 +93,7 @@ impl MongoStore {
             databases: db.collection("databases"),
             operations: db.collection("operations"),
             counters: db.collection("counters"),
+            locks: db.collection("locks"),
             database: db,
             indexes: Default::default(),
         })
@@ -88,32 +109,27 @@ impl MongoStore {
     }
 
     async fn create_indexes(&self) -> Result<()> {
-        let unique = |name: &str| IndexOptions::builder().unique(true).name(name.to_string()).build();
-        let named = |name: &str| IndexOptions::builder().name(name.to_string()).build();
-        let index = |keys: Document, options: IndexOptions| {
-            IndexModel::builder().keys(keys).options(options).build()
-        };
-        self.tenants
-            .create_index(index(doc! {"name": 1}, unique("name_unique")))
-            .await?;
-        self.api_keys
-            .create_index(index(doc! {"tenant_id": 1}, named("tenant")))
-            .await?;
-        self.databases
-            .create_indexes([
-                index(doc! {"name_key": 1}, unique("name_key_unique")),
-                index(doc! {"tenant_id": 1, "_id": 1}, named("tenant_id")),
-                index(doc! {"status": 1}, named("status")),
-            ])
-            .await?;
-        self.operations
-            .create_indexes([
-                index(doc! {"database_id": 1, "created_at": -1}, named("database_created")),
-                index(doc! {"tenant_id": 1, "created_at": -1}, named("tenant_created")),
-                index(doc! {"created_at": -1, "_id": -1}, named("created")),
-                index(doc! {"status": 1}, named("status")),
-            ])
-            .await?;
+        const INDEXES: [(&str, &str, &[(&str, i32)], bool); 9] = [
+            ("tenants", "name_unique", &[("name", 1)], true),
+            ("api_keys", "tenant", &[("tenant_id", 1)], false),
+            ("databases", "name_key_unique", &[("name_key", 1)], true),
+            ("databases", "tenant_id", &[("tenant_id", 1), ("_id", 1)], false),
+            ("databases", "status", &[("status", 1)], false),
+            ("operations", "database_created", &[("database_id", 1), ("created_at", -1)], false),
+            ("operations", "tenant_created", &[("tenant_id", 1), ("created_at", -1)], false),
+            ("operations", "created", &[("created_at", -1), ("_id", -1)], false),
+            ("operations", "status", &[("status", 1)], false),
+        ];
+        for (collection, name, keys, unique) in INDEXES {
+            let keys: Document = keys.iter().map(|(k, dir)| (k.to_string(), Bson::Int32(*dir))).collect();
+            let options = IndexOptions::builder().name(name.to_string()).unique(unique).build();
+            // One index per command: FerretDB 1.24 drops the connection when
+            // a createIndexes naming several indexes finds them all existing.
+            self.database
+                .collection::<Document>(collection)
+                .create_index(IndexModel::builder().keys(keys).options(options).build())
+                .await?;
+        }
         Ok(())
     }
 
@@ -375,16 +391,147 @@ impl OperationDoc {
     }
 }
 
-impl MongoStore {
-    /// Applies `update` to the database matching `filter`, returning it after.
-    async fn modify_database(&self, filter: Document, update: Document) -> Result<Option<Database>> {
-        self.databases
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await?
-            .map(DatabaseDoc::into_domain)
-            .transpose()
+/// A held write lock on one record. Released explicitly after the write;
+/// a write whose future is dropped releases it in the background.
+struct WriteLock {
+    locks: Collection<Document>,
+    key: String,
+    token: String,
+    held: bool,
+}
+
+impl WriteLock {
+    fn filter(&self) -> Document {
+        doc! {"_id": &self.key, "token": &self.token}
     }
+
+    async fn release(mut self) {
+        self.held = false;
+        if let Err(e) = self.locks.delete_one(self.filter()).await {
+            tracing::warn!(key = %self.key, error = %e, "write lock not released; it expires by itself");
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if self.held
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (locks, filter) = (self.locks.clone(), self.filter());
+            runtime.spawn(async move { locks.delete_one(filter).await });
+        }
+    }
+}
+
+impl MongoStore {
+    /// Takes the write lock on record `id` of `collection`, waiting (with
+    /// backoff) while another writer holds it.
+    async fn lock(&self, collection: &str, id: &str) -> Result<WriteLock> {
+        let key = format!("{collection}/{id}");
+        let token = random_token(16);
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let now = Utc::now();
+            let lock = doc! {"_id": &key, "token": &token, "expires_at": bdate(now + LOCK_LEASE)};
+            match self.locks.insert_one(lock).await.map_err(Error::from) {
+                Ok(_) => {
+                    return Ok(WriteLock {
+                        locks: self.locks.clone(),
+                        key,
+                        token,
+                        held: true,
+                    });
+                }
+                Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let holder = self.locks.find_one(doc! {"_id": &key}).await?;
+            if let Some(holder) = holder
+                && holder.get_datetime("expires_at").is_ok_and(|t| *t < bdate(now))
+            {
+                // Its holder died. The token in the filter keeps us from
+                // deleting a lock another writer has just taken over.
+                let stale = holder.get_str("token").unwrap_or_default();
+                self.locks.delete_one(doc! {"_id": &key, "token": stale}).await?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Store(format!("timed out waiting for the write lock on {key}")));
+            }
+            // Jitter keeps waiting writers from retrying in lockstep.
+            let pause = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(LOCK_MAX_BACKOFF);
+        }
+    }
+
+    /// Runs `write` (a lazy future) while holding the lock on the record.
+    async fn locked<T>(
+        &self,
+        collection: &str,
+        id: &str,
+        write: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let lock = self.lock(collection, id).await?;
+        let out = write.await;
+        lock.release().await;
+        out
+    }
+
+    /// Under the database's write lock, applies `update` (stamping
+    /// `updated_at`) if the database matches `filter`; returns it after.
+    async fn modify_database(
+        &self,
+        id: &str,
+        filter: Document,
+        update: Document,
+    ) -> Result<Option<Database>> {
+        self.locked("databases", id, async {
+            self.databases
+                .find_one_and_update(filter, stamped(update)?)
+                .return_document(ReturnDocument::After)
+                .await?
+                .map(DatabaseDoc::into_domain)
+                .transpose()
+        })
+        .await
+    }
+
+    /// Like [`MongoStore::modify_database`], for an operation.
+    async fn modify_operation(
+        &self,
+        id: &str,
+        filter: Document,
+        update: Document,
+    ) -> Result<Option<Operation>> {
+        self.locked("operations", id, async {
+            self.operations
+                .find_one_and_update(filter, stamped(update)?)
+                .return_document(ReturnDocument::After)
+                .await?
+                .map(OperationDoc::into_domain)
+                .transpose()
+        })
+        .await
+    }
+}
+
+/// `update` that also sets `updated_at` to now: taken under the lock, so
+/// the writes to one record carry increasing times.
+fn stamped(mut update: Document) -> Result<Document> {
+    let now = bdate(Utc::now());
+    match update.get_document_mut("$set") {
+        Ok(set) => {
+            set.insert("updated_at", now);
+        }
+        Err(bson::document::ValueAccessError::NotPresent) => {
+            update.insert("$set", doc! {"updated_at": now});
+        }
+        Err(e) => return Err(bson_err(e)),
+    }
+    Ok(update)
 }
 
 #[async_trait]
@@ -496,7 +643,7 @@ impl Store for MongoStore {
         expected_generation: u64,
         change: &DesiredChange,
     ) -> Result<Option<Database>> {
-        let mut set = doc! {"updated_at": bdate(Utc::now())};
+        let mut set = Document::new();
         if let Some(s) = change.size {
             set.insert("size", s.as_str());
         }
@@ -517,12 +664,12 @@ impl Store for MongoStore {
             "generation": int(expected_generation)?,
             "deletion_requested": false,
         };
-        self.modify_database(filter, doc! {"$set": set, "$inc": {"generation": 1_i64}})
-            .await
+        let update = doc! {"$set": set, "$inc": {"generation": 1_i64}};
+        self.modify_database(id, filter, update).await
     }
 
     async fn update_observed(&self, id: &str, update: &ObservedUpdate) -> Result<bool> {
-        let mut set = doc! {"updated_at": bdate(Utc::now())};
+        let mut set = Document::new();
         if let Some(s) = update.current_size {
             set.insert("current_size", s.as_str());
         }
@@ -542,11 +689,10 @@ impl Store for MongoStore {
             let docs: Vec<ConditionDoc> = c.iter().map(ConditionDoc::from).collect();
             set.insert("conditions", bson::to_bson(&docs).map_err(bson_err)?);
         }
-        let r = self
-            .databases
-            .update_one(doc! {"_id": id}, doc! {"$set": set})
+        let updated = self
+            .modify_database(id, doc! {"_id": id}, doc! {"$set": set})
             .await?;
-        Ok(r.matched_count > 0)
+        Ok(updated.is_some())
     }
 
     async fn begin_operation(
@@ -561,18 +707,16 @@ impl Store for MongoStore {
             "operation_seq": int(expected_seq)?,
         };
         let update = doc! {
-            "$set": {"active_operation_id": operation_id, "updated_at": bdate(Utc::now())},
+            "$set": {"active_operation_id": operation_id},
             "$inc": {"operation_seq": 1_i64},
         };
-        Ok(self.databases.update_one(filter, update).await?.matched_count > 0)
+        Ok(self.modify_database(id, filter, update).await?.is_some())
     }
 
     async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool> {
         let filter = doc! {"_id": id, "active_operation_id": operation_id};
-        let update = doc! {
-            "$set": {"active_operation_id": Bson::Null, "updated_at": bdate(Utc::now())},
-        };
-        Ok(self.databases.update_one(filter, update).await?.matched_count > 0)
+        let update = doc! {"$set": {"active_operation_id": Bson::Null}};
+        Ok(self.modify_database(id, filter, update).await?.is_some())
     }
 
     async fn finalize_deletion(&self, id: &str) -> Result<bool> {
@@ -583,9 +727,8 @@ impl Store for MongoStore {
         let update = doc! {"$set": {
             "status": DatabaseStatus::Deleted.as_str(),
             "name_key": deleted_name_key(&db.tenant_id, &db.name, &db.id),
-            "updated_at": bdate(Utc::now()),
         }};
-        Ok(self.databases.update_one(doc! {"_id": id}, update).await?.matched_count > 0)
+        Ok(self.modify_database(id, doc! {"_id": id}, update).await?.is_some())
     }
 
     async fn insert_operation(&self, op: &Operation) -> Result<bool> {
@@ -649,7 +792,7 @@ impl Store for MongoStore {
         if expected.is_empty() {
             return Ok(None);
         }
-        let mut set = doc! {"updated_at": bdate(Utc::now())};
+        let mut set = Document::new();
         if let Some(s) = update.status {
             set.insert("status", s.as_str());
         }
@@ -675,12 +818,8 @@ impl Store for MongoStore {
             set.insert("finished_at", opt_date(t));
         }
         let statuses: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
-        self.operations
-            .find_one_and_update(doc! {"_id": id, "status": {"$in": statuses}}, doc! {"$set": set})
-            .return_document(ReturnDocument::After)
-            .await?
-            .map(OperationDoc::into_domain)
-            .transpose()
+        let filter = doc! {"_id": id, "status": {"$in": statuses}};
+        self.modify_operation(id, filter, doc! {"$set": set}).await
     }
 
     async fn claim_operation(
@@ -699,38 +838,25 @@ impl Store for MongoStore {
                 {"status": running, "claimed_until": Bson::Null},
             ],
         };
-        let update = doc! {"$set": {
-            "status": running,
-            "claimed_until": bdate(until),
-            "updated_at": bdate(Utc::now()),
-        }};
-        self.operations
-            .find_one_and_update(filter, update)
-            .return_document(ReturnDocument::After)
-            .await?
-            .map(OperationDoc::into_domain)
-            .transpose()
+        let update = doc! {"$set": {"status": running, "claimed_until": bdate(until)}};
+        self.modify_operation(id, filter, update).await
     }
 
     async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64> {
-        let add = || {
-            self.counters
-                .find_one_and_update(doc! {"_id": name}, doc! {"$inc": {"value": by}})
-                .upsert(true)
-                .return_document(ReturnDocument::After)
-        };
-        // Two first increments can both try to insert; the loser retries
-        // and finds the document.
-        let counter = match add().await {
-            Err(e) if matches!(Error::from(e.clone()), Error::Conflict(_)) => add().await?,
-            r => r?,
-        }
-        .ok_or_else(|| Error::Store(format!("counter {name} missing after upsert")))?;
+        let counter = self
+            .locked("counters", name, async {
+                Ok(self
+                    .counters
+                    .find_one_and_update(doc! {"_id": name}, doc! {"$inc": {"value": by}})
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+                    .await?)
+            })
+            .await?
+            .ok_or_else(|| Error::Store(format!("counter {name} missing after upsert")))?;
         match counter.get("value") {
             Some(Bson::Double(v)) => Ok(*v),
             Some(Bson::Int32(v)) => Ok(f64::from(*v)),
-            // Counters only ever hold doubles; an Int64 would be a foreign write.
-            Some(Bson::Int64(v)) => Ok(*v as f64),
             other => Err(Error::Store(format!("counter {name} holds {other:?}"))),
         }
     }

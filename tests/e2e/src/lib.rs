@@ -396,7 +396,7 @@ impl TestEnv {
         cmd.env("KUBECONFIG", &self.rig.kubeconfig)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .args(["--namespace", &self.namespace])
+            .args(["--namespaces", &self.namespace])
             .args(["--provision-delay-ms", "300", "--phase-delay-ms", "200", "--poll-interval-ms", "100"])
             .stdin(Stdio::null())
             .kill_on_drop(true);

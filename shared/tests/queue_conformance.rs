@@ -21,9 +21,13 @@ fn temp_dir() -> PathBuf {
 /// Deletes a recorded time through a second connection to the file.
 fn forget_sqlite_time(path: &Path, id: &str) {
     let conn = rusqlite::Connection::open(path).expect("open queue file");
-    conn.busy_timeout(Duration::from_secs(5)).expect("busy timeout");
+    conn.busy_timeout(Duration::from_secs(5))
+        .expect("busy timeout");
     let n = conn
-        .execute("DELETE FROM queue_processing_since WHERE operation_id = ?1", [id])
+        .execute(
+            "DELETE FROM queue_processing_since WHERE operation_id = ?1",
+            [id],
+        )
         .expect("delete time");
     assert_eq!(n, 1);
 }
@@ -47,7 +51,10 @@ async fn sqlite_file_survives_reopen() {
             queue.enqueue(id).await.expect("enqueue");
         }
         assert_eq!(
-            queue.dequeue(Duration::from_secs(1)).await.expect("dequeue"),
+            queue
+                .dequeue(Duration::from_secs(1))
+                .await
+                .expect("dequeue"),
             Some("op-a".to_string())
         );
     }

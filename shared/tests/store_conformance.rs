@@ -38,18 +38,28 @@ async fn sqlite_file_survives_reopen() {
             .await
             .expect("list");
         let db = dbs.last().expect("the suite left databases").clone();
-        let ops = store.list_operations(&Default::default()).await.expect("list");
+        let ops = store
+            .list_operations(&Default::default())
+            .await
+            .expect("list");
         let op = ops.first().expect("the suite left operations").clone();
         let total = store.add_to_counter("persisted", 2.5).await.expect("add");
         (db, op, total)
     };
 
     let store = SqliteStore::open(&path).expect("reopen file");
-    let got = store.get_tenant(&tenant.id).await.expect("get").expect("tenant kept");
+    let got = store
+        .get_tenant(&tenant.id)
+        .await
+        .expect("get")
+        .expect("tenant kept");
     assert_eq!(got.name, tenant.name);
     assert_eq!(store.get_database(&db.id).await.expect("get"), Some(db));
     assert_eq!(store.get_operation(&op.id).await.expect("get"), Some(op));
-    assert_eq!(store.add_to_counter("persisted", 0.0).await.expect("add"), total);
+    assert_eq!(
+        store.add_to_counter("persisted", 0.0).await.expect("add"),
+        total
+    );
     // The reopened file still enforces the schema's unique names.
     let dup = Tenant {
         id: format!("tn-{}", random_token(12)),
@@ -104,7 +114,11 @@ async fn stale_write_lock_is_taken_over(store: &MongoStore) {
         .expect("plant a stale lock");
     let started = Instant::now();
     assert_eq!(store.add_to_counter(&op_id, 1.0).await.expect("add"), 1.0);
-    assert!(started.elapsed() < Duration::from_secs(2), "took {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]

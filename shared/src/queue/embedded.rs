@@ -164,7 +164,10 @@ impl Queue for SqliteQueue {
                 "DELETE FROM queue_items WHERE list = 'processing' AND operation_id = ?1",
                 [&id],
             )?;
-            tx.execute("DELETE FROM queue_processing_since WHERE operation_id = ?1", [&id])?;
+            tx.execute(
+                "DELETE FROM queue_processing_since WHERE operation_id = ?1",
+                [&id],
+            )?;
             Ok(())
         })
         .await
@@ -181,7 +184,10 @@ impl Queue for SqliteQueue {
                 if removed > 0 {
                     push(tx, "pending", &id)?;
                 }
-                tx.execute("DELETE FROM queue_processing_since WHERE operation_id = ?1", [&id])?;
+                tx.execute(
+                    "DELETE FROM queue_processing_since WHERE operation_id = ?1",
+                    [&id],
+                )?;
                 Ok(removed > 0)
             })
             .await?;
@@ -216,8 +222,10 @@ impl Queue for SqliteQueue {
                      LEFT JOIN queue_processing_since s ON s.operation_id = i.operation_id
                      WHERE i.list = 'processing' ORDER BY i.seq",
                 )?;
-                stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?)))?
-                    .collect::<rusqlite::Result<Vec<_>>>()
+                stmt.query_map([], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<i64>>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()
             })
             .await?;
         Ok(rows

@@ -110,8 +110,8 @@ impl RedisQueue {
     }
 
     async fn take(&self, timeout: Duration) -> Result<Option<String>> {
-        if timeout.is_zero() {
-            // BLMOVE with 0 would wait forever.
+        if timeout < Duration::from_millis(1) {
+            // Redis counts BLMOVE timeouts in milliseconds, and 0 waits forever.
             return Ok(redis::cmd("LMOVE")
                 .arg(&self.pending)
                 .arg(&self.processing)
@@ -141,10 +141,6 @@ impl RedisQueue {
     }
 }
 
-fn unix_millis(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
 #[async_trait]
 impl Queue for RedisQueue {
     async fn enqueue(&self, operation_id: &str) -> Result<()> {
@@ -163,7 +159,7 @@ impl Queue for RedisQueue {
         redis::cmd("HSET")
             .arg(&self.since)
             .arg(&id)
-            .arg(unix_millis(Utc::now()))
+            .arg(Utc::now().timestamp_millis())
             .query_async::<()>(&mut self.conn().await?)
             .await?;
         Ok(Some(id))
@@ -214,14 +210,14 @@ impl Queue for RedisQueue {
             .list_processing
             .key(&self.processing)
             .key(&self.since)
-            .arg(unix_millis(now))
+            .arg(now.timestamp_millis())
             .invoke_async(&mut self.conn().await?)
             .await?;
         flat.chunks_exact(2)
             .map(|pair| {
-                let millis: i64 = pair[1].parse().map_err(|_| {
-                    Error::Queue(format!("bad time {:?} for {}", pair[1], pair[0]))
-                })?;
+                let millis: i64 = pair[1]
+                    .parse()
+                    .map_err(|_| Error::Queue(format!("bad time {:?} for {}", pair[1], pair[0])))?;
                 Ok(InProcess {
                     operation_id: pair[0].clone(),
                     since: DateTime::from_timestamp_millis(millis),

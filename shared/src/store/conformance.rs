@@ -161,7 +161,10 @@ pub async fn tenants(store: &dyn Store) {
     };
     assert_conflict(store.insert_tenant(&dup).await, "tenant with a taken name");
     assert_eq!(store.get_tenant(&dup.id).await.expect("get tenant"), None);
-    assert_eq!(store.get_tenant("tn-missing").await.expect("get tenant"), None);
+    assert_eq!(
+        store.get_tenant("tn-missing").await.expect("get tenant"),
+        None
+    );
 }
 
 /// API keys are found by hash.
@@ -175,7 +178,10 @@ pub async fn api_keys(store: &dyn Store) {
         created_at: Utc::now(),
     };
     store.insert_api_key(&record).await.expect("insert key");
-    let got = store.find_api_key(&record.key_hash).await.expect("find key");
+    let got = store
+        .find_api_key(&record.key_hash)
+        .await
+        .expect("find key");
     assert_eq!(
         got,
         Some(ApiKeyRecord {
@@ -312,7 +318,10 @@ pub async fn list_databases(store: &dyn Store) {
     let other = new_tenant(store).await;
     let mut foreign = sample_database(&other.id, &format!("{prefix}2a"), "foreign");
     foreign.status = DatabaseStatus::Ready;
-    store.insert_database(&foreign).await.expect("insert database");
+    store
+        .insert_database(&foreign)
+        .await
+        .expect("insert database");
     let across = list(DatabaseQuery {
         after_id: Some(prefix.clone()),
         limit: Some(3),
@@ -321,7 +330,11 @@ pub async fn list_databases(store: &dyn Store) {
     .await;
     assert_eq!(
         ids(&across),
-        [format!("{prefix}0"), format!("{prefix}1"), format!("{prefix}2")]
+        [
+            format!("{prefix}0"),
+            format!("{prefix}1"),
+            format!("{prefix}2")
+        ]
     );
     let across = list(DatabaseQuery {
         after_id: Some(format!("{prefix}2")),
@@ -340,11 +353,17 @@ pub async fn unique_names(store: &dyn Store) {
     let first = insert_database(store, &t.id, "orders").await;
 
     let dup = sample_database(&t.id, &format!("db-{}", random_token(12)), "orders");
-    assert_conflict(store.insert_database(&dup).await, "database with a taken name");
+    assert_conflict(
+        store.insert_database(&dup).await,
+        "database with a taken name",
+    );
     assert_eq!(store.get_database(&dup.id).await.expect("get"), None);
 
     let same_id = sample_database(&t.id, &first.id, "orders-2");
-    assert_conflict(store.insert_database(&same_id).await, "database with a taken id");
+    assert_conflict(
+        store.insert_database(&same_id).await,
+        "database with a taken id",
+    );
 
     insert_database(store, &other.id, "orders").await;
 
@@ -359,16 +378,30 @@ pub async fn unique_names(store: &dyn Store) {
         .await
         .expect("request deletion")
         .expect("deletion requested");
-    assert_conflict(store.insert_database(&dup).await, "name of a deleting database");
+    assert_conflict(
+        store.insert_database(&dup).await,
+        "name of a deleting database",
+    );
     assert!(store.finalize_deletion(&first.id).await.expect("finalize"));
-    assert_eq!(get_db(store, &first.id).await.status, DatabaseStatus::Deleted);
-    store.insert_database(&dup).await.expect("reuse a freed name");
+    assert_eq!(
+        get_db(store, &first.id).await.status,
+        DatabaseStatus::Deleted
+    );
+    store
+        .insert_database(&dup)
+        .await
+        .expect("reuse a freed name");
     assert_eq!(get_db(store, &dup.id).await.name, "orders");
 
     // And again: several deleted records may share a name.
     assert!(store.finalize_deletion(&dup.id).await.expect("finalize"));
     insert_database(store, &t.id, "orders").await;
-    assert!(!store.finalize_deletion("db-missing").await.expect("finalize"));
+    assert!(
+        !store
+            .finalize_deletion("db-missing")
+            .await
+            .expect("finalize")
+    );
 }
 
 /// `update_desired` is a compare-and-set on the generation.
@@ -382,13 +415,23 @@ pub async fn update_desired(store: &dyn Store) {
         ..Default::default()
     };
     assert_eq!(
-        store.update_desired(&db.id, db.generation + 1, &change).await.expect("update"),
+        store
+            .update_desired(&db.id, db.generation + 1, &change)
+            .await
+            .expect("update"),
         None,
         "wrong generation"
     );
-    assert_eq!(get_db(store, &db.id).await, before, "failed CAS changed nothing");
     assert_eq!(
-        store.update_desired("db-missing", 1, &change).await.expect("update"),
+        get_db(store, &db.id).await,
+        before,
+        "failed CAS changed nothing"
+    );
+    assert_eq!(
+        store
+            .update_desired("db-missing", 1, &change)
+            .await
+            .expect("update"),
         None
     );
 
@@ -418,7 +461,12 @@ pub async fn update_desired(store: &dyn Store) {
         .expect("generation matched");
     assert_eq!(after2.generation, after.generation + 1);
     assert_eq!(
-        (after2.size, after2.replicas, after2.storage_gb, after2.status),
+        (
+            after2.size,
+            after2.replicas,
+            after2.storage_gb,
+            after2.status
+        ),
         (Size::Large, 3, 40, DatabaseStatus::Updating)
     );
     assert!(!after2.deletion_requested);
@@ -465,14 +513,26 @@ pub async fn desired_and_observed_are_independent(store: &dyn Store) {
         status: Some(DatabaseStatus::Ready),
         conditions: Some(vec![condition.clone()]),
     };
-    assert!(store.update_observed(&db.id, &observed).await.expect("observe"));
+    assert!(
+        store
+            .update_observed(&db.id, &observed)
+            .await
+            .expect("observe")
+    );
     let got = get_db(store, &db.id).await;
     assert_eq!(got.current_size, Some(Size::Small));
-    assert_eq!(got.conditions, vec![Condition {
-        last_transition_time: ms(condition.last_transition_time),
-        ..condition.clone()
-    }]);
-    assert_eq!((got.generation, got.size), (1, Size::Small), "desired untouched");
+    assert_eq!(
+        got.conditions,
+        vec![Condition {
+            last_transition_time: ms(condition.last_transition_time),
+            ..condition.clone()
+        }]
+    );
+    assert_eq!(
+        (got.generation, got.size),
+        (1, Size::Small),
+        "desired untouched"
+    );
 
     // Interleave: each side's fields survive the other's writes, including
     // writes issued concurrently.
@@ -499,7 +559,12 @@ pub async fn desired_and_observed_are_independent(store: &dyn Store) {
     }
     let got = get_db(store, &db.id).await;
     assert_eq!(
-        (got.current_size, got.current_replicas, got.observed_generation, got.status),
+        (
+            got.current_size,
+            got.current_replicas,
+            got.observed_generation,
+            got.status
+        ),
         (Some(Size::Small), Some(1), 1, DatabaseStatus::Ready),
         "observed fields not named by later updates are kept"
     );
@@ -512,27 +577,71 @@ pub async fn desired_and_observed_are_independent(store: &dyn Store) {
     };
     assert!(store.update_observed(&db.id, &bump).await.expect("observe"));
     let got = get_db(store, &db.id).await;
-    assert_eq!((got.generation, got.observed_generation), (generation, generation));
-    assert!(!store.update_observed("db-missing", &bump).await.expect("observe"));
+    assert_eq!(
+        (got.generation, got.observed_generation),
+        (generation, generation)
+    );
+    assert!(
+        !store
+            .update_observed("db-missing", &bump)
+            .await
+            .expect("observe")
+    );
 }
 
 /// One active operation per database, tracked by a sequence number.
 pub async fn operation_slot(store: &dyn Store) {
     let t = new_tenant(store).await;
     let db = insert_database(store, &t.id, "slot").await;
-    assert!(!store.begin_operation(&db.id, "op-a", 1).await.expect("begin"), "wrong seq");
-    assert!(store.begin_operation(&db.id, "op-a", 0).await.expect("begin"));
+    assert!(
+        !store
+            .begin_operation(&db.id, "op-a", 1)
+            .await
+            .expect("begin"),
+        "wrong seq"
+    );
+    assert!(
+        store
+            .begin_operation(&db.id, "op-a", 0)
+            .await
+            .expect("begin")
+    );
     let got = get_db(store, &db.id).await;
-    assert_eq!((got.active_operation_id.as_deref(), got.operation_seq), (Some("op-a"), 1));
-    assert!(!store.begin_operation(&db.id, "op-b", 1).await.expect("begin"), "slot taken");
-    assert!(!store.end_operation(&db.id, "op-b").await.expect("end"), "not the active op");
+    assert_eq!(
+        (got.active_operation_id.as_deref(), got.operation_seq),
+        (Some("op-a"), 1)
+    );
+    assert!(
+        !store
+            .begin_operation(&db.id, "op-b", 1)
+            .await
+            .expect("begin"),
+        "slot taken"
+    );
+    assert!(
+        !store.end_operation(&db.id, "op-b").await.expect("end"),
+        "not the active op"
+    );
     assert!(store.end_operation(&db.id, "op-a").await.expect("end"));
-    assert!(!store.end_operation(&db.id, "op-a").await.expect("end"), "already ended");
+    assert!(
+        !store.end_operation(&db.id, "op-a").await.expect("end"),
+        "already ended"
+    );
     let got = get_db(store, &db.id).await;
     assert_eq!((got.active_operation_id, got.operation_seq), (None, 1));
-    assert!(store.begin_operation(&db.id, "op-b", 1).await.expect("begin"));
+    assert!(
+        store
+            .begin_operation(&db.id, "op-b", 1)
+            .await
+            .expect("begin")
+    );
     assert_eq!(get_db(store, &db.id).await.operation_seq, 2);
-    assert!(!store.begin_operation("db-missing", "op-c", 0).await.expect("begin"));
+    assert!(
+        !store
+            .begin_operation("db-missing", "op-c", 0)
+            .await
+            .expect("begin")
+    );
 
     // Concurrent begins with one seq: exactly one wins.
     assert!(store.end_operation(&db.id, "op-b").await.expect("end"));
@@ -544,7 +653,10 @@ pub async fn operation_slot(store: &dyn Store) {
         .filter_map(|(id, r)| r.expect("begin").then_some(id))
         .collect();
     assert_eq!(winners.len(), 1);
-    assert_eq!(get_db(store, &db.id).await.active_operation_id.as_ref(), Some(winners[0]));
+    assert_eq!(
+        get_db(store, &db.id).await.active_operation_id.as_ref(),
+        Some(winners[0])
+    );
 }
 
 /// Inserting an existing operation is a no-op that says so.
@@ -604,11 +716,19 @@ pub async fn list_operations(store: &dyn Store) {
         assert!(store.insert_operation(&op).await.expect("insert"));
         ops.push(stored_operation(op));
     }
-    let foreign = sample_operation(&other_db, &format!("{prefix}-x"), base - Duration::minutes(1));
+    let foreign = sample_operation(
+        &other_db,
+        &format!("{prefix}-x"),
+        base - Duration::minutes(1),
+    );
     assert!(store.insert_operation(&foreign).await.expect("insert"));
 
     let ids = |v: &[Operation]| v.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
-    let want = |idx: &[usize]| idx.iter().map(|i| format!("{prefix}-{i}")).collect::<Vec<_>>();
+    let want = |idx: &[usize]| {
+        idx.iter()
+            .map(|i| format!("{prefix}-{i}"))
+            .collect::<Vec<_>>()
+    };
     let list = |q: OperationQuery| async move { store.list_operations(&q).await.expect("list") };
     let by_db = || OperationQuery {
         database_id: Some(db.id.clone()),
@@ -649,7 +769,10 @@ pub async fn list_operations(store: &dyn Store) {
     })
     .await;
     assert_eq!(tenant.len(), 6);
-    assert_eq!(tenant.last().map(|o| o.id.clone()), Some(foreign.id.clone()));
+    assert_eq!(
+        tenant.last().map(|o| o.id.clone()),
+        Some(foreign.id.clone())
+    );
 
     let none = list(OperationQuery {
         tenant_id: Some(t.id.clone()),
@@ -684,7 +807,10 @@ pub async fn update_operation(store: &dyn Store) {
         "status is not running"
     );
     assert_eq!(
-        store.update_operation(&op.id, &[], &running).await.expect("update"),
+        store
+            .update_operation(&op.id, &[], &running)
+            .await
+            .expect("update"),
         None,
         "no status is expected"
     );
@@ -722,7 +848,11 @@ pub async fn update_operation(store: &dyn Store) {
         .expect("status matched");
     assert_eq!(got.status, OperationStatus::Succeeded);
     assert_eq!(got.error, None, "Some(None) clears");
-    assert_eq!(got.ops_request_name, Some(format!("{}-1", op.id)), "None keeps");
+    assert_eq!(
+        got.ops_request_name,
+        Some(format!("{}-1", op.id)),
+        "None keeps"
+    );
     assert_eq!(got.ops_request_phase.as_deref(), Some("Successful"));
     assert_eq!(got.finished_at, Some(ms(finished_at)));
     assert_eq!(got.attempts, 1);
@@ -795,7 +925,10 @@ pub async fn claim_operation(store: &dyn Store) {
         .expect("running");
     let far = late + Duration::days(1);
     assert_eq!(
-        store.claim_operation(&op.id, far, far).await.expect("claim"),
+        store
+            .claim_operation(&op.id, far, far)
+            .await
+            .expect("claim"),
         None,
         "succeeded"
     );
@@ -804,12 +937,18 @@ pub async fn claim_operation(store: &dyn Store) {
     failed.status = OperationStatus::Failed;
     assert!(store.insert_operation(&failed).await.expect("insert"));
     assert_eq!(
-        store.claim_operation(&failed.id, far, far).await.expect("claim"),
+        store
+            .claim_operation(&failed.id, far, far)
+            .await
+            .expect("claim"),
         None,
         "failed waits for the reconciler"
     );
     assert_eq!(
-        store.claim_operation("op-missing", now, until).await.expect("claim"),
+        store
+            .claim_operation("op-missing", now, until)
+            .await
+            .expect("claim"),
         None
     );
 }

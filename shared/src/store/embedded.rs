@@ -121,7 +121,7 @@ pub(crate) fn configure(conn: &Connection) -> Result<()> {
 }
 
 /// `t` with the sub-millisecond part dropped.
-pub(crate) fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
+fn millis(t: DateTime<Utc>) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(t.timestamp_millis()).unwrap_or(t)
 }
 
@@ -216,7 +216,11 @@ fn modify_operation(
     Ok(Some(op))
 }
 
-fn query_docs<T: DeserializeOwned>(tx: &Transaction<'_>, sql: &str, args: Vec<Value>) -> Result<Vec<T>> {
+fn query_docs<T: DeserializeOwned>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    args: Vec<Value>,
+) -> Result<Vec<T>> {
     let mut stmt = tx.prepare(sql)?;
     let docs = stmt
         .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))?
@@ -231,7 +235,8 @@ fn limit_value(limit: usize) -> Value {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        self.tx(|tx| Ok(tx.query_row("SELECT 1", [], |_| Ok(()))?)).await
+        self.tx(|tx| Ok(tx.query_row("SELECT 1", [], |_| Ok(()))?))
+            .await
     }
 
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
@@ -268,9 +273,11 @@ impl Store for SqliteStore {
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         let key_hash = key_hash.to_string();
         self.tx(move |tx| {
-            tx.query_row("SELECT doc FROM api_keys WHERE key_hash = ?1", [&key_hash], |r| {
-                r.get::<_, String>(0)
-            })
+            tx.query_row(
+                "SELECT doc FROM api_keys WHERE key_hash = ?1",
+                [&key_hash],
+                |r| r.get::<_, String>(0),
+            )
             .optional()?
             .map(|doc| from_json(&doc))
             .transpose()
@@ -491,12 +498,21 @@ impl Store for SqliteStore {
         if !query.statuses.is_empty() {
             let marks = vec!["?"; query.statuses.len()].join(", ");
             sql.push_str(&format!(" AND status IN ({marks})"));
-            args.extend(query.statuses.iter().map(|s| Value::Text(s.as_str().into())));
+            args.extend(
+                query
+                    .statuses
+                    .iter()
+                    .map(|s| Value::Text(s.as_str().into())),
+            );
         }
         if let Some((at, id)) = &query.before {
             sql.push_str(" AND (created_at_ms < ? OR (created_at_ms = ? AND id < ?))");
             let at = at.timestamp_millis();
-            args.extend([Value::Integer(at), Value::Integer(at), Value::Text(id.clone())]);
+            args.extend([
+                Value::Integer(at),
+                Value::Integer(at),
+                Value::Text(id.clone()),
+            ]);
         }
         sql.push_str(" ORDER BY created_at_ms DESC, id DESC");
         if let Some(limit) = query.limit {

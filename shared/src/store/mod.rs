@@ -5,8 +5,12 @@
 //! Both pass the same conformance suite in [`conformance`].
 //!
 //! Neither relies on multi-document transactions (FerretDB has none): every
-//! method is one single-document atomic update, and every compare-and-set
-//! encodes its precondition in the update's filter. Desired fields and
+//! method is one single-document update, and every compare-and-set encodes
+//! its precondition in the update's filter. FerretDB 1.x applies such an
+//! update as read-modify-write in its own process, so it is not atomic there;
+//! the MongoDB adapter therefore takes a short per-record lock (a unique
+//! insert, which FerretDB does make atomic) around each update. See
+//! [`mongo`] for the details and the one race left after a crash. Desired fields and
 //! observed fields are set field by field, never by saving a whole document,
 //! so the API and the reconciler never overwrite each other's writes.
 

@@ -109,20 +109,46 @@ impl MongoStore {
     }
 
     async fn create_indexes(&self) -> Result<()> {
-        const INDEXES: [(&str, &str, &[(&str, i32)], bool); 9] = [
+        const INDEXES: [IndexSpec; 9] = [
             ("tenants", "name_unique", &[("name", 1)], true),
             ("api_keys", "tenant", &[("tenant_id", 1)], false),
             ("databases", "name_key_unique", &[("name_key", 1)], true),
-            ("databases", "tenant_id", &[("tenant_id", 1), ("_id", 1)], false),
+            (
+                "databases",
+                "tenant_id",
+                &[("tenant_id", 1), ("_id", 1)],
+                false,
+            ),
             ("databases", "status", &[("status", 1)], false),
-            ("operations", "database_created", &[("database_id", 1), ("created_at", -1)], false),
-            ("operations", "tenant_created", &[("tenant_id", 1), ("created_at", -1)], false),
-            ("operations", "created", &[("created_at", -1), ("_id", -1)], false),
+            (
+                "operations",
+                "database_created",
+                &[("database_id", 1), ("created_at", -1)],
+                false,
+            ),
+            (
+                "operations",
+                "tenant_created",
+                &[("tenant_id", 1), ("created_at", -1)],
+                false,
+            ),
+            (
+                "operations",
+                "created",
+                &[("created_at", -1), ("_id", -1)],
+                false,
+            ),
             ("operations", "status", &[("status", 1)], false),
         ];
         for (collection, name, keys, unique) in INDEXES {
-            let keys: Document = keys.iter().map(|(k, dir)| (k.to_string(), Bson::Int32(*dir))).collect();
-            let options = IndexOptions::builder().name(name.to_string()).unique(unique).build();
+            let keys: Document = keys
+                .iter()
+                .map(|(k, dir)| (k.to_string(), Bson::Int32(*dir)))
+                .collect();
+            let options = IndexOptions::builder()
+                .name(name.to_string())
+                .unique(unique)
+                .build();
             // One index per command: FerretDB 1.24 drops the connection when
             // a createIndexes naming several indexes finds them all existing.
             self.database
@@ -138,6 +164,14 @@ impl MongoStore {
         &self.database
     }
 }
+
+/// Collection, index name, keys with their directions, and uniqueness.
+type IndexSpec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, i32)],
+    bool,
+);
 
 /// A date as stored: milliseconds, the precision of a BSON date.
 fn bdate(t: DateTime<Utc>) -> bson::DateTime {
@@ -449,16 +483,22 @@ impl MongoStore {
             }
             let holder = self.locks.find_one(doc! {"_id": &key}).await?;
             if let Some(holder) = holder
-                && holder.get_datetime("expires_at").is_ok_and(|t| *t < bdate(now))
+                && holder
+                    .get_datetime("expires_at")
+                    .is_ok_and(|t| *t < bdate(now))
             {
                 // Its holder died. The token in the filter keeps us from
                 // deleting a lock another writer has just taken over.
                 let stale = holder.get_str("token").unwrap_or_default();
-                self.locks.delete_one(doc! {"_id": &key, "token": stale}).await?;
+                self.locks
+                    .delete_one(doc! {"_id": &key, "token": stale})
+                    .await?;
                 continue;
             }
             if Instant::now() >= deadline {
-                return Err(Error::Store(format!("timed out waiting for the write lock on {key}")));
+                return Err(Error::Store(format!(
+                    "timed out waiting for the write lock on {key}"
+                )));
             }
             // Jitter keeps waiting writers from retrying in lockstep.
             let pause = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
@@ -596,7 +636,9 @@ impl Store for MongoStore {
 
     async fn insert_database(&self, db: &Database) -> Result<()> {
         self.ensure_indexes().await?;
-        self.databases.insert_one(DatabaseDoc::from_domain(db)?).await?;
+        self.databases
+            .insert_one(DatabaseDoc::from_domain(db)?)
+            .await?;
         Ok(())
     }
 
@@ -728,11 +770,18 @@ impl Store for MongoStore {
             "status": DatabaseStatus::Deleted.as_str(),
             "name_key": deleted_name_key(&db.tenant_id, &db.name, &db.id),
         }};
-        Ok(self.modify_database(id, doc! {"_id": id}, update).await?.is_some())
+        Ok(self
+            .modify_database(id, doc! {"_id": id}, update)
+            .await?
+            .is_some())
     }
 
     async fn insert_operation(&self, op: &Operation) -> Result<bool> {
-        match self.operations.insert_one(OperationDoc::from_domain(op)?).await {
+        match self
+            .operations
+            .insert_one(OperationDoc::from_domain(op)?)
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) => match Error::from(e) {
                 // The only unique key is `_id`: the operation already exists.

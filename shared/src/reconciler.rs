@@ -239,7 +239,11 @@ impl Reconciler<'_> {
             match ops.get(op_id) {
                 Some(op) if op.status == OperationStatus::Running => {
                     self.record(db, cr, &assessment, None, now, report).await?;
-                    return Ok(None);
+                    // A claim that expired means its worker died; make sure
+                    // the id is queued somewhere so another worker adopts it
+                    // (the queue may have lost it, say in a Redis restart).
+                    let orphaned = op.claimed_until.is_none_or(|t| t <= now);
+                    return Ok(orphaned.then(|| op.id.clone()));
                 }
                 Some(op) if op.status == OperationStatus::Pending => {
                     if op.target_generation < db.generation && self.supersede(db, op).await? {

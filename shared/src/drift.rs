@@ -191,7 +191,11 @@ pub fn assess(desired: &Desired, observed: Option<&Observed>, in_flight: &[Chang
     let plan = if observed.deleting || !observed.ready || !in_flight.is_empty() {
         // One change at a time per database; KubeDB would not start a
         // request on a database that is not Ready anyway.
-        if drifts.is_empty() && in_flight.is_empty() && observed.ready { Plan::InSync } else { Plan::Wait }
+        if drifts.is_empty() && in_flight.is_empty() && observed.ready && !observed.deleting {
+            Plan::InSync
+        } else {
+            Plan::Wait
+        }
     } else {
         match drifts.iter().find(|d| !d.blocked) {
             Some(d) => Plan::Fix(d.fix),
@@ -316,6 +320,15 @@ mod tests {
             let a = assess(&d, Some(&o), &[]);
             prop_assert!(a.drifts.is_empty());
             prop_assert!(a.plan.operation_type().is_none());
+        }
+
+        /// A CR being deleted (by hand: deletion is not desired) is never in
+        /// sync, and nothing is planned until it is gone and can be recreated.
+        #[test]
+        fn a_cr_being_deleted_is_waited_for(d in desired(), o in observed(), f in prop::collection::vec(change(), 0..2)) {
+            let d = Desired { deletion_requested: false, ..d };
+            let o = Observed { deleting: true, ..o };
+            prop_assert_eq!(assess(&d, Some(&o), &f).plan, Plan::Wait);
         }
 
         /// Storage never shrinks: a larger CR than desired is blocked drift.

@@ -148,7 +148,10 @@ impl Reconciler<'_> {
 
     async fn pass(&self) -> Result<PassReport> {
         let now = Utc::now();
-        let view = self.observe_cluster().await?;
+        // The store is read before the cluster: an operation that finishes
+        // in between then looks still active (the pass waits), never done
+        // against a stale CR (which would plan the same change again).
+        let databases = self.all_databases().await?;
         let ops: HashMap<String, Operation> = self
             .store
             .list_operations(&OperationQuery {
@@ -159,30 +162,37 @@ impl Reconciler<'_> {
             .into_iter()
             .map(|op| (op.id.clone(), op))
             .collect();
+        let view = self.observe_cluster().await?;
         let mut report = PassReport::default();
         let mut to_enqueue: Vec<String> = Vec::new();
-        let mut after_id = None;
+        for db in &databases {
+            report.databases_seen += 1;
+            if let Some(id) = self.reconcile_database(db, &view, &ops, now, &mut report).await? {
+                to_enqueue.push(id);
+            }
+        }
+        self.repair_queue(&ops, to_enqueue, now, &mut report).await?;
+        Ok(report)
+    }
+
+    /// Every database not yet finalized, a page at a time.
+    async fn all_databases(&self) -> Result<Vec<Database>> {
+        let mut all: Vec<Database> = Vec::new();
         loop {
             let page = self
                 .store
                 .list_databases(&DatabaseQuery {
-                    after_id: after_id.clone(),
+                    after_id: all.last().map(|d| d.id.clone()),
                     exclude_deleted: true,
                     limit: Some(500),
                     ..Default::default()
                 })
                 .await?;
-            let Some(last) = page.last() else { break };
-            after_id = Some(last.id.clone());
-            for db in &page {
-                report.databases_seen += 1;
-                if let Some(id) = self.reconcile_database(db, &view, &ops, now, &mut report).await? {
-                    to_enqueue.push(id);
-                }
+            if page.is_empty() {
+                return Ok(all);
             }
+            all.extend(page);
         }
-        self.repair_queue(&ops, to_enqueue, now, &mut report).await?;
-        Ok(report)
     }
 
     /// Two LISTs per engine kind: database CRs and OpsRequests.
@@ -557,9 +567,9 @@ impl From<Change> for OpsChange {
     }
 }
 
-/// KubeDB reports the database reachable.
+/// KubeDB reports the database reachable, and it is not being deleted.
 pub fn is_ready(cr: &ObservedDatabase) -> bool {
-    matches!(cr.phase, Some(DatabasePhase::Ready | DatabasePhase::Critical))
+    !cr.deleting && matches!(cr.phase, Some(DatabasePhase::Ready | DatabasePhase::Critical))
 }
 
 fn observed_of(cr: &ObservedDatabase) -> Observed {

@@ -43,6 +43,12 @@ async fn skipped_and_serialized() {
 }
 
 #[tokio::test]
+async fn finished_requests_skip_nothing() {
+    let (c, ns) = setup().await;
+    conformance::finished_requests_skip_nothing(c, &ns).await;
+}
+
+#[tokio::test]
 async fn failures() {
     let (c, ns) = setup().await;
     conformance::failures(c, &ns).await;

@@ -71,6 +71,7 @@ scenario!(provisioning);
 scenario!(ops_lifecycle);
 scenario!(waits_for_ready);
 scenario!(skipped_and_serialized);
+scenario!(finished_requests_skip_nothing);
 scenario!(failures);
 scenario!(deletion_policies);
 scenario!(stateless_restart);

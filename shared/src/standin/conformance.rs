@@ -406,6 +406,27 @@ pub async fn skipped_and_serialized(cluster: Arc<dyn Cluster>, ns: &str) {
     assert_eq!((d.replicas, d.storage_gb), (Some(6), Some(20)));
 }
 
+/// A finished request skips nothing, even one whose name orders after a
+/// new request created in the same second (a retried operation's earlier
+/// attempts stay in the cluster, Failed).
+pub async fn finished_requests_skip_nothing(cluster: Arc<dyn Cluster>, ns: &str) {
+    let s = standin(&cluster, ns);
+    let c = cluster.as_ref();
+    let engine = Engine::Postgres;
+    ready_database(&cluster, &s, engine, ns, "fin", DeletionPolicy::WipeOut).await;
+    // Shrinking fails: "fin-z" ends Failed.
+    create_op(c, engine, ns, "fin-z", "fin", OpsChange::VolumeExpansion(5)).await;
+    for _ in 0..3 {
+        step(&s).await;
+    }
+    assert_eq!(op(c, engine, ns, "fin-z").await.phase, Some(OpsPhase::Failed));
+    create_op(c, engine, ns, "fin-a", "fin", OpsChange::VolumeExpansion(30)).await;
+    for _ in 0..3 {
+        step(&s).await;
+    }
+    assert_eq!(op(c, engine, ns, "fin-a").await.phase, Some(OpsPhase::Successful));
+}
+
 /// Shrinking storage, invalid replica counts, a missing database, the
 /// failure annotation and the random failure ratio all end in Failed, with
 /// the database spec untouched.

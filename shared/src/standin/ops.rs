@@ -233,8 +233,9 @@ fn phase_since(obj: &Value) -> Option<DateTime<Utc>> {
         .or_else(|| created(obj))
 }
 
-/// The name of a newer request of the same type for the same database
-/// (later creationTimestamp; equal timestamps are ordered by name).
+/// The name of a newer, unfinished request of the same type for the same
+/// database (later creationTimestamp; equal timestamps are ordered by name).
+/// A finished request replaces nothing: only queued work is superseded.
 fn newer_of_same_type(op: &ObservedOpsRequest, all: &[Value]) -> Option<String> {
     all.iter()
         .filter_map(ObservedOpsRequest::from_value)
@@ -242,6 +243,7 @@ fn newer_of_same_type(op: &ObservedOpsRequest, all: &[Value]) -> Option<String> 
             o.namespace == op.namespace
                 && o.database_name == op.database_name
                 && o.ops_type == op.ops_type
+                && !o.phase.is_some_and(OpsPhase::is_final)
                 && (o.created_at, &o.name) > (op.created_at, &op.name)
         })
         .map(|o| o.name)

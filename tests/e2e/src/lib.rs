@@ -10,9 +10,10 @@
 //! MongoDB database, Redis key prefix, admin token and API port, so tests
 //! can run in parallel against one rig without seeing each other.
 //!
-//! Binaries are taken from the workspace target directory (the directory
-//! of the test executable's parent); build them first with
-//! `cargo build --workspace --bins`. Every process writes its output to a
+//! Binaries are taken from the workspace target directory (`target/debug`,
+//! the parent of the `deps` directory the test executable runs from); build
+//! them first with `cargo build --workspace --bins`. A missing binary, or
+//! one older than its sources, fails the test with that hint. Every process writes its output to a
 //! log file under `<target>/<profile>/e2e-logs/<namespace>/`, named in
 //! every failure message.
 
@@ -65,9 +66,18 @@ impl Rig {
     /// Reads the rig's variables; fails the test, never skips it, when one
     /// is unset.
     pub fn from_env() -> Rig {
-        let names = ["MONGODB_URI", "REDIS_URL", "KUBECONFIG", "PUSHGATEWAY_URL", "PROMETHEUS_URL"];
-        let missing: Vec<&str> =
-            names.iter().copied().filter(|n| std::env::var(n).map_or(true, |v| v.trim().is_empty())).collect();
+        let names = [
+            "MONGODB_URI",
+            "REDIS_URL",
+            "KUBECONFIG",
+            "PUSHGATEWAY_URL",
+            "PROMETHEUS_URL",
+        ];
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| std::env::var(n).map_or(true, |v| v.trim().is_empty()))
+            .collect();
         assert!(
             missing.is_empty(),
             "the end-to-end tests need the test rig, but {} {} unset: {RIG_HINT}",
@@ -76,7 +86,11 @@ impl Rig {
         );
         let var = |n: &str| std::env::var(n).expect("checked above");
         let kubeconfig = PathBuf::from(var("KUBECONFIG"));
-        assert!(kubeconfig.is_file(), "KUBECONFIG={} is not a file: {RIG_HINT}", kubeconfig.display());
+        assert!(
+            kubeconfig.is_file(),
+            "KUBECONFIG={} is not a file: {RIG_HINT}",
+            kubeconfig.display()
+        );
         Rig {
             mongodb_uri: var("MONGODB_URI"),
             redis_url: var("REDIS_URL"),
@@ -95,14 +109,63 @@ pub fn bin_dir() -> PathBuf {
     }
     let exe = std::env::current_exe().expect("the test executable's path");
     let dir = exe.parent().expect("the test executable has a directory");
-    if dir.file_name().is_some_and(|n| n == "deps") { dir.parent().unwrap_or(dir).to_path_buf() } else { dir.to_path_buf() }
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
 }
 
-/// The path of binary `name`; fails the test with a hint if it is missing.
+/// The path of binary `name`; fails the test with a hint if it is missing
+/// or older than its sources (set `DBAAS_E2E_ALLOW_STALE=1` to skip that
+/// check).
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.is_file(), "binary {name} not found at {}: {BUILD_HINT}", path.display());
+    assert!(
+        path.is_file(),
+        "binary {name} not found at {}: {BUILD_HINT}",
+        path.display()
+    );
+    if std::env::var_os("DBAAS_E2E_ALLOW_STALE").is_none()
+        && let Some(newer) = newer_source(name, &path)
+    {
+        panic!(
+            "binary {} is older than {}: {BUILD_HINT}",
+            path.display(),
+            newer.display()
+        );
+    }
     path
+}
+
+/// A Rust source of binary `name` (its crate or the shared library) changed
+/// after the binary was built, if any.
+fn newer_source(name: &str, binary: &Path) -> Option<PathBuf> {
+    let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let root = root.canonicalize().unwrap_or(root);
+    let krate = match name {
+        API_BIN | RECONCILER_BIN | WORKER_BIN => root.join("functions").join(name),
+        STANDIN_BIN => root.join("tests").join(name),
+        _ => return None,
+    };
+    let mut dirs = vec![krate.join("src"), root.join("shared/src")];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs")
+                && entry
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t > built)
+            {
+                return Some(path);
+            }
+        }
+    }
+    None
 }
 
 /// The binaries the tests run.
@@ -140,7 +203,12 @@ impl Proc {
     pub async fn kill9(mut self) -> ExitStatus {
         self.child.start_kill().expect("SIGKILL sent");
         let status = self.child.wait().await.expect("killed process reaped");
-        assert_eq!(status.signal(), Some(9), "{} was not killed by SIGKILL: {status}", self.role);
+        assert_eq!(
+            status.signal(),
+            Some(9),
+            "{} was not killed by SIGKILL: {status}",
+            self.role
+        );
         status
     }
 }
@@ -168,14 +236,23 @@ pub struct ApiClient {
 impl ApiClient {
     /// Sends a request; retries a 429 after a short pause. Returns the
     /// status and the body (JSON, or null when empty).
-    pub async fn send(&self, method: Method, path: &str, token: &str, body: Option<&Value>) -> (StatusCode, Value) {
+    pub async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<&Value>,
+    ) -> (StatusCode, Value) {
         let url = format!("{}{path}", self.base);
         for _ in 0..50 {
             let mut req = self.http.request(method.clone(), &url).bearer_auth(token);
             if let Some(b) = body {
                 req = req.json(b);
             }
-            let resp = req.send().await.unwrap_or_else(|e| panic!("{method} {path}: {e}"));
+            let resp = req
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("{method} {path}: {e}"));
             let status = resp.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
                 tokio::time::sleep(Duration::from_millis(200)).await;
@@ -192,36 +269,78 @@ impl ApiClient {
         panic!("{method} {path}: still rate limited after 50 tries");
     }
 
-    async fn expect(&self, method: Method, path: &str, body: Option<&Value>, want: StatusCode) -> Value {
+    async fn expect(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&Value>,
+        want: StatusCode,
+    ) -> Value {
         let (status, value) = self.send(method.clone(), path, &self.key, body).await;
         assert_eq!(status, want, "{method} {path} answered {status}: {value}");
         value
     }
 
     pub async fn create_database(&self, body: &Value) -> Value {
-        self.expect(Method::POST, "/api/v1/databases", Some(body), StatusCode::CREATED).await
+        self.expect(
+            Method::POST,
+            "/api/v1/databases",
+            Some(body),
+            StatusCode::CREATED,
+        )
+        .await
     }
 
     pub async fn get_database(&self, id: &str) -> Value {
-        self.expect(Method::GET, &format!("/api/v1/databases/{id}"), None, StatusCode::OK).await
+        self.expect(
+            Method::GET,
+            &format!("/api/v1/databases/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
     }
 
     /// GET without expectations: the status and body.
     pub async fn try_get_database(&self, id: &str) -> (StatusCode, Value) {
-        self.send(Method::GET, &format!("/api/v1/databases/{id}"), &self.key, None).await
+        self.send(
+            Method::GET,
+            &format!("/api/v1/databases/{id}"),
+            &self.key,
+            None,
+        )
+        .await
     }
 
     pub async fn patch_database(&self, id: &str, patch: &Value) -> Value {
-        self.expect(Method::PATCH, &format!("/api/v1/databases/{id}"), Some(patch), StatusCode::OK).await
+        self.expect(
+            Method::PATCH,
+            &format!("/api/v1/databases/{id}"),
+            Some(patch),
+            StatusCode::OK,
+        )
+        .await
     }
 
     /// PATCH without expectations: the status and body.
     pub async fn try_patch_database(&self, id: &str, patch: &Value) -> (StatusCode, Value) {
-        self.send(Method::PATCH, &format!("/api/v1/databases/{id}"), &self.key, Some(patch)).await
+        self.send(
+            Method::PATCH,
+            &format!("/api/v1/databases/{id}"),
+            &self.key,
+            Some(patch),
+        )
+        .await
     }
 
     pub async fn delete_database(&self, id: &str) -> Value {
-        self.expect(Method::DELETE, &format!("/api/v1/databases/{id}"), None, StatusCode::ACCEPTED).await
+        self.expect(
+            Method::DELETE,
+            &format!("/api/v1/databases/{id}"),
+            None,
+            StatusCode::ACCEPTED,
+        )
+        .await
     }
 
     /// Every operation of a database, newest first (all pages).
@@ -243,7 +362,13 @@ impl ApiClient {
     }
 
     pub async fn operation(&self, id: &str) -> Value {
-        self.expect(Method::GET, &format!("/api/v1/operations/{id}"), None, StatusCode::OK).await
+        self.expect(
+            Method::GET,
+            &format!("/api/v1/operations/{id}"),
+            None,
+            StatusCode::OK,
+        )
+        .await
     }
 }
 
@@ -283,10 +408,15 @@ impl TestEnv {
         cluster
             .ensure_namespace(&namespace)
             .await
-            .unwrap_or_else(|e| panic!("the rig's API server did not create namespace {namespace}: {e}; {RIG_HINT}"));
+            .unwrap_or_else(|e| {
+                panic!("the rig's API server did not create namespace {namespace}: {e}; {RIG_HINT}")
+            });
         let queue_prefix = format!("e2e:{namespace}");
         let queue = RedisQueue::new(&rig.redis_url, &queue_prefix).expect("redis url");
-        queue.ping().await.unwrap_or_else(|e| panic!("redis at {}: {e}; {RIG_HINT}", rig.redis_url));
+        queue
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("redis at {}: {e}; {RIG_HINT}", rig.redis_url));
         let settings = BTreeMap::from(
             [
                 ("DBAAS_RETRY_BACKOFF_SECONDS", "0.2"),
@@ -303,7 +433,11 @@ impl TestEnv {
             namespace,
             queue_prefix,
             logs,
-            api: ApiClient { http: reqwest::Client::new(), base: String::new(), key: String::new() },
+            api: ApiClient {
+                http: reqwest::Client::new(),
+                base: String::new(),
+                key: String::new(),
+            },
             cluster,
             queue,
             settings,
@@ -340,9 +474,16 @@ impl TestEnv {
         let n = self.seq.fetch_add(1, Ordering::Relaxed);
         let log = self.logs.join(format!("{n:03}-{role}.log"));
         let file = File::create(&log).expect("create a log file");
-        cmd.stdout(file.try_clone().expect("clone the log file")).stderr(file);
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("starting {role} failed: {e}"));
-        Proc { role: role.to_string(), child, log }
+        cmd.stdout(file.try_clone().expect("clone the log file"))
+            .stderr(file);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {role} failed: {e}"));
+        Proc {
+            role: role.to_string(),
+            child,
+            log,
+        }
     }
 
     async fn start_api(&mut self) {
@@ -357,9 +498,18 @@ impl TestEnv {
         let started = Instant::now();
         loop {
             if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!("dbaas-api exited at start ({status}); its log ({}):\n{}", proc.log.display(), log_tail(&proc.log));
+                panic!(
+                    "dbaas-api exited at start ({status}); its log ({}):\n{}",
+                    proc.log.display(),
+                    log_tail(&proc.log)
+                );
             }
-            let ready = self.api.http.get(format!("{}/readyz", self.api.base)).send().await;
+            let ready = self
+                .api
+                .http
+                .get(format!("{}/readyz", self.api.base))
+                .send()
+                .await;
             if ready.is_ok_and(|r| r.status().is_success()) {
                 break;
             }
@@ -376,15 +526,33 @@ impl TestEnv {
         let token = self.admin_token.clone();
         let (status, tenant) = self
             .api
-            .send(Method::POST, "/api/v1/admin/tenants", &token, Some(&json!({"name": self.namespace})))
+            .send(
+                Method::POST,
+                "/api/v1/admin/tenants",
+                &token,
+                Some(&json!({"name": self.namespace})),
+            )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "creating a tenant answered {status}: {tenant}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating a tenant answered {status}: {tenant}"
+        );
         let tenant_id = tenant["id"].as_str().expect("tenant id").to_string();
         let (status, key) = self
             .api
-            .send(Method::POST, &format!("/api/v1/admin/tenants/{tenant_id}/api-keys"), &token, None)
+            .send(
+                Method::POST,
+                &format!("/api/v1/admin/tenants/{tenant_id}/api-keys"),
+                &token,
+                None,
+            )
             .await;
-        assert_eq!(status, StatusCode::CREATED, "creating an API key answered {status}: {key}");
+        assert_eq!(
+            status,
+            StatusCode::CREATED,
+            "creating an API key answered {status}: {key}"
+        );
         self.api.key = key["key"].as_str().expect("api key").to_string();
     }
 
@@ -397,7 +565,14 @@ impl TestEnv {
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .args(["--namespaces", &self.namespace])
-            .args(["--provision-delay-ms", "300", "--phase-delay-ms", "200", "--poll-interval-ms", "100"])
+            .args([
+                "--provision-delay-ms",
+                "300",
+                "--phase-delay-ms",
+                "200",
+                "--poll-interval-ms",
+                "100",
+            ])
             .stdin(Stdio::null())
             .kill_on_drop(true);
         self.standin = Some(self.spawn("standin", cmd));
@@ -407,16 +582,28 @@ impl TestEnv {
     pub async fn stop_standin(&mut self) {
         let mut proc = self.standin.take().expect("the stand-in is running");
         if let Ok(Some(status)) = proc.child.try_wait() {
-            panic!("the stand-in had exited ({status}); its log ({}):\n{}", proc.log.display(), log_tail(&proc.log));
+            panic!(
+                "the stand-in had exited ({status}); its log ({}):\n{}",
+                proc.log.display(),
+                log_tail(&proc.log)
+            );
         }
         proc.child.kill().await.expect("stop the stand-in");
     }
 
     /// Fails the test if the API or the stand-in died.
     fn check_servers(&mut self) {
-        for proc in [self.api_process.as_mut(), self.standin.as_mut()].into_iter().flatten() {
+        for proc in [self.api_process.as_mut(), self.standin.as_mut()]
+            .into_iter()
+            .flatten()
+        {
             if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!("{} exited ({status}); its log ({}):\n{}", proc.role, proc.log.display(), log_tail(&proc.log));
+                panic!(
+                    "{} exited ({status}); its log ({}):\n{}",
+                    proc.role,
+                    proc.log.display(),
+                    log_tail(&proc.log)
+                );
             }
         }
     }
@@ -437,7 +624,12 @@ impl TestEnv {
     pub async fn reconcile_with(&self, extra: &[(&str, &str)]) -> String {
         let (status, log) = self.spawn_reconciler(extra).wait(PASS_TIMEOUT).await;
         let text = std::fs::read_to_string(&log).unwrap_or_default();
-        assert!(status.success(), "dbaas-reconciler exited with {status}; its log ({}):\n{}", log.display(), log_tail(&log));
+        assert!(
+            status.success(),
+            "dbaas-reconciler exited with {status}; its log ({}):\n{}",
+            log.display(),
+            log_tail(&log)
+        );
         text
     }
 
@@ -453,10 +645,19 @@ impl TestEnv {
     /// Runs one worker to completion: 0 (done or idle) or 3 (the operation
     /// failed and was recorded for retry); anything else fails the test.
     pub async fn run_worker(&self) -> i32 {
-        let (status, log) = self.spawn_worker(&[]).wait(WORKER_TIMEOUT).await;
+        self.run_worker_with(&[]).await
+    }
+
+    /// [`run_worker`](Self::run_worker) with extra environment.
+    pub async fn run_worker_with(&self, extra: &[(&str, &str)]) -> i32 {
+        let (status, log) = self.spawn_worker(extra).wait(WORKER_TIMEOUT).await;
         match status.code() {
             Some(code @ (0 | 3)) => code,
-            _ => panic!("dbaas-worker exited with {status}; its log ({}):\n{}", log.display(), log_tail(&log)),
+            _ => panic!(
+                "dbaas-worker exited with {status}; its log ({}):\n{}",
+                log.display(),
+                log_tail(&log)
+            ),
         }
     }
 
@@ -467,7 +668,11 @@ impl TestEnv {
 
     /// Ids in the processing list.
     pub async fn processing(&self) -> Vec<String> {
-        let all = self.queue.processing(Utc::now()).await.expect("read the processing list");
+        let all = self
+            .queue
+            .processing(Utc::now())
+            .await
+            .expect("read the processing list");
         all.into_iter().map(|p| p.operation_id).collect()
     }
 
@@ -497,7 +702,12 @@ impl TestEnv {
     }
 
     /// Runs rounds until `done` holds, at most `max_rounds`.
-    pub async fn converge<T>(&mut self, what: &str, max_rounds: usize, mut done: impl AsyncFnMut(&Self) -> Option<T>) -> T {
+    pub async fn converge<T>(
+        &mut self,
+        what: &str,
+        max_rounds: usize,
+        mut done: impl AsyncFnMut(&Self) -> Option<T>,
+    ) -> T {
         for _ in 0..max_rounds {
             self.round().await;
             if let Some(v) = done(self).await {
@@ -505,11 +715,20 @@ impl TestEnv {
             }
             tokio::time::sleep(ROUND_PAUSE).await;
         }
-        panic!("{what}: not reached after {max_rounds} rounds (logs in {})", self.logs.display());
+        panic!(
+            "{what}: not reached after {max_rounds} rounds (logs in {})",
+            self.logs.display()
+        );
     }
 
     /// Runs rounds until the database satisfies `pred`; returns it.
-    pub async fn converge_db(&mut self, id: &str, what: &str, max_rounds: usize, pred: impl Fn(&Value) -> bool) -> Value {
+    pub async fn converge_db(
+        &mut self,
+        id: &str,
+        what: &str,
+        max_rounds: usize,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Value {
         let mut last = Value::Null;
         for _ in 0..max_rounds {
             self.round().await;
@@ -545,7 +764,12 @@ impl TestEnv {
     pub async fn ops_requests(&self) -> Vec<Value> {
         let mut out = Vec::new();
         for engine in Engine::ALL {
-            out.extend(self.cluster.list(&Kind::ops_request(engine), &self.namespace).await.expect("list OpsRequests"));
+            out.extend(
+                self.cluster
+                    .list(&Kind::ops_request(engine), &self.namespace)
+                    .await
+                    .expect("list OpsRequests"),
+            );
         }
         out
     }
@@ -553,18 +777,34 @@ impl TestEnv {
     /// The OpsRequests targeting database `db` (as the API shows it).
     pub async fn ops_requests_of(&self, db: &Value) -> Vec<Value> {
         let cr = cr_name(db);
-        self.ops_requests().await.into_iter().filter(|o| o["spec"]["databaseRef"]["name"] == cr.as_str()).collect()
+        self.ops_requests()
+            .await
+            .into_iter()
+            .filter(|o| o["spec"]["databaseRef"]["name"] == cr.as_str())
+            .collect()
     }
 
     /// The database's KubeDB CR, if it exists.
     pub async fn database_cr(&self, db: &Value) -> Option<Value> {
-        self.cluster.get(&Kind::database(engine_of(db)), &self.namespace, &cr_name(db)).await.expect("get the database CR")
+        self.cluster
+            .get(
+                &Kind::database(engine_of(db)),
+                &self.namespace,
+                &cr_name(db),
+            )
+            .await
+            .expect("get the database CR")
     }
 
     /// A JSON merge patch of the database's CR, as `kubectl patch --type merge` does.
     pub async fn patch_cr(&self, db: &Value, patch: &Value) -> Value {
         self.cluster
-            .merge_patch(&Kind::database(engine_of(db)), &self.namespace, &cr_name(db), patch)
+            .merge_patch(
+                &Kind::database(engine_of(db)),
+                &self.namespace,
+                &cr_name(db),
+                patch,
+            )
             .await
             .unwrap_or_else(|e| panic!("patching the CR of {}: {e}", db["id"]))
     }
@@ -580,13 +820,20 @@ impl TestEnv {
         if let Ok(client) = redis::Client::open(self.rig.redis_url.as_str())
             && let Ok(mut conn) = client.get_multiplexed_async_connection().await
         {
-            let keys: Vec<String> =
-                redis::cmd("KEYS").arg(format!("{}:*", self.queue_prefix)).query_async(&mut conn).await.unwrap_or_default();
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(format!("{}:*", self.queue_prefix))
+                .query_async(&mut conn)
+                .await
+                .unwrap_or_default();
             if !keys.is_empty() {
                 let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
             }
         }
-        let mut note = OpenOptions::new().create(true).append(true).open(self.logs.join("PASSED")).ok();
+        let mut note = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.logs.join("PASSED"))
+            .ok();
         if let Some(f) = note.as_mut() {
             let _ = writeln!(f, "{}", Utc::now());
         }
@@ -601,17 +848,24 @@ pub fn engine_of(db: &Value) -> Engine {
 
 /// The CR name of a database as the API shows it.
 pub fn cr_name(db: &Value) -> String {
-    naming::cr_name(db["name"].as_str().expect("name"), db["id"].as_str().expect("id"))
+    naming::cr_name(
+        db["name"].as_str().expect("name"),
+        db["id"].as_str().expect("id"),
+    )
 }
 
 /// The string field `key` of `v`.
 pub fn s<'a>(v: &'a Value, key: &str) -> &'a str {
-    v[key].as_str().unwrap_or_else(|| panic!("no string {key} in {v}"))
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no string {key} in {v}"))
 }
 
 /// Parses an RFC 3339 field.
 pub fn time(v: &Value) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(v.as_str()?).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(v.as_str()?)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// The `status.phase` of an object.

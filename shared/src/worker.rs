@@ -304,7 +304,7 @@ impl Worker<'_> {
                 ..Default::default()
             })
             .await?;
-        warn!(operation_id = %op.id, attempt = op.attempts, retry_in_s = delay.as_secs(), error = reason, "operation failed");
+        warn!(operation_id = %op.id, attempt = op.attempts, retry_in_ms = delay.as_millis() as u64, error = reason, "operation failed");
         Ok(())
     }
 

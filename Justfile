@@ -43,3 +43,39 @@ fetch-crds DIR="crds":
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Rewrites k8s/base/reconciler-schedule.yaml (schedule, deadlines, Lease
+# TTL); rejects intervals cron cannot repeat exactly (sub-minute, 7m, 90m...).
+# Set the reconciler's interval: Ns, Nm, Nh, Nd or seconds (RECONCILIATION_INTERVAL).
+schedule INTERVAL=env_var_or_default("RECONCILIATION_INTERVAL", "300"):
+    python3 k8s/scripts/schedule.py '{{INTERVAL}}'
+
+# Creates the cluster if absent; installs ingress-nginx, KEDA + HTTP add-on,
+# the KubeDB CRDs; builds and loads the image; applies k8s/overlays/kind
+# (which includes keda/). Needs docker, kubectl and helm.
+# Deploy everything to a local kind cluster and print how to reach it.
+deploy:
+    bash k8s/scripts/kind.sh up
+
+# Delete the local kind cluster that `just deploy` made.
+undeploy:
+    bash k8s/scripts/kind.sh down
+
+# Benchmarks (issue 7): API latency with oha on the embedded store and on
+# FerretDB, cold starts, the reconciler at 1k and 10k databases, the worker,
+# binary sizes and RSS. Writes target/bench/report.md and report.json.
+# `just bench --quick` tries the harness in a minute or two.
+bench *ARGS:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bash tests/rig/install.sh
+    started=0
+    if ! bash tests/rig/status.sh >/dev/null 2>&1; then
+        bash tests/rig/up.sh
+        started=1
+    fi
+    trap '[[ $started == 1 ]] && bash tests/rig/down.sh' EXIT
+    source target/rig/env
+    export OHA="$(bash tests/bench/install-oha.sh)"
+    cargo build --release --workspace --bins
+    target/release/dbaas-bench {{ARGS}}

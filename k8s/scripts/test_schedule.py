@@ -1,6 +1,7 @@
 """Tests of schedule.py: `python3 -m unittest discover -s k8s/scripts`
 (tests/deploy runs them under `cargo test`)."""
 
+import re
 import subprocess
 import sys
 import tempfile
@@ -133,8 +134,14 @@ class Cli(unittest.TestCase):
             self.assertIn("7m: a minute interval must divide 60", r.stderr)
             self.assertEqual(patch.read_text(), "old")
 
-    def test_checked_in_patch_is_the_5m_default(self):
-        self.assertEqual(schedule.DEFAULT_PATCH.read_text(), schedule.render_patch(schedule_for(300), "5m"))
+    def test_checked_in_patch_is_what_the_recipe_writes(self):
+        # Whatever interval was last set with `just schedule`, the file is
+        # exactly the script's output for it (nobody edited it by hand).
+        text = schedule.DEFAULT_PATCH.read_text()
+        m = re.match(r"# Written by `just schedule (\S+)`", text)
+        self.assertIsNotNone(m, "k8s/base/reconciler-schedule.yaml lost its header")
+        interval = m.group(1)
+        self.assertEqual(text, schedule.render_patch(schedule_for(parse_interval(interval)), interval))
 
 
 if __name__ == "__main__":

@@ -85,6 +85,8 @@ pub struct PassReport {
     pub drifted: Vec<(String, &'static str, DateTime<Utc>)>,
     pub pending_depth: usize,
     pub processing_depth: usize,
+    /// Seconds each drift resolved in this pass had lasted.
+    pub resolved_drift_seconds: Vec<f64>,
 }
 
 /// Everything a pass reads from the cluster, indexed.
@@ -438,6 +440,12 @@ impl Reconciler<'_> {
             conditions.push(condition(db, "Failed", true, "OperationFailed",
                 &format!("{} failed after {} attempts: {}", op.type_.as_str(), op.attempts, op.error.as_deref().unwrap_or("unknown error")), now));
         }
+        let was_drifting = db.conditions.iter().find(|c| c.type_ == "Synced" && c.status == "False");
+        if let (true, Some(drifting)) = (in_sync, was_drifting) {
+            report
+                .resolved_drift_seconds
+                .push((now - drifting.last_transition_time).num_milliseconds() as f64 / 1000.0);
+        }
         if !in_sync && !db.deletion_requested {
             let since = conditions[1].last_transition_time;
             for d in &assessment.drifts {
@@ -526,6 +534,15 @@ impl Reconciler<'_> {
         let created = telemetry::durable_total(store, "dbaas_operations_created_total", &[("source", "reconciler")], report.operations_created as f64).await?;
         body.family("dbaas_operations_created_total", "counter", "Operations created.")
             .sample("dbaas_operations_created_total", &[("source", "reconciler")], created);
+        telemetry::durable_histogram(
+            store,
+            &mut body,
+            "dbaas_drift_resolution_seconds",
+            "Time from detecting a database's drift to its desired and current state agreeing.",
+            &[],
+            &report.resolved_drift_seconds,
+        )
+        .await?;
         body.family("dbaas_state_drift", "gauge", "1 for each drifted field of a database.");
         for (id, field, _) in &report.drifted {
             body.sample("dbaas_state_drift", &[("database_id", id), ("field", field)], 1.0);

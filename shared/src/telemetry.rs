@@ -82,7 +82,7 @@ pub async fn durable_total(
 /// Bucket bounds (seconds) of the durations the control plane records.
 pub const DURATION_BUCKETS: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
 
-/// Records one observation of a durable histogram and writes its family
+/// Adds `observations` to a durable histogram and writes its family
 /// (buckets, sum, count) into `body`.
 pub async fn durable_histogram(
     store: &dyn Store,
@@ -90,21 +90,25 @@ pub async fn durable_histogram(
     name: &str,
     help: &str,
     labels: &[(&str, &str)],
-    observation: Option<f64>,
+    observations: &[f64],
 ) -> Result<()> {
     body.family(name, "histogram", help);
     let bucket_name = format!("{name}_bucket");
-    for le in DURATION_BUCKETS.iter().map(|b| b.to_string()).chain(["+Inf".to_string()]) {
-        let inside = observation.is_some_and(|o| le == "+Inf" || o <= le.parse::<f64>().unwrap_or(f64::INFINITY));
+    let bounds = DURATION_BUCKETS.iter().copied().chain([f64::INFINITY]);
+    for bound in bounds {
+        let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };
+        let inside = observations.iter().filter(|o| **o <= bound).count() as f64;
         let mut l = labels.to_vec();
         l.push(("le", &le));
-        let total = durable_total(store, &bucket_name, &l, if inside { 1.0 } else { 0.0 }).await?;
+        let total = durable_total(store, &bucket_name, &l, inside).await?;
         body.sample(&bucket_name, &l, total);
     }
-    let sum = durable_total(store, &format!("{name}_sum"), labels, observation.unwrap_or(0.0)).await?;
-    body.sample(&format!("{name}_sum"), labels, sum);
-    let count = durable_total(store, &format!("{name}_count"), labels, observation.map_or(0.0, |_| 1.0)).await?;
-    body.sample(&format!("{name}_count"), labels, count);
+    let sum_name = format!("{name}_sum");
+    let sum = durable_total(store, &sum_name, labels, observations.iter().sum()).await?;
+    body.sample(&sum_name, labels, sum);
+    let count_name = format!("{name}_count");
+    let count = durable_total(store, &count_name, labels, observations.len() as f64).await?;
+    body.sample(&count_name, labels, count);
     Ok(())
 }
 

@@ -334,9 +334,14 @@ impl Worker<'_> {
             .sample("dbaas_operations_total", &labels, total);
         let seconds = (Utc::now() - op.created_at).num_milliseconds() as f64 / 1000.0;
         telemetry::durable_histogram(
-            self.store, &mut body, "dbaas_operation_duration_seconds",
-            "Time from planning an operation to its end.", &[("type", op.type_.as_str())], Some(seconds),
-        ).await?;
+            self.store,
+            &mut body,
+            "dbaas_operation_duration_seconds",
+            "Time from planning an operation to its end.",
+            &labels,
+            &[seconds],
+        )
+        .await?;
         // One group per type and outcome, so concurrent workers do not
         // replace each other's series.
         telemetry::push(url, "dbaas-worker", Some(&format!("{}-{result}", op.type_.as_str())), &body).await

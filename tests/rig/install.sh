@@ -67,4 +67,6 @@ fi
 command -v go >/dev/null || log "warning: no 'go' on PATH; building will fail unless binaries are cached"
 log "building/locating servers (cached after the first run)"
 "$here/build-servers.sh" all >/dev/null
+# kustomize renders the manifests in the deployment tests.
+bash "$here/install-kustomize.sh" >/dev/null
 log "done"

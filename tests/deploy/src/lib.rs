@@ -1,0 +1,470 @@
+//! Harness of the deployment tests.
+//!
+//! - [`render`] builds a kustomization (k8s/base, keda/, k8s/overlays/kind)
+//!   with the pinned kustomize that `tests/rig/install-kustomize.sh` installs
+//!   (cached under `~/.cache/dbaas-rig`).
+//! - [`Applier`] sends objects to the rig's API server as server-side apply,
+//!   optionally as a dry run, always with strict field validation, and
+//!   returns the warnings the server sent (Pod Security violations, for
+//!   example) so tests can refuse them too.
+//! - [`Procs`] runs the control plane's binaries as processes, with their
+//!   output in log files named in every failure message.
+//!
+//! Every test needs the rig (`just rig-up`, then `source target/rig/env`)
+//! and fails, never skips, without it.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::Duration;
+
+use kube::Client;
+use kube::api::GroupVersionKind;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::core::{ApiResource, DynamicObject, Resource};
+use kube::discovery::{Scope, pinned_kind};
+use serde_json::Value;
+use tokio::process::{Child, Command};
+
+/// What to do when the rig is missing.
+pub const RIG_HINT: &str = "start the test rig with `just rig-up` and `source target/rig/env`";
+/// What to do when a binary is missing.
+pub const BUILD_HINT: &str = "build the binaries first with `cargo build --workspace --bins`";
+
+/// The repository's root directory.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("the repository root exists")
+}
+
+/// Where the rig's servers are, from `target/rig/env`.
+#[derive(Debug, Clone)]
+pub struct Rig {
+    pub kubeconfig: PathBuf,
+    pub mongodb_uri: String,
+    pub redis_url: String,
+    pub prometheus_url: String,
+    pub pushgateway_url: String,
+}
+
+impl Rig {
+    /// Reads the rig's variables; fails the test, naming what is unset.
+    pub fn from_env() -> Rig {
+        let names = [
+            "KUBECONFIG",
+            "MONGODB_URI",
+            "REDIS_URL",
+            "PROMETHEUS_URL",
+            "PUSHGATEWAY_URL",
+        ];
+        let missing: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|n| std::env::var(n).map_or(true, |v| v.trim().is_empty()))
+            .collect();
+        assert!(
+            missing.is_empty(),
+            "the deployment tests need the test rig, but {} unset: {RIG_HINT}",
+            missing.join(", ")
+        );
+        let var = |n: &str| std::env::var(n).expect("checked above");
+        let kubeconfig = PathBuf::from(var("KUBECONFIG"));
+        assert!(
+            kubeconfig.is_file(),
+            "KUBECONFIG={} is not a file: {RIG_HINT}",
+            kubeconfig.display()
+        );
+        Rig {
+            kubeconfig,
+            mongodb_uri: var("MONGODB_URI"),
+            redis_url: var("REDIS_URL"),
+            prometheus_url: var("PROMETHEUS_URL").trim_end_matches('/').to_string(),
+            pushgateway_url: var("PUSHGATEWAY_URL").trim_end_matches('/').to_string(),
+        }
+    }
+
+    /// An admin client of the rig's API server.
+    pub async fn client(&self) -> Client {
+        client_for(&self.kubeconfig).await
+    }
+}
+
+/// A client from a kubeconfig file.
+pub async fn client_for(kubeconfig: &Path) -> Client {
+    let kc = Kubeconfig::read_from(kubeconfig)
+        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}; {RIG_HINT}", kubeconfig.display()));
+    let config = kube::Config::from_custom_kubeconfig(kc, &KubeConfigOptions::default())
+        .await
+        .unwrap_or_else(|e| panic!("kubeconfig {}: {e}", kubeconfig.display()));
+    Client::try_from(config).expect("a kube client")
+}
+
+/// The pinned kustomize binary, installed (or found in the cache) once per
+/// test process by `tests/rig/install-kustomize.sh`.
+pub fn kustomize() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let script = repo_root().join("tests/rig/install-kustomize.sh");
+        let out = std::process::Command::new("bash")
+            .arg(&script)
+            .stderr(Stdio::inherit())
+            .output()
+            .unwrap_or_else(|e| panic!("running {}: {e}", script.display()));
+        assert!(
+            out.status.success(),
+            "{} failed ({}): it needs `go` on PATH the first time",
+            script.display(),
+            out.status
+        );
+        let path = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+        assert!(
+            path.is_file(),
+            "{} printed {path:?}, not a file",
+            script.display()
+        );
+        path
+    })
+}
+
+/// `kustomize build <dir>` (relative to the repository root) as JSON objects.
+pub fn render(dir: &str) -> Vec<Value> {
+    let path = repo_root().join(dir);
+    let out = std::process::Command::new(kustomize())
+        .arg("build")
+        .arg(&path)
+        .output()
+        .unwrap_or_else(|e| panic!("running kustomize: {e}"));
+    assert!(
+        out.status.success(),
+        "kustomize build {dir} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_yaml_stream(&String::from_utf8_lossy(&out.stdout))
+}
+
+/// The documents of a YAML stream, as JSON; empty documents are dropped.
+pub fn parse_yaml_stream(text: &str) -> Vec<Value> {
+    serde_yaml::Deserializer::from_str(text)
+        .map(|doc| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(doc).expect("valid YAML");
+            serde_json::to_value(v).expect("YAML that maps to JSON")
+        })
+        .filter(|v: &Value| !v.is_null())
+        .collect()
+}
+
+/// `Kind/namespace/name` of an object, for messages.
+pub fn describe(obj: &Value) -> String {
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .map(|n| format!("{n}/"))
+        .unwrap_or_default();
+    format!(
+        "{}/{ns}{}",
+        obj["kind"].as_str().unwrap_or("?"),
+        obj["metadata"]["name"].as_str().unwrap_or("?")
+    )
+}
+
+/// The objects of kind `kind` named `name`.
+pub fn find<'a>(objs: &'a [Value], kind: &str, name: &str) -> &'a Value {
+    objs.iter()
+        .find(|o| o["kind"] == kind && o["metadata"]["name"] == name)
+        .unwrap_or_else(|| panic!("no {kind} {name} in the rendered objects"))
+}
+
+/// What the API server answered to an apply.
+#[derive(Debug)]
+pub struct Applied {
+    /// The object as the server stored it (or would have, in a dry run).
+    pub object: Value,
+    /// `Warning` headers, e.g. Pod Security violations.
+    pub warnings: Vec<String>,
+}
+
+/// Server-side apply of JSON objects, discovering each kind's resource.
+pub struct Applier {
+    pub client: Client,
+    resources: Mutex<HashMap<(String, String), (ApiResource, Scope)>>,
+}
+
+/// Field manager of every apply the tests make.
+const FIELD_MANAGER: &str = "dbaas-deploy-tests";
+
+impl Applier {
+    pub fn new(client: Client) -> Applier {
+        Applier {
+            client,
+            resources: Mutex::new(HashMap::new()),
+        }
+    }
+
+    async fn resource(
+        &self,
+        api_version: &str,
+        kind: &str,
+    ) -> Result<(ApiResource, Scope), String> {
+        let key = (api_version.to_string(), kind.to_string());
+        if let Some(found) = self.resources.lock().expect("not poisoned").get(&key) {
+            return Ok(found.clone());
+        }
+        let (group, version) = api_version.split_once('/').unwrap_or(("", api_version));
+        let gvk = GroupVersionKind::gvk(group, version, kind);
+        let (ar, caps) = pinned_kind(&self.client, &gvk)
+            .await
+            .map_err(|e| format!("the API server does not serve {api_version} {kind}: {e}"))?;
+        let found = (ar, caps.scope);
+        self.resources
+            .lock()
+            .expect("not poisoned")
+            .insert(key, found.clone());
+        Ok(found)
+    }
+
+    /// Server-side apply of `obj` (force, strict field validation), a dry
+    /// run when `dry_run`. Err carries the server's message.
+    pub async fn apply(&self, obj: &Value, dry_run: bool) -> Result<Applied, String> {
+        let api_version = obj["apiVersion"].as_str().ok_or("no apiVersion")?;
+        let kind = obj["kind"].as_str().ok_or("no kind")?;
+        let name = obj["metadata"]["name"].as_str().ok_or("no metadata.name")?;
+        let (ar, scope) = self.resource(api_version, kind).await?;
+        let namespace = match scope {
+            Scope::Namespaced => Some(
+                obj["metadata"]["namespace"]
+                    .as_str()
+                    .ok_or("a namespaced object without metadata.namespace")?,
+            ),
+            Scope::Cluster => None,
+        };
+        let mut url = format!(
+            "{}/{name}?fieldManager={FIELD_MANAGER}&force=true&fieldValidation=Strict",
+            DynamicObject::url_path(&ar, namespace)
+        );
+        if dry_run {
+            url.push_str("&dryRun=All");
+        }
+        let body = serde_json::to_vec(obj).map_err(|e| e.to_string())?;
+        let request = http::Request::patch(url)
+            .header(http::header::CONTENT_TYPE, "application/apply-patch+yaml")
+            .body(kube::client::Body::from(body))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .send(request)
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
+        let status = response.status();
+        let warnings = response
+            .headers()
+            .get_all("warning")
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        let bytes = response
+            .into_body()
+            .collect_bytes()
+            .await
+            .map_err(|e| format!("reading the response: {e}"))?;
+        let object: Value = serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
+        if !status.is_success() {
+            let message = object["message"]
+                .as_str()
+                .map_or_else(|| object.to_string(), str::to_string);
+            return Err(format!("HTTP {status}: {message}"));
+        }
+        Ok(Applied { object, warnings })
+    }
+
+    /// Deletes an object if it exists (cleanup; errors ignored).
+    pub async fn delete(&self, obj: &Value) {
+        let (Some(api_version), Some(kind), Some(name)) = (
+            obj["apiVersion"].as_str(),
+            obj["kind"].as_str(),
+            obj["metadata"]["name"].as_str(),
+        ) else {
+            return;
+        };
+        let Ok((ar, scope)) = self.resource(api_version, kind).await else {
+            return;
+        };
+        let namespace = match scope {
+            Scope::Namespaced => obj["metadata"]["namespace"].as_str(),
+            Scope::Cluster => None,
+        };
+        let url = format!("{}/{name}", DynamicObject::url_path(&ar, namespace));
+        if let Ok(request) = http::Request::delete(url).body(kube::client::Body::from(Vec::new())) {
+            let _ = self.client.send(request).await;
+        }
+    }
+}
+
+/// A short random id for names (lowercase letters and digits).
+pub fn unique_id() -> String {
+    dbaas_shared::domain::random_token(8).to_lowercase()
+}
+
+/// The directory holding the workspace's binaries (`target/<profile>`).
+pub fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test executable's path");
+    let dir = exe.parent().expect("the test executable has a directory");
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir.parent().unwrap_or(dir).to_path_buf()
+    } else {
+        dir.to_path_buf()
+    }
+}
+
+/// The path of binary `name`; fails the test with a hint if it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(
+        path.is_file(),
+        "binary {name} not found at {}: {BUILD_HINT}",
+        path.display()
+    );
+    path
+}
+
+/// The last lines of a log file, for failure messages.
+pub fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<unreadable: {e}>"));
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// Processes started by a test, each logging to its own file; killed when
+/// dropped.
+pub struct Procs {
+    pub logs: PathBuf,
+    seq: AtomicU32,
+}
+
+/// A process a test started.
+pub struct Proc {
+    pub role: String,
+    pub child: Child,
+    pub log: PathBuf,
+}
+
+impl Procs {
+    pub fn new(test: &str) -> Procs {
+        let logs = bin_dir().join("deploy-logs").join(test);
+        std::fs::create_dir_all(&logs).expect("create the log directory");
+        Procs {
+            logs,
+            seq: AtomicU32::new(0),
+        }
+    }
+
+    /// Starts `bin` with `env` (and nothing inherited but PATH and HOME).
+    pub fn spawn(&self, role: &str, bin: &str, env: &[(&str, &str)], args: &[&str]) -> Proc {
+        let n = self.seq.fetch_add(1, Ordering::Relaxed);
+        let log = self.logs.join(format!("{n:03}-{role}.log"));
+        let file = File::create(&log).expect("create a log file");
+        let mut cmd = Command::new(binary(bin));
+        cmd.env_clear()
+            .envs(
+                ["PATH", "HOME"]
+                    .iter()
+                    .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
+            )
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone().expect("clone the log file"))
+            .stderr(file)
+            .kill_on_drop(true);
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {role} failed: {e}"));
+        Proc {
+            role: role.to_string(),
+            child,
+            log,
+        }
+    }
+}
+
+impl Proc {
+    /// Waits up to `timeout` for the exit; kills it and fails the test past it.
+    pub async fn wait(mut self, timeout: Duration) -> ExitStatus {
+        match tokio::time::timeout(timeout, self.child.wait()).await {
+            Ok(Ok(status)) => status,
+            Ok(Err(e)) => panic!("waiting for {} failed: {e}", self.role),
+            Err(_) => {
+                let _ = self.child.kill().await;
+                panic!(
+                    "{} did not exit within {timeout:?}; its log ({}):\n{}",
+                    self.role,
+                    self.log.display(),
+                    log_tail(&self.log)
+                );
+            }
+        }
+    }
+
+    /// Fails the test if the process has exited.
+    pub fn check_alive(&mut self) {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            panic!(
+                "{} exited ({status}); its log ({}):\n{}",
+                self.role,
+                self.log.display(),
+                log_tail(&self.log)
+            );
+        }
+    }
+}
+
+/// A free TCP port on the loopback interface.
+pub fn free_port() -> u16 {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
+    listener.local_addr().expect("local address").port()
+}
+
+/// Runs an instant PromQL query; returns the result vector (or scalar as
+/// a one-element vector).
+pub async fn prom_query(
+    http: &reqwest::Client,
+    prometheus_url: &str,
+    expr: &str,
+) -> Result<Vec<Value>, String> {
+    let resp = http
+        .get(format!("{prometheus_url}/api/v1/query"))
+        .query(&[("query", expr)])
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .map_err(|e| format!("querying Prometheus at {prometheus_url}: {e}"))?;
+    let body: Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("Prometheus answered non-JSON: {e}"))?;
+    if body["status"] != "success" {
+        return Err(format!("Prometheus rejected the query: {}", body["error"]));
+    }
+    Ok(match body["data"]["resultType"].as_str() {
+        Some("vector") | Some("matrix") => body["data"]["result"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default(),
+        Some("scalar") => vec![serde_json::json!({"metric": {}, "value": body["data"]["result"]})],
+        other => return Err(format!("unexpected result type {other:?}")),
+    })
+}
+
+/// The numeric values of an instant vector.
+pub fn sample_values(result: &[Value]) -> Vec<f64> {
+    result
+        .iter()
+        .filter_map(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()))
+        .collect()
+}

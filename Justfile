@@ -79,3 +79,34 @@ bench *ARGS:
     export OHA="$(bash tests/bench/install-oha.sh)"
     cargo build --release --workspace --bins
     target/release/dbaas-bench {{ARGS}}
+
+# Crash points (in-process and real SIGKILL), outages of a private FerretDB,
+# Redis and kube-apiserver, PATCH races, reconciler exclusivity, schemathesis
+# and hostile requests, secrets in logs; `just test` runs them with small
+# counts (the DBAAS_FAULT_* / DBAAS_FUZZ_CASES variables raise them).
+# Fault tests at full counts (200 crash trials, 10k fuzz cases), with summaries.
+test-faults:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    bash tests/rig/install.sh
+    started=0
+    if ! bash tests/rig/status.sh >/dev/null 2>&1; then
+        bash tests/rig/up.sh
+        started=1
+    fi
+    trap '[[ $started == 1 ]] && bash tests/rig/down.sh' EXIT
+    source target/rig/env
+    cargo build --workspace --bins
+    mkdir -p target/faults
+    rm -f target/faults/summary.txt
+    status=0
+    DBAAS_FAULT_TRIALS="${DBAAS_FAULT_TRIALS:-200}" \
+    DBAAS_FAULT_PROCESS_TRIALS="${DBAAS_FAULT_PROCESS_TRIALS:-24}" \
+    DBAAS_FUZZ_CASES="${DBAAS_FUZZ_CASES:-10000}" \
+    DBAAS_RACE_PATCHES="${DBAAS_RACE_PATCHES:-1000}" \
+    DBAAS_EXCLUSIVITY_ROUNDS="${DBAAS_EXCLUSIVITY_ROUNDS:-40}" \
+    DBAAS_EXCLUSIVITY_PROCESS_ROUNDS="${DBAAS_EXCLUSIVITY_PROCESS_ROUNDS:-5}" \
+        cargo test -p dbaas-faults --no-fail-fast || status=$?
+    echo
+    cat target/faults/summary.txt
+    exit $status

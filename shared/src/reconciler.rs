@@ -167,9 +167,14 @@ impl Reconciler<'_> {
         let view = self.observe_cluster().await?;
         let mut report = PassReport::default();
         let mut to_enqueue: Vec<String> = Vec::new();
+        let mut ops_by_database: HashMap<&str, Vec<&Operation>> = HashMap::new();
+        for op in ops.values() {
+            ops_by_database.entry(op.database_id.as_str()).or_default().push(op);
+        }
         for db in &databases {
             report.databases_seen += 1;
-            if let Some(id) = self.reconcile_database(db, &view, &ops, now, &mut report).await? {
+            let own = ops_by_database.get(db.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
+            if let Some(id) = self.reconcile_database(db, &view, &ops, own, now, &mut report).await? {
                 to_enqueue.push(id);
             }
         }
@@ -222,12 +227,14 @@ impl Reconciler<'_> {
         Ok(view)
     }
 
-    /// Settles one database; returns an operation id to enqueue, if any.
+    /// Settles one database, given its unfinished operations (`own_ops`);
+    /// returns an operation id to enqueue, if any.
     async fn reconcile_database(
         &self,
         db: &Database,
         view: &ClusterView,
         ops: &HashMap<String, Operation>,
+        own_ops: &[&Operation],
         now: DateTime<Utc>,
         report: &mut PassReport,
     ) -> Result<Option<String>> {
@@ -243,6 +250,20 @@ impl Reconciler<'_> {
         let assessment = drift::assess(&desired, observed.as_ref(), in_flight);
         for d in &assessment.drifts {
             *report.drifts.entry(d.field.as_str()).or_default() += 1;
+        }
+
+        // A pending operation that is not the active one was recorded by a
+        // pass that died before making it active (or lost to another pass):
+        // nothing would ever run or end it. Supersede it, unless it is the
+        // very operation this pass would plan again (same id).
+        for op in own_ops.iter().filter(|o| {
+            o.status == OperationStatus::Pending
+                && db.active_operation_id.as_deref() != Some(o.id.as_str())
+                && o.id != Operation::id_for(&db.id, o.type_, db.generation, db.operation_seq)
+        }) {
+            if self.supersede(db, op).await? {
+                report.superseded += 1;
+            }
         }
 
         // Settle the active operation first: at most one per database.

@@ -88,9 +88,12 @@ pub async fn create_api_key(store: &dyn Store, tenant_id: &str) -> Result<NewApi
     request_body(content = CreateTenant, content_type = "application/json"),
     responses(
         (status = 201, description = "Created", body = Tenant),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A tenant key was used", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "The name is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -113,6 +116,7 @@ pub async fn post_tenant(
     params(("id" = String, Path, description = "Tenant id")),
     responses(
         (status = 201, description = "Created; the key is shown only now", body = NewApiKey),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid admin token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "A tenant key was used", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such tenant", body = Problem, content_type = "application/problem+json"),

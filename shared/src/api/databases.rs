@@ -205,7 +205,7 @@ pub async fn create(
 #[utoipa::path(
     get, path = "/api/v1/databases", tag = "databases",
     params(
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
         ("engine" = Option<Engine>, Query, description = "Only this engine"),
         ("status" = Option<DatabaseStatus>, Query, description = "Only this status"),
@@ -264,8 +264,10 @@ pub async fn list(
     params(("id" = String, Path, description = "Database id")),
     responses(
         (status = 200, description = "The database", body = Database, headers(("ETag" = String))),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -297,8 +299,10 @@ pub async fn get(
         (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "Being deleted, or changed concurrently on every attempt", body = Problem, content_type = "application/problem+json"),
         (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))
@@ -351,8 +355,10 @@ pub async fn patch(
     params(("id" = String, Path, description = "Database id")),
     responses(
         (status = 202, description = "Deletion recorded", body = Database, headers(("ETag" = String))),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

@@ -17,7 +17,7 @@ use crate::store::OperationQuery;
     get, path = "/api/v1/operations", tag = "operations",
     params(
         ("database_id" = Option<String>, Query, description = "Only this database's operations"),
-        ("limit" = Option<u32>, Query, description = "Page size, 1 to 200 (default 50)"),
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"),
         ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
     ),
     responses(
@@ -60,8 +60,10 @@ pub async fn list(
     params(("id" = String, Path, description = "Operation id")),
     responses(
         (status = 200, description = "The operation", body = Operation),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
     security(("api_key" = []))

@@ -19,10 +19,23 @@ const READINESS_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Generated on first request, not at start-up, to keep cold starts fast.
 static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
-    ApiDoc::openapi()
-        .to_pretty_json()
-        .expect("the OpenAPI document serializes")
+    let mut doc = serde_json::to_value(ApiDoc::openapi()).expect("the OpenAPI document serializes");
+    allow_empty_query_values(&mut doc);
+    serde_json::to_string_pretty(&doc).expect("the OpenAPI document serializes")
 });
+
+/// Query parameters take an empty value as absent (`limit=` is the default
+/// page size, see `QueryParams::take`); the document says so with
+/// `allowEmptyValue`, which utoipa cannot set.
+fn allow_empty_query_values(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
+        let Some(params) = operation.get_mut("parameters").and_then(Value::as_array_mut) else { continue };
+        for param in params.iter_mut().filter(|p| p["in"] == "query") {
+            param["allowEmptyValue"] = Value::Bool(true);
+        }
+    }
+}
 
 /// Liveness: the process answers. Touches nothing else, so a store outage
 /// does not get the pod restarted.

@@ -26,13 +26,23 @@ use crate::worker::WorkerConfig;
 pub struct BackendArgs {
     /// MongoDB connection string (the store); may hold a password, so its
     /// value is never shown.
-    #[arg(long, env = "MONGODB_URI", default_value = "mongodb://127.0.0.1:27017/", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "MONGODB_URI",
+        default_value = "mongodb://127.0.0.1:27017/",
+        hide_env_values = true
+    )]
     pub mongodb_uri: String,
     /// MongoDB database name.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "dbaas")]
     pub mongodb_database: String,
     /// Redis URL (the operation queue); may hold a password.
-    #[arg(long, env = "REDIS_URL", default_value = "redis://127.0.0.1:6379/", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        default_value = "redis://127.0.0.1:6379/",
+        hide_env_values = true
+    )]
     pub redis_url: String,
     /// Prefix of the Redis keys; KEDA's ScaledJob watches `<prefix>:pending`.
     #[arg(long, env = "DBAAS_QUEUE_PREFIX", default_value = "dbaas:operations")]
@@ -54,15 +64,22 @@ pub struct BackendArgs {
 impl BackendArgs {
     /// Connects lazily: nothing is contacted before the first call.
     pub async fn store(&self) -> Result<Arc<dyn Store>> {
-        Ok(Arc::new(MongoStore::new(&self.mongodb_uri, &self.mongodb_database).await?))
+        Ok(Arc::new(
+            MongoStore::new(&self.mongodb_uri, &self.mongodb_database).await?,
+        ))
     }
 
     pub fn queue(&self) -> Result<Arc<dyn Queue>> {
-        Ok(Arc::new(RedisQueue::new(&self.redis_url, &self.queue_prefix)?))
+        Ok(Arc::new(RedisQueue::new(
+            &self.redis_url,
+            &self.queue_prefix,
+        )?))
     }
 
     pub async fn cluster(&self) -> Result<Arc<dyn Cluster>> {
-        Ok(Arc::new(KubeCluster::from_kubeconfig(self.kubeconfig.as_deref()).await?))
+        Ok(Arc::new(
+            KubeCluster::from_kubeconfig(self.kubeconfig.as_deref()).await?,
+        ))
     }
 }
 
@@ -77,7 +94,11 @@ pub struct RetryArgs {
     #[arg(long, env = "DBAAS_RETRY_BACKOFF_SECONDS", default_value_t = 30.0)]
     pub retry_backoff_seconds: f64,
     /// Longest delay between retries, in seconds.
-    #[arg(long, env = "DBAAS_MAX_RETRY_BACKOFF_SECONDS", default_value_t = 1800.0)]
+    #[arg(
+        long,
+        env = "DBAAS_MAX_RETRY_BACKOFF_SECONDS",
+        default_value_t = 1800.0
+    )]
     pub max_retry_backoff_seconds: f64,
 }
 
@@ -112,8 +133,6 @@ impl ReconcilerArgs {
             },
             lease_ttl: Duration::from_secs(self.lease_ttl_seconds),
             max_attempts: self.retry.max_attempts,
-            retry_backoff: seconds(self.retry.retry_backoff_seconds, "retry backoff")?,
-            max_retry_backoff: seconds(self.retry.max_retry_backoff_seconds, "max retry backoff")?,
             processing_deadline: Duration::from_secs(self.processing_deadline_seconds),
             pushgateway_url: backend.pushgateway_url.clone(),
         })
@@ -133,7 +152,11 @@ pub struct WorkerArgs {
     #[arg(long, env = "DBAAS_POLL_INTERVAL_SECONDS", default_value_t = 2.0)]
     pub poll_interval_seconds: f64,
     /// Seconds to follow an object before recording a failure.
-    #[arg(long, env = "DBAAS_OPERATION_DEADLINE_SECONDS", default_value_t = 1800.0)]
+    #[arg(
+        long,
+        env = "DBAAS_OPERATION_DEADLINE_SECONDS",
+        default_value_t = 1800.0
+    )]
     pub operation_deadline_seconds: f64,
     /// deletionPolicy of the database CRs created (Delete keeps secrets,
     /// WipeOut removes everything).
@@ -154,7 +177,10 @@ impl WorkerArgs {
             retry_backoff: seconds(self.retry.retry_backoff_seconds, "retry backoff")?,
             max_retry_backoff: seconds(self.retry.max_retry_backoff_seconds, "max retry backoff")?,
             deletion_policy: DeletionPolicy::parse(&self.deletion_policy).ok_or_else(|| {
-                Error::Config(format!("unknown deletion policy {:?}", self.deletion_policy))
+                Error::Config(format!(
+                    "unknown deletion policy {:?}",
+                    self.deletion_policy
+                ))
             })?,
             pushgateway_url: backend.pushgateway_url.clone(),
         })
@@ -162,7 +188,8 @@ impl WorkerArgs {
 }
 
 fn seconds(value: f64, what: &str) -> Result<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| Error::Config(format!("{what} must be a non-negative number of seconds")))
+    Duration::try_from_secs_f64(value)
+        .map_err(|_| Error::Config(format!("{what} must be a non-negative number of seconds")))
 }
 
 fn default_holder() -> String {

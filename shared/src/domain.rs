@@ -71,7 +71,10 @@ impl Size {
     /// The size whose CPU and memory match these quantities, if any.
     /// Quantities are compared by value, so "1000m" matches "1".
     pub fn from_resources(cpu: &str, memory: &str) -> Option<Size> {
-        let (cpu, memory) = (crate::quantity::millicores(cpu)?, crate::quantity::bytes(memory)?);
+        let (cpu, memory) = (
+            crate::quantity::millicores(cpu)?,
+            crate::quantity::bytes(memory)?,
+        );
         Size::ALL.into_iter().find(|s| {
             let (c, m) = s.resources();
             crate::quantity::millicores(c) == Some(cpu) && crate::quantity::bytes(m) == Some(memory)
@@ -291,7 +294,10 @@ impl Operation {
     /// `database_id` at `generation`, as its `seq`-th operation: a crash
     /// between planning and recording yields the same id again.
     pub fn id_for(database_id: &str, type_: OperationType, generation: u64, seq: u64) -> String {
-        let digest = Sha256::digest(format!("{database_id}/{}/{generation}/{seq}", type_.as_str()));
+        let digest = Sha256::digest(format!(
+            "{database_id}/{}/{generation}/{seq}",
+            type_.as_str()
+        ));
         format!("op-{}", &hex::encode(digest)[..16])
     }
 
@@ -374,11 +380,26 @@ mod tests {
     #[test]
     fn operation_ids_are_deterministic_and_distinct() {
         let a = Operation::id_for("db-1", OperationType::ScaleVertical, 3, 0);
-        assert_eq!(a, Operation::id_for("db-1", OperationType::ScaleVertical, 3, 0));
-        assert_ne!(a, Operation::id_for("db-1", OperationType::ScaleVertical, 4, 0));
-        assert_ne!(a, Operation::id_for("db-1", OperationType::ScaleVertical, 3, 1));
-        assert_ne!(a, Operation::id_for("db-2", OperationType::ScaleVertical, 3, 0));
-        assert_ne!(a, Operation::id_for("db-1", OperationType::ScaleHorizontal, 3, 0));
+        assert_eq!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleVertical, 3, 0)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleVertical, 4, 0)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleVertical, 3, 1)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-2", OperationType::ScaleVertical, 3, 0)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleHorizontal, 3, 0)
+        );
     }
 
     #[test]

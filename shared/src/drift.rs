@@ -87,9 +87,18 @@ impl Change {
     /// The operation's desired-state record of this change.
     pub fn desired_state(self) -> DesiredState {
         match self {
-            Change::Size(s) => DesiredState { size: Some(s), ..Default::default() },
-            Change::Replicas(r) => DesiredState { replicas: Some(r), ..Default::default() },
-            Change::StorageGb(g) => DesiredState { storage_gb: Some(g), ..Default::default() },
+            Change::Size(s) => DesiredState {
+                size: Some(s),
+                ..Default::default()
+            },
+            Change::Replicas(r) => DesiredState {
+                replicas: Some(r),
+                ..Default::default()
+            },
+            Change::StorageGb(g) => DesiredState {
+                storage_gb: Some(g),
+                ..Default::default()
+            },
         }
     }
 }
@@ -166,12 +175,16 @@ pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
                 fix: Change::StorageGb(desired.storage_gb),
                 blocked: desired.storage_gb < effective.storage_gb,
             }),
-            Field::Size if effective.size != Some(desired.size) => {
-                Some(Drift { field, fix: Change::Size(desired.size), blocked: false })
-            }
-            Field::Replicas if effective.replicas != desired.replicas => {
-                Some(Drift { field, fix: Change::Replicas(desired.replicas), blocked: false })
-            }
+            Field::Size if effective.size != Some(desired.size) => Some(Drift {
+                field,
+                fix: Change::Size(desired.size),
+                blocked: false,
+            }),
+            Field::Replicas if effective.replicas != desired.replicas => Some(Drift {
+                field,
+                fix: Change::Replicas(desired.replicas),
+                blocked: false,
+            }),
             _ => None,
         })
         .collect()
@@ -180,12 +193,23 @@ pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
 /// Compares desired state with the CR (`None`: absent) and the targets of
 /// its in-flight OpsRequests, and plans at most one operation.
 pub fn assess(desired: &Desired, observed: Option<&Observed>, in_flight: &[Change]) -> Assessment {
-    let nothing = |plan| Assessment { drifts: Vec::new(), plan };
+    let nothing = |plan| Assessment {
+        drifts: Vec::new(),
+        plan,
+    };
     let Some(observed) = observed else {
-        return nothing(if desired.deletion_requested { Plan::Finalize } else { Plan::Provision });
+        return nothing(if desired.deletion_requested {
+            Plan::Finalize
+        } else {
+            Plan::Provision
+        });
     };
     if desired.deletion_requested {
-        return nothing(if observed.deleting { Plan::Wait } else { Plan::Deprovision });
+        return nothing(if observed.deleting {
+            Plan::Wait
+        } else {
+            Plan::Deprovision
+        });
     }
     let drifts = drifts(desired, &effective(observed, in_flight));
     let plan = if observed.deleting || !observed.ready || !in_flight.is_empty() {
@@ -227,7 +251,13 @@ mod tests {
     }
 
     fn observed() -> impl Strategy<Value = Observed> {
-        (prop::option::weighted(0.9, size()), 1u32..=9, 10u32..=200, prop::bool::weighted(0.9), prop::bool::weighted(0.1))
+        (
+            prop::option::weighted(0.9, size()),
+            1u32..=9,
+            10u32..=200,
+            prop::bool::weighted(0.9),
+            prop::bool::weighted(0.1),
+        )
             .prop_map(|(size, replicas, storage_gb, ready, deleting)| Observed {
                 size,
                 replicas,
@@ -374,16 +404,44 @@ mod tests {
     fn example_rapid_updates_plan_one_operation_for_the_final_value() {
         // Design example 3: small -> medium -> large before a pass: one
         // operation, for large.
-        let o = Observed { size: Some(Size::Small), replicas: 3, storage_gb: 50, ready: true, deleting: false };
-        let d = Desired { size: Size::Large, replicas: 3, storage_gb: 50, deletion_requested: false };
-        assert_eq!(assess(&d, Some(&o), &[]).plan, Plan::Fix(Change::Size(Size::Large)));
+        let o = Observed {
+            size: Some(Size::Small),
+            replicas: 3,
+            storage_gb: 50,
+            ready: true,
+            deleting: false,
+        };
+        let d = Desired {
+            size: Size::Large,
+            replicas: 3,
+            storage_gb: 50,
+            deletion_requested: false,
+        };
+        assert_eq!(
+            assess(&d, Some(&o), &[]).plan,
+            Plan::Fix(Change::Size(Size::Large))
+        );
     }
 
     #[test]
     fn example_manual_change_is_reverted() {
         // Design example 2: kubectl set replicas to 5; desired is 3.
-        let o = Observed { size: Some(Size::Medium), replicas: 5, storage_gb: 50, ready: true, deleting: false };
-        let d = Desired { size: Size::Medium, replicas: 3, storage_gb: 50, deletion_requested: false };
-        assert_eq!(assess(&d, Some(&o), &[]).plan, Plan::Fix(Change::Replicas(3)));
+        let o = Observed {
+            size: Some(Size::Medium),
+            replicas: 5,
+            storage_gb: 50,
+            ready: true,
+            deleting: false,
+        };
+        let d = Desired {
+            size: Size::Medium,
+            replicas: 3,
+            storage_gb: 50,
+            deletion_requested: false,
+        };
+        assert_eq!(
+            assess(&d, Some(&o), &[]).plan,
+            Plan::Fix(Change::Replicas(3))
+        );
     }
 }

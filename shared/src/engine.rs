@@ -168,7 +168,10 @@ impl Engine {
 
     /// The engine whose OpsRequest kind is `kind`.
     pub fn from_ops_kind(kind: &str) -> Option<Engine> {
-        ENGINES.iter().find(|s| s.ops_kind == kind).map(|s| s.engine)
+        ENGINES
+            .iter()
+            .find(|s| s.ops_kind == kind)
+            .map(|s| s.engine)
     }
 
     /// Why `replicas` is not allowed for this engine, if it is not.
@@ -187,9 +190,10 @@ impl Engine {
                 self.as_str()
             )),
             ReplicaRule::StandaloneOrCluster => None,
-            ReplicaRule::StandaloneOnly if replicas != 1 => {
-                Some(format!("{} runs in standalone mode: replicas must be 1", self.as_str()))
-            }
+            ReplicaRule::StandaloneOnly if replicas != 1 => Some(format!(
+                "{} runs in standalone mode: replicas must be 1",
+                self.as_str()
+            )),
             ReplicaRule::StandaloneOnly => None,
         }
     }

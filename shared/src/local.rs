@@ -61,7 +61,11 @@ pub struct Schedule {
 
 /// The key for `DBAAS_DEV_API_KEY`, or the one kept in `key_file`, or a new
 /// one (written to `key_file`): registered for the `dev` tenant.
-pub async fn ensure_dev_key(store: &dyn Store, given: Option<&str>, key_file: &Path) -> Result<String> {
+pub async fn ensure_dev_key(
+    store: &dyn Store,
+    given: Option<&str>,
+    key_file: &Path,
+) -> Result<String> {
     let key = match given {
         Some(k) => k.to_string(),
         None => match std::fs::read_to_string(key_file) {
@@ -72,7 +76,11 @@ pub async fn ensure_dev_key(store: &dyn Store, given: Option<&str>, key_file: &P
     let hash = domain::hash_api_key(&key);
     if store.find_api_key(&hash).await?.is_none() {
         let now = Utc::now();
-        let tenant = Tenant { id: domain::new_tenant_id(), name: format!("dev-{}", domain::random_token(6)), created_at: now };
+        let tenant = Tenant {
+            id: domain::new_tenant_id(),
+            name: format!("dev-{}", domain::random_token(6)),
+            created_at: now,
+        };
         store.insert_tenant(&tenant).await?;
         store
             .insert_api_key(&ApiKeyRecord {
@@ -119,11 +127,19 @@ pub async fn run_background(
         let poll = schedule.standin_poll;
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
-            standin.run(poll, async move { let _ = stop.wait_for(|s| *s).await; }).await;
+            standin
+                .run(poll, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
         });
     }
     {
-        let (store, queue, cluster) = (parts.store.clone(), parts.queue.clone(), parts.cluster.clone());
+        let (store, queue, cluster) = (
+            parts.store.clone(),
+            parts.queue.clone(),
+            parts.cluster.clone(),
+        );
         let every = schedule.reconcile_every;
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
@@ -134,7 +150,12 @@ pub async fn run_background(
                     _ = tick.tick() => {}
                     _ = stop.wait_for(|s| *s) => return,
                 }
-                let pass = Reconciler { store: &*store, queue: &*queue, cluster: &*cluster, config: &reconciler };
+                let pass = Reconciler {
+                    store: &*store,
+                    queue: &*queue,
+                    cluster: &*cluster,
+                    config: &reconciler,
+                };
                 if let Err(e) = pass.run_pass().await {
                     warn!(error = %e, "reconciliation pass failed; next one in {every:?}");
                 }
@@ -142,14 +163,28 @@ pub async fn run_background(
         });
     }
     for n in 0..schedule.workers {
-        let (store, queue, cluster) = (parts.store.clone(), parts.queue.clone(), parts.cluster.clone());
+        let (store, queue, cluster) = (
+            parts.store.clone(),
+            parts.queue.clone(),
+            parts.cluster.clone(),
+        );
         let config = worker.clone();
         let mut stop = shutdown.clone();
         tasks.spawn(async move {
             while !*stop.borrow() {
-                let w = Worker { store: &*store, queue: &*queue, cluster: &*cluster, config: &config };
+                let w = Worker {
+                    store: &*store,
+                    queue: &*queue,
+                    cluster: &*cluster,
+                    config: &config,
+                };
                 let mut stop_one = stop.clone();
-                match w.run_once(async move { let _ = stop_one.wait_for(|s| *s).await; }).await {
+                match w
+                    .run_once(async move {
+                        let _ = stop_one.wait_for(|s| *s).await;
+                    })
+                    .await
+                {
                     Ok(Outcome::Idle) => {}
                     Ok(outcome) => info!(worker = n, ?outcome, "worker finished an operation"),
                     Err(e) => {
@@ -243,18 +278,28 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     };
     let mut parts = Parts::embedded(&data_dir, standin)?;
     if let Some(uri) = &args.mongodb_uri {
-        parts.store = Arc::new(crate::store::mongo::MongoStore::new(uri, &args.mongodb_database).await?);
+        parts.store =
+            Arc::new(crate::store::mongo::MongoStore::new(uri, &args.mongodb_database).await?);
     }
     if let Some(url) = &args.redis_url {
-        parts.queue = Arc::new(crate::queue::redis::RedisQueue::new(url, "dbaas:operations")?);
+        parts.queue = Arc::new(crate::queue::redis::RedisQueue::new(
+            url,
+            "dbaas:operations",
+        )?);
     }
     if let Some(path) = &args.kubeconfig {
-        parts.cluster = Arc::new(crate::cluster::kube::KubeCluster::from_kubeconfig(Some(path)).await?);
+        parts.cluster =
+            Arc::new(crate::cluster::kube::KubeCluster::from_kubeconfig(Some(path)).await?);
         if !args.standin {
             parts.standin = None;
         }
     }
-    let key = ensure_dev_key(&*parts.store, args.dev_api_key.as_deref(), &data_dir.join("api-key")).await?;
+    let key = ensure_dev_key(
+        &*parts.store,
+        args.dev_api_key.as_deref(),
+        &data_dir.join("api-key"),
+    )
+    .await?;
 
     let namespace = crate::naming::DEFAULT_NAMESPACE.to_string();
     let backoff = Duration::from_secs(args.retry_backoff_seconds);
@@ -264,8 +309,6 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         holder: format!("dbaas-local-{}", std::process::id()),
         lease_ttl: Duration::from_secs(args.reconciliation_interval.max(30) * 2),
         max_attempts: args.max_attempts,
-        retry_backoff: backoff,
-        max_retry_backoff: Duration::from_secs(600),
         // In one process a worker that vanished is a worker that crashed
         // with the process: its claim expiring is the signal, not this.
         processing_deadline: Duration::from_secs(30),
@@ -291,11 +334,20 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     let listener = tokio::net::TcpListener::bind(args.listen)
         .await
         .map_err(|e| Error::Config(format!("cannot listen on {}: {e}", args.listen)))?;
-    let url = format!("http://{}", listener.local_addr().map_err(|e| Error::Config(e.to_string()))?);
+    let url = format!(
+        "http://{}",
+        listener
+            .local_addr()
+            .map_err(|e| Error::Config(e.to_string()))?
+    );
     print_banner(&url, &key, &data_dir);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = crate::api::router(crate::api::AppState::new(parts.store.clone(), args.admin_token.clone(), Default::default()));
+    let app = crate::api::router(crate::api::AppState::new(
+        parts.store.clone(),
+        args.admin_token.clone(),
+        Default::default(),
+    ));
     let mut api_stop = stop_rx.clone();
     let api = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = api_stop.wait_for(|s| *s).await;

@@ -46,24 +46,14 @@ pub struct ReconcilerConfig {
     pub holder: String,
     /// How long the Lease stays valid without renewal; longer than a pass.
     pub lease_ttl: Duration,
-    /// Attempts of one operation before the database shows it failed.
+    /// Attempts of one operation before the database shows it failed (the
+    /// worker schedules each retry's time; the pass starts it when due).
     pub max_attempts: u32,
-    /// Delay before the first retry; doubles with every attempt.
-    pub retry_backoff: Duration,
-    pub max_retry_backoff: Duration,
     /// An id in the processing list this long, with no live worker claim,
     /// goes back to the pending list.
     pub processing_deadline: Duration,
     /// Where to push metrics; None disables pushing.
     pub pushgateway_url: Option<String>,
-}
-
-impl ReconcilerConfig {
-    /// The delay before retry number `attempts` (1-based).
-    pub fn backoff(&self, attempts: u32) -> Duration {
-        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
-        self.retry_backoff.saturating_mul(factor).min(self.max_retry_backoff)
-    }
 }
 
 /// What one pass saw and did.
@@ -115,14 +105,27 @@ impl Reconciler<'_> {
         self.cluster.ensure_namespace(&cfg.namespace).await?;
         if !self
             .cluster
-            .try_acquire_lease(&cfg.namespace, &cfg.lease_name, &cfg.holder, ttl, Utc::now())
+            .try_acquire_lease(
+                &cfg.namespace,
+                &cfg.lease_name,
+                &cfg.holder,
+                ttl,
+                Utc::now(),
+            )
             .await?
         {
             info!(lease = %cfg.lease_name, "another reconciler holds the lease; exiting");
-            return Ok(PassReport { skipped: true, ..Default::default() });
+            return Ok(PassReport {
+                skipped: true,
+                ..Default::default()
+            });
         }
         let result = self.pass().await;
-        if let Err(e) = self.cluster.release_lease(&cfg.namespace, &cfg.lease_name, &cfg.holder).await {
+        if let Err(e) = self
+            .cluster
+            .release_lease(&cfg.namespace, &cfg.lease_name, &cfg.holder)
+            .await
+        {
             warn!(error = %e, "could not release the lease; it expires by itself");
         }
         let mut report = result?;
@@ -157,7 +160,11 @@ impl Reconciler<'_> {
         let ops: HashMap<String, Operation> = self
             .store
             .list_operations(&OperationQuery {
-                statuses: vec![OperationStatus::Pending, OperationStatus::Running, OperationStatus::Failed],
+                statuses: vec![
+                    OperationStatus::Pending,
+                    OperationStatus::Running,
+                    OperationStatus::Failed,
+                ],
                 ..Default::default()
             })
             .await?
@@ -169,16 +176,26 @@ impl Reconciler<'_> {
         let mut to_enqueue: Vec<String> = Vec::new();
         let mut ops_by_database: HashMap<&str, Vec<&Operation>> = HashMap::new();
         for op in ops.values() {
-            ops_by_database.entry(op.database_id.as_str()).or_default().push(op);
+            ops_by_database
+                .entry(op.database_id.as_str())
+                .or_default()
+                .push(op);
         }
         for db in &databases {
             report.databases_seen += 1;
-            let own = ops_by_database.get(db.id.as_str()).map(Vec::as_slice).unwrap_or(&[]);
-            if let Some(id) = self.reconcile_database(db, &view, &ops, own, now, &mut report).await? {
+            let own = ops_by_database
+                .get(db.id.as_str())
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            if let Some(id) = self
+                .reconcile_database(db, &view, &ops, own, now, &mut report)
+                .await?
+            {
                 to_enqueue.push(id);
             }
         }
-        self.repair_queue(&ops, to_enqueue, now, &mut report).await?;
+        self.repair_queue(&ops, to_enqueue, now, &mut report)
+            .await?;
         Ok(report)
     }
 
@@ -205,7 +222,10 @@ impl Reconciler<'_> {
     /// Two LISTs per engine kind: database CRs and OpsRequests.
     async fn observe_cluster(&self) -> Result<ClusterView> {
         let ns = &self.config.namespace;
-        let mut view = ClusterView { databases: HashMap::new(), in_flight: HashMap::new() };
+        let mut view = ClusterView {
+            databases: HashMap::new(),
+            in_flight: HashMap::new(),
+        };
         for engine in Engine::ALL {
             for obj in self.cluster.list(&Kind::database(engine), ns).await? {
                 if let Some(db) = ObservedDatabase::from_value(&obj)
@@ -215,12 +235,17 @@ impl Reconciler<'_> {
                 }
             }
             for obj in self.cluster.list(&Kind::ops_request(engine), ns).await? {
-                let Some(req) = ObservedOpsRequest::from_value(&obj) else { continue };
+                let Some(req) = ObservedOpsRequest::from_value(&obj) else {
+                    continue;
+                };
                 if req.phase.is_some_and(|p| p.is_final()) {
                     continue;
                 }
                 if let Some(change) = req.change {
-                    view.in_flight.entry(req.database_name).or_default().push(change.into());
+                    view.in_flight
+                        .entry(req.database_name)
+                        .or_default()
+                        .push(change.into());
                 }
             }
         }
@@ -240,7 +265,10 @@ impl Reconciler<'_> {
     ) -> Result<Option<String>> {
         let cr = view.databases.get(&db.id);
         let observed = cr.map(observed_of);
-        let in_flight = cr.and_then(|c| view.in_flight.get(&c.name)).map(Vec::as_slice).unwrap_or(&[]);
+        let in_flight = cr
+            .and_then(|c| view.in_flight.get(&c.name))
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
         let desired = Desired {
             size: db.size,
             replicas: db.replicas,
@@ -308,7 +336,8 @@ impl Reconciler<'_> {
                 }
             }
         }
-        self.record(db, cr, &assessment, failed_past_bound, now, report).await?;
+        self.record(db, cr, &assessment, failed_past_bound, now, report)
+            .await?;
         if failed_past_bound.is_some() {
             // Stays failed until the user changes desired state.
             return Ok(None);
@@ -366,7 +395,11 @@ impl Reconciler<'_> {
             finished_at: None,
         };
         self.store.insert_operation(&op).await?;
-        if !self.store.begin_operation(&db.id, &op.id, db.operation_seq).await? {
+        if !self
+            .store
+            .begin_operation(&db.id, &op.id, db.operation_seq)
+            .await?
+        {
             // The database changed under us (an API write or another pass):
             // the next pass plans again from fresh state.
             return Ok(None);
@@ -452,16 +485,51 @@ impl Reconciler<'_> {
             .collect::<Vec<_>>()
             .join(", ");
         let mut conditions = vec![
-            condition(db, "Ready", ready, if ready { "Ready" } else { "NotReady" },
-                &cr.and_then(|c| c.phase).map_or("no database resource yet".to_string(), |p| format!("KubeDB phase {}", p.as_str())), now),
-            condition(db, "Synced", in_sync, if in_sync { "InSync" } else { "Drift" },
-                &if in_sync { "current state matches desired state".to_string() } else if drift_text.is_empty() { "waiting for the cluster".to_string() } else { format!("drift in {drift_text}") }, now),
+            condition(
+                db,
+                "Ready",
+                ready,
+                if ready { "Ready" } else { "NotReady" },
+                &cr.and_then(|c| c.phase)
+                    .map_or("no database resource yet".to_string(), |p| {
+                        format!("KubeDB phase {}", p.as_str())
+                    }),
+                now,
+            ),
+            condition(
+                db,
+                "Synced",
+                in_sync,
+                if in_sync { "InSync" } else { "Drift" },
+                &if in_sync {
+                    "current state matches desired state".to_string()
+                } else if drift_text.is_empty() {
+                    "waiting for the cluster".to_string()
+                } else {
+                    format!("drift in {drift_text}")
+                },
+                now,
+            ),
         ];
         if let Some(op) = failed {
-            conditions.push(condition(db, "Failed", true, "OperationFailed",
-                &format!("{} failed after {} attempts: {}", op.type_.as_str(), op.attempts, op.error.as_deref().unwrap_or("unknown error")), now));
+            conditions.push(condition(
+                db,
+                "Failed",
+                true,
+                "OperationFailed",
+                &format!(
+                    "{} failed after {} attempts: {}",
+                    op.type_.as_str(),
+                    op.attempts,
+                    op.error.as_deref().unwrap_or("unknown error")
+                ),
+                now,
+            ));
         }
-        let was_drifting = db.conditions.iter().find(|c| c.type_ == "Synced" && c.status == "False");
+        let was_drifting = db
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Synced" && c.status == "False");
         if let (true, Some(drifting)) = (in_sync, was_drifting) {
             report
                 .resolved_drift_seconds
@@ -470,7 +538,9 @@ impl Reconciler<'_> {
         if !in_sync && !db.deletion_requested {
             let since = conditions[1].last_transition_time;
             for d in &assessment.drifts {
-                report.drifted.push((db.id.clone(), d.field.as_str(), since));
+                report
+                    .drifted
+                    .push((db.id.clone(), d.field.as_str(), since));
             }
         }
         let mut update = ObservedUpdate::default();
@@ -510,7 +580,8 @@ impl Reconciler<'_> {
     ) -> Result<()> {
         let pending: HashSet<String> = self.queue.pending().await?.into_iter().collect();
         let processing = self.queue.processing(now).await?;
-        let deadline = chrono::Duration::from_std(self.config.processing_deadline).unwrap_or_default();
+        let deadline =
+            chrono::Duration::from_std(self.config.processing_deadline).unwrap_or_default();
         let mut queued: HashSet<String> = pending.clone();
         for item in &processing {
             let op = ops.get(&item.operation_id);
@@ -539,22 +610,71 @@ impl Reconciler<'_> {
     async fn push_metrics(&self, url: &str, report: &PassReport) -> Result<()> {
         let store = self.store;
         let mut body = PushBody::default();
-        let cycles = telemetry::durable_total(store, "dbaas_reconciliation_cycle_total", &[], 1.0).await?;
-        body.family("dbaas_reconciliation_cycle_total", "counter", "Reconciliation passes run.")
-            .sample("dbaas_reconciliation_cycle_total", &[], cycles);
-        body.family("dbaas_reconciliation_cycle_duration_seconds", "gauge", "Duration of the last pass.")
-            .sample("dbaas_reconciliation_cycle_duration_seconds", &[], report.duration.as_secs_f64());
-        body.family("dbaas_reconciliation_last_success_timestamp_seconds", "gauge", "When the last pass finished.")
-            .sample("dbaas_reconciliation_last_success_timestamp_seconds", &[], Utc::now().timestamp_millis() as f64 / 1000.0);
-        body.family("dbaas_drift_detected_total", "counter", "Drifted fields detected, by type.");
+        let cycles =
+            telemetry::durable_total(store, "dbaas_reconciliation_cycle_total", &[], 1.0).await?;
+        body.family(
+            "dbaas_reconciliation_cycle_total",
+            "counter",
+            "Reconciliation passes run.",
+        )
+        .sample("dbaas_reconciliation_cycle_total", &[], cycles);
+        body.family(
+            "dbaas_reconciliation_cycle_duration_seconds",
+            "gauge",
+            "Duration of the last pass.",
+        )
+        .sample(
+            "dbaas_reconciliation_cycle_duration_seconds",
+            &[],
+            report.duration.as_secs_f64(),
+        );
+        body.family(
+            "dbaas_reconciliation_last_success_timestamp_seconds",
+            "gauge",
+            "When the last pass finished.",
+        )
+        .sample(
+            "dbaas_reconciliation_last_success_timestamp_seconds",
+            &[],
+            Utc::now().timestamp_millis() as f64 / 1000.0,
+        );
+        body.family(
+            "dbaas_drift_detected_total",
+            "counter",
+            "Drifted fields detected, by type.",
+        );
         for field in drift::Field::ALL {
             let n = report.drifts.get(field.as_str()).copied().unwrap_or(0) as f64;
-            let total = telemetry::durable_total(store, "dbaas_drift_detected_total", &[("type", field.as_str())], n).await?;
-            body.sample("dbaas_drift_detected_total", &[("type", field.as_str())], total);
+            let total = telemetry::durable_total(
+                store,
+                "dbaas_drift_detected_total",
+                &[("type", field.as_str())],
+                n,
+            )
+            .await?;
+            body.sample(
+                "dbaas_drift_detected_total",
+                &[("type", field.as_str())],
+                total,
+            );
         }
-        let created = telemetry::durable_total(store, "dbaas_operations_created_total", &[("source", "reconciler")], report.operations_created as f64).await?;
-        body.family("dbaas_operations_created_total", "counter", "Operations created.")
-            .sample("dbaas_operations_created_total", &[("source", "reconciler")], created);
+        let created = telemetry::durable_total(
+            store,
+            "dbaas_operations_created_total",
+            &[("source", "reconciler")],
+            report.operations_created as f64,
+        )
+        .await?;
+        body.family(
+            "dbaas_operations_created_total",
+            "counter",
+            "Operations created.",
+        )
+        .sample(
+            "dbaas_operations_created_total",
+            &[("source", "reconciler")],
+            created,
+        );
         telemetry::durable_histogram(
             store,
             &mut body,
@@ -564,23 +684,71 @@ impl Reconciler<'_> {
             &report.resolved_drift_seconds,
         )
         .await?;
-        body.family("dbaas_state_drift", "gauge", "1 for each drifted field of a database.");
+        body.family(
+            "dbaas_state_drift",
+            "gauge",
+            "1 for each drifted field of a database.",
+        );
         for (id, field, _) in &report.drifted {
-            body.sample("dbaas_state_drift", &[("database_id", id), ("field", field)], 1.0);
+            body.sample(
+                "dbaas_state_drift",
+                &[("database_id", id), ("field", field)],
+                1.0,
+            );
         }
-        let drifted: HashSet<&str> = report.drifted.iter().map(|(id, _, _)| id.as_str()).collect();
-        body.family("dbaas_databases_drifted", "gauge", "Databases whose desired and current state differ.")
-            .sample("dbaas_databases_drifted", &[], drifted.len() as f64);
-        body.family("dbaas_databases", "gauge", "Databases seen by the last pass.")
-            .sample("dbaas_databases", &[], report.databases_seen as f64);
+        let drifted: HashSet<&str> = report
+            .drifted
+            .iter()
+            .map(|(id, _, _)| id.as_str())
+            .collect();
+        body.family(
+            "dbaas_databases_drifted",
+            "gauge",
+            "Databases whose desired and current state differ.",
+        )
+        .sample("dbaas_databases_drifted", &[], drifted.len() as f64);
+        body.family(
+            "dbaas_databases",
+            "gauge",
+            "Databases seen by the last pass.",
+        )
+        .sample("dbaas_databases", &[], report.databases_seen as f64);
         let oldest = report.drifted.iter().map(|(_, _, since)| *since).min();
-        body.family("dbaas_oldest_drift_age_seconds", "gauge", "Age of the oldest unresolved drift.")
-            .sample("dbaas_oldest_drift_age_seconds", &[], oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0));
-        body.family("dbaas_queue_depth", "gauge", "Operation ids in the queue lists.")
-            .sample("dbaas_queue_depth", &[("list", "pending")], report.pending_depth as f64)
-            .sample("dbaas_queue_depth", &[("list", "processing")], report.processing_depth as f64);
-        body.family("dbaas_reconciliation_kube_calls", "gauge", "Kubernetes API calls made by the last pass.")
-            .sample("dbaas_reconciliation_kube_calls", &[], report.kube_calls as f64);
+        body.family(
+            "dbaas_oldest_drift_age_seconds",
+            "gauge",
+            "Age of the oldest unresolved drift.",
+        )
+        .sample(
+            "dbaas_oldest_drift_age_seconds",
+            &[],
+            oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0),
+        );
+        body.family(
+            "dbaas_queue_depth",
+            "gauge",
+            "Operation ids in the queue lists.",
+        )
+        .sample(
+            "dbaas_queue_depth",
+            &[("list", "pending")],
+            report.pending_depth as f64,
+        )
+        .sample(
+            "dbaas_queue_depth",
+            &[("list", "processing")],
+            report.processing_depth as f64,
+        );
+        body.family(
+            "dbaas_reconciliation_kube_calls",
+            "gauge",
+            "Kubernetes API calls made by the last pass.",
+        )
+        .sample(
+            "dbaas_reconciliation_kube_calls",
+            &[],
+            report.kube_calls as f64,
+        );
         telemetry::push(url, "dbaas-reconciler", None, &body).await
     }
 }
@@ -607,7 +775,11 @@ impl From<Change> for OpsChange {
 
 /// KubeDB reports the database reachable, and it is not being deleted.
 pub fn is_ready(cr: &ObservedDatabase) -> bool {
-    !cr.deleting && matches!(cr.phase, Some(DatabasePhase::Ready | DatabasePhase::Critical))
+    !cr.deleting
+        && matches!(
+            cr.phase,
+            Some(DatabasePhase::Ready | DatabasePhase::Critical)
+        )
 }
 
 fn observed_of(cr: &ObservedDatabase) -> Observed {
@@ -621,7 +793,14 @@ fn observed_of(cr: &ObservedDatabase) -> Observed {
 }
 
 /// A condition that keeps its transition time while its status holds.
-fn condition(db: &Database, type_: &str, ok: bool, reason: &str, message: &str, now: DateTime<Utc>) -> Condition {
+fn condition(
+    db: &Database,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Condition {
     let status = if ok { "True" } else { "False" };
     let since = db
         .conditions

@@ -25,7 +25,11 @@ pub fn init_tracing(json: bool) {
         .with_ansi(ansi)
         .with_writer(std::io::stderr);
     // A second init (tests, local mode) keeps the first subscriber.
-    let _ = if json { builder.json().try_init() } else { builder.compact().try_init() };
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.compact().try_init()
+    };
 }
 
 /// Metric families in the Prometheus text format, ready to push.
@@ -50,7 +54,10 @@ impl PushBody {
                 if i > 0 {
                     self.text.push(',');
                 }
-                let v = v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+                let v = v
+                    .replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n");
                 let _ = write!(self.text, "{k}=\"{v}\"");
             }
             self.text.push('}');
@@ -80,7 +87,9 @@ pub async fn durable_total(
 }
 
 /// Bucket bounds (seconds) of the durations the control plane records.
-pub const DURATION_BUCKETS: [f64; 10] = [1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0];
+pub const DURATION_BUCKETS: [f64; 10] = [
+    1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
+];
 
 /// Adds `observations` to a durable histogram and writes its family
 /// (buckets, sum, count) into `body`.
@@ -96,7 +105,11 @@ pub async fn durable_histogram(
     let bucket_name = format!("{name}_bucket");
     let bounds = DURATION_BUCKETS.iter().copied().chain([f64::INFINITY]);
     for bound in bounds {
-        let le = if bound.is_infinite() { "+Inf".to_string() } else { bound.to_string() };
+        let le = if bound.is_infinite() {
+            "+Inf".to_string()
+        } else {
+            bound.to_string()
+        };
         let inside = observations.iter().filter(|o| **o <= bound).count() as f64;
         let mut l = labels.to_vec();
         l.push(("le", &le));
@@ -128,7 +141,10 @@ pub async fn push(gateway: &str, job: &str, instance: Option<&str>, body: &PushB
         .await
         .map_err(|e| Error::Metrics(e.to_string()))?;
     if !response.status().is_success() {
-        return Err(Error::Metrics(format!("pushgateway answered {}", response.status())));
+        return Err(Error::Metrics(format!(
+            "pushgateway answered {}",
+            response.status()
+        )));
     }
     Ok(())
 }
@@ -140,7 +156,11 @@ mod tests {
     #[test]
     fn text_format() {
         let mut b = PushBody::default();
-        b.family("x_total", "counter", "Things.").sample("x_total", &[("type", "a\"b")], 2.0);
-        assert_eq!(b.as_str(), "# HELP x_total Things.\n# TYPE x_total counter\nx_total{type=\"a\\\"b\"} 2\n");
+        b.family("x_total", "counter", "Things.")
+            .sample("x_total", &[("type", "a\"b")], 2.0);
+        assert_eq!(
+            b.as_str(),
+            "# HELP x_total Things.\n# TYPE x_total counter\nx_total{type=\"a\\\"b\"} 2\n"
+        );
     }
 }

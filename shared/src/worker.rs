@@ -49,6 +49,17 @@ pub struct WorkerConfig {
     pub pushgateway_url: Option<String>,
 }
 
+impl WorkerConfig {
+    /// The delay after failed attempt number `attempts` (1-based): the
+    /// backoff doubles with every attempt, up to the maximum.
+    pub fn retry_delay(&self, attempts: u32) -> Duration {
+        let factor = 2u32.saturating_pow(attempts.saturating_sub(1).min(16));
+        self.retry_backoff
+            .saturating_mul(factor)
+            .min(self.max_retry_backoff)
+    }
+}
+
 /// How a run ended; the binary maps it to an exit code.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
@@ -94,7 +105,12 @@ impl Worker<'_> {
             return Ok(Outcome::Dropped(id));
         };
         let Some(db) = self.store.get_database(&op.database_id).await? else {
-            self.finish(&op, OperationStatus::Cancelled, Some("database record is gone".into())).await?;
+            self.finish(
+                &op,
+                OperationStatus::Cancelled,
+                Some("database record is gone".into()),
+            )
+            .await?;
             self.queue.ack(&id).await?;
             return Ok(Outcome::Dropped(id));
         };
@@ -165,59 +181,116 @@ impl Worker<'_> {
                     deletion_policy: self.config.deletion_policy,
                 };
                 self.cluster.ensure_namespace(ns).await?;
-                match self.cluster.create(&kind, ns, &kubedb::database_object(&manifest)).await {
-                    Ok(_) => info!(operation_id = %op.id, name = %cr_name, "database resource created"),
-                    Err(Error::AlreadyExists(_)) => info!(operation_id = %op.id, name = %cr_name, "database resource exists; adopting it"),
+                match self
+                    .cluster
+                    .create(&kind, ns, &kubedb::database_object(&manifest))
+                    .await
+                {
+                    Ok(_) => {
+                        info!(operation_id = %op.id, name = %cr_name, "database resource created")
+                    }
+                    Err(Error::AlreadyExists(_)) => {
+                        info!(operation_id = %op.id, name = %cr_name, "database resource exists; adopting it")
+                    }
                     Err(e) => return Err(e),
                 }
                 self.note_object(op, &cr_name, dequeued).await?;
-                self.follow(op, |obj| {
-                    let cr = obj.and_then(ObservedDatabase::from_value);
-                    let phase = cr.as_ref().and_then(|c| c.phase).map(|p| p.as_str().to_string());
-                    let state = match &cr {
-                        Some(c) if is_ready(c) => Some(Followed::Done),
-                        None => Some(Followed::Failed("database resource disappeared".into())),
-                        _ => None,
-                    };
-                    (phase, state)
-                }, &kind, &cr_name).await
+                self.follow(
+                    op,
+                    |obj| {
+                        let cr = obj.and_then(ObservedDatabase::from_value);
+                        let phase = cr
+                            .as_ref()
+                            .and_then(|c| c.phase)
+                            .map(|p| p.as_str().to_string());
+                        let state = match &cr {
+                            Some(c) if is_ready(c) => Some(Followed::Done),
+                            None => Some(Followed::Failed("database resource disappeared".into())),
+                            _ => None,
+                        };
+                        (phase, state)
+                    },
+                    &kind,
+                    &cr_name,
+                )
+                .await
             }
             OperationType::Deprovision => {
                 self.cluster.delete(&kind, ns, &cr_name).await?;
                 self.note_object(op, &cr_name, dequeued).await?;
-                self.follow(op, |obj| match obj {
-                    None => (Some("Deleted".into()), Some(Followed::Done)),
-                    Some(_) => (Some("Terminating".into()), None),
-                }, &kind, &cr_name).await
+                self.follow(
+                    op,
+                    |obj| match obj {
+                        None => (Some("Deleted".into()), Some(Followed::Done)),
+                        Some(_) => (Some("Terminating".into()), None),
+                    },
+                    &kind,
+                    &cr_name,
+                )
+                .await
             }
-            OperationType::ScaleVertical | OperationType::ScaleHorizontal | OperationType::ExpandStorage => {
-                let change = ops_change(op).ok_or_else(|| Error::Invalid(format!("operation {} has no target", op.id)))?;
+            OperationType::ScaleVertical
+            | OperationType::ScaleHorizontal
+            | OperationType::ExpandStorage => {
+                let change = ops_change(op)
+                    .ok_or_else(|| Error::Invalid(format!("operation {} has no target", op.id)))?;
                 let name = op.ops_request_name_for_attempt();
                 let ops_kind = Kind::ops_request(db.engine);
                 let body = kubedb::ops_request_object(
-                    db.engine, &name, ns, &cr_name, &change,
-                    &[(DATABASE_ID_LABEL, db.id.as_str()), ("dbaas.io/operation-id", op.id.as_str())],
+                    db.engine,
+                    &name,
+                    ns,
+                    &cr_name,
+                    &change,
+                    &[
+                        (DATABASE_ID_LABEL, db.id.as_str()),
+                        ("dbaas.io/operation-id", op.id.as_str()),
+                    ],
                 );
                 match self.cluster.create(&ops_kind, ns, &body).await {
-                    Ok(_) => info!(operation_id = %op.id, ops_request = %name, "OpsRequest created"),
-                    Err(Error::AlreadyExists(_)) => info!(operation_id = %op.id, ops_request = %name, "OpsRequest exists; adopting it"),
+                    Ok(_) => {
+                        info!(operation_id = %op.id, ops_request = %name, "OpsRequest created")
+                    }
+                    Err(Error::AlreadyExists(_)) => {
+                        info!(operation_id = %op.id, ops_request = %name, "OpsRequest exists; adopting it")
+                    }
                     Err(e) => return Err(e),
                 }
                 self.note_object(op, &name, dequeued).await?;
-                self.follow(op, |obj| {
-                    let Some(req) = obj.and_then(ObservedOpsRequest::from_value) else {
-                        return (None, Some(Followed::Failed("OpsRequest disappeared".into())));
-                    };
-                    let why = || req.message.clone().or(req.reason.clone()).unwrap_or_default();
-                    let state = match req.phase {
-                        Some(OpsPhase::Successful) => Some(Followed::Done),
-                        Some(OpsPhase::Failed) => Some(Followed::Failed(format!("OpsRequest failed: {}", why()))),
-                        Some(OpsPhase::Skipped) => Some(Followed::Failed("OpsRequest skipped by a newer request".into())),
-                        Some(OpsPhase::Denied) => Some(Followed::Failed(format!("OpsRequest denied: {}", why()))),
-                        _ => None,
-                    };
-                    (req.phase.map(|p| p.as_str().to_string()), state)
-                }, &ops_kind, &name).await
+                self.follow(
+                    op,
+                    |obj| {
+                        let Some(req) = obj.and_then(ObservedOpsRequest::from_value) else {
+                            return (
+                                None,
+                                Some(Followed::Failed("OpsRequest disappeared".into())),
+                            );
+                        };
+                        let why = || {
+                            req.message
+                                .clone()
+                                .or(req.reason.clone())
+                                .unwrap_or_default()
+                        };
+                        let state = match req.phase {
+                            Some(OpsPhase::Successful) => Some(Followed::Done),
+                            Some(OpsPhase::Failed) => {
+                                Some(Followed::Failed(format!("OpsRequest failed: {}", why())))
+                            }
+                            Some(OpsPhase::Skipped) => Some(Followed::Failed(
+                                "OpsRequest skipped by a newer request".into(),
+                            )),
+                            Some(OpsPhase::Denied) => {
+                                Some(Followed::Failed(format!("OpsRequest denied: {}", why())))
+                            }
+                            _ => None,
+                        };
+                        (req.phase.map(|p| p.as_str().to_string()), state)
+                    },
+                    &ops_kind,
+                    &name,
+                )
+                .await
             }
         }
     }
@@ -226,10 +299,14 @@ impl Worker<'_> {
     async fn note_object(&self, op: &Operation, name: &str, dequeued: Instant) -> Result<()> {
         info!(operation_id = %op.id, object = name, since_dequeue_ms = dequeued.elapsed().as_millis() as u64, "following");
         self.store
-            .update_operation(&op.id, &[OperationStatus::Running], &OperationUpdate {
-                ops_request_name: Some(Some(name.to_string())),
-                ..Default::default()
-            })
+            .update_operation(
+                &op.id,
+                &[OperationStatus::Running],
+                &OperationUpdate {
+                    ops_request_name: Some(Some(name.to_string())),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(())
     }
@@ -250,14 +327,24 @@ impl Worker<'_> {
             let (phase, state) = judge(obj.as_ref());
             let now = Utc::now();
             let renew = now + chrono::Duration::from_std(self.config.claim_ttl).unwrap_or_default();
-            let mut update = OperationUpdate { claimed_until: Some(Some(renew)), ..Default::default() };
+            let mut update = OperationUpdate {
+                claimed_until: Some(Some(renew)),
+                ..Default::default()
+            };
             if phase != last_phase {
                 info!(operation_id = %op.id, object = name, phase = phase.as_deref().unwrap_or("none"), "phase changed");
                 update.ops_request_phase = Some(phase.clone());
                 last_phase = phase;
             }
-            if self.store.update_operation(&op.id, &[OperationStatus::Running], &update).await?.is_none() {
-                return Ok(Followed::Failed("operation was taken over by another worker".into()));
+            if self
+                .store
+                .update_operation(&op.id, &[OperationStatus::Running], &update)
+                .await?
+                .is_none()
+            {
+                return Ok(Followed::Failed(
+                    "operation was taken over by another worker".into(),
+                ));
             }
             if let Some(state) = state {
                 return Ok(state);
@@ -291,32 +378,44 @@ impl Worker<'_> {
     }
 
     async fn record_failure(&self, op: &Operation, reason: &str) -> Result<()> {
-        let factor = 2u32.saturating_pow(op.attempts.saturating_sub(1).min(16));
-        let delay = self.config.retry_backoff.saturating_mul(factor).min(self.config.max_retry_backoff);
+        let delay = self.config.retry_delay(op.attempts);
         let next = Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default();
         self.store
-            .update_operation(&op.id, &[OperationStatus::Running], &OperationUpdate {
-                status: Some(OperationStatus::Failed),
-                error: Some(Some(reason.to_string())),
-                claimed_until: Some(None),
-                next_attempt_at: Some(Some(next)),
-                finished_at: Some(Some(Utc::now())),
-                ..Default::default()
-            })
+            .update_operation(
+                &op.id,
+                &[OperationStatus::Running],
+                &OperationUpdate {
+                    status: Some(OperationStatus::Failed),
+                    error: Some(Some(reason.to_string())),
+                    claimed_until: Some(None),
+                    next_attempt_at: Some(Some(next)),
+                    finished_at: Some(Some(Utc::now())),
+                    ..Default::default()
+                },
+            )
             .await?;
         warn!(operation_id = %op.id, attempt = op.attempts, retry_in_ms = delay.as_millis() as u64, error = reason, "operation failed");
         Ok(())
     }
 
-    async fn finish(&self, op: &Operation, status: OperationStatus, error: Option<String>) -> Result<()> {
+    async fn finish(
+        &self,
+        op: &Operation,
+        status: OperationStatus,
+        error: Option<String>,
+    ) -> Result<()> {
         self.store
-            .update_operation(&op.id, &[OperationStatus::Running, OperationStatus::Pending], &OperationUpdate {
-                status: Some(status),
-                error: Some(error),
-                claimed_until: Some(None),
-                finished_at: Some(Some(Utc::now())),
-                ..Default::default()
-            })
+            .update_operation(
+                &op.id,
+                &[OperationStatus::Running, OperationStatus::Pending],
+                &OperationUpdate {
+                    status: Some(status),
+                    error: Some(error),
+                    claimed_until: Some(None),
+                    finished_at: Some(Some(Utc::now())),
+                    ..Default::default()
+                },
+            )
             .await?;
         Ok(())
     }
@@ -329,9 +428,14 @@ impl Worker<'_> {
         };
         let labels = [("type", op.type_.as_str()), ("outcome", result)];
         let mut body = PushBody::default();
-        let total = telemetry::durable_total(self.store, "dbaas_operations_total", &labels, 1.0).await?;
-        body.family("dbaas_operations_total", "counter", "Operations finished, by type and outcome.")
-            .sample("dbaas_operations_total", &labels, total);
+        let total =
+            telemetry::durable_total(self.store, "dbaas_operations_total", &labels, 1.0).await?;
+        body.family(
+            "dbaas_operations_total",
+            "counter",
+            "Operations finished, by type and outcome.",
+        )
+        .sample("dbaas_operations_total", &labels, total);
         let seconds = (Utc::now() - op.created_at).num_milliseconds() as f64 / 1000.0;
         telemetry::durable_histogram(
             self.store,
@@ -344,7 +448,13 @@ impl Worker<'_> {
         .await?;
         // One group per type and outcome, so concurrent workers do not
         // replace each other's series.
-        telemetry::push(url, "dbaas-worker", Some(&format!("{}-{result}", op.type_.as_str())), &body).await
+        telemetry::push(
+            url,
+            "dbaas-worker",
+            Some(&format!("{}-{result}", op.type_.as_str())),
+            &body,
+        )
+        .await
     }
 }
 

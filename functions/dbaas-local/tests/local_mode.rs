@@ -22,7 +22,11 @@ impl Drop for Local {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 async fn start(data_dir: &Path, port: u16) -> Local {
@@ -38,10 +42,20 @@ async fn start(data_dir: &Path, port: u16) -> Local {
         .stderr(Stdio::null())
         .spawn()
         .expect("dbaas-local starts");
-    let local = Local { child, base: format!("http://127.0.0.1:{port}"), key };
+    let local = Local {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        key,
+    };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{}/healthz", local.base)).await.is_err() {
-        assert!(Instant::now() < deadline, "dbaas-local did not answer /healthz within 30 s");
+    while reqwest::get(format!("{}/healthz", local.base))
+        .await
+        .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "dbaas-local did not answer /healthz within 30 s"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     local
@@ -64,17 +78,28 @@ impl Local {
     async fn wait_for(&self, id: &str, what: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let (_, db) = self.call(reqwest::Method::GET, &format!("/databases/{id}"), None).await;
+            let (_, db) = self
+                .call(reqwest::Method::GET, &format!("/databases/{id}"), None)
+                .await;
             if done(&db) {
                 return db;
             }
-            assert!(Instant::now() < deadline, "{what} did not happen within 60 s; last state: {db}");
+            assert!(
+                Instant::now() < deadline,
+                "{what} did not happen within 60 s; last state: {db}"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
     async fn operations(&self, id: &str) -> Vec<Value> {
-        let (_, ops) = self.call(reqwest::Method::GET, &format!("/operations?database_id={id}"), None).await;
+        let (_, ops) = self
+            .call(
+                reqwest::Method::GET,
+                &format!("/operations?database_id={id}"),
+                None,
+            )
+            .await;
         ops["items"].as_array().cloned().unwrap_or_default()
     }
 }
@@ -89,7 +114,9 @@ async fn create_ready_database(local: &Local) -> String {
         .await;
     assert_eq!(status, 201, "{db}");
     let id = db["id"].as_str().unwrap().to_string();
-    local.wait_for(&id, "provisioning", |d| d["status"] == "ready").await;
+    local
+        .wait_for(&id, "provisioning", |d| d["status"] == "ready")
+        .await;
     id
 }
 
@@ -99,14 +126,25 @@ async fn create_then_patch_converges_with_one_operation() {
     let local = start(&dir, free_port()).await;
     let id = create_ready_database(&local).await;
 
-    let (status, db) =
-        local.call(reqwest::Method::PATCH, &format!("/databases/{id}"), Some(json!({"size": "db.t3.large"}))).await;
+    let (status, db) = local
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/databases/{id}"),
+            Some(json!({"size": "db.t3.large"})),
+        )
+        .await;
     assert_eq!(status, 200, "{db}");
-    let db = local.wait_for(&id, "the resize", |d| d["current_size"] == "db.t3.large").await;
+    let db = local
+        .wait_for(&id, "the resize", |d| d["current_size"] == "db.t3.large")
+        .await;
     assert_eq!(db["size"], db["current_size"]);
 
-    let scale: Vec<Value> =
-        local.operations(&id).await.into_iter().filter(|o| o["type"] == "scale_vertical").collect();
+    let scale: Vec<Value> = local
+        .operations(&id)
+        .await
+        .into_iter()
+        .filter(|o| o["type"] == "scale_vertical")
+        .collect();
     assert_eq!(scale.len(), 1, "{scale:?}");
     assert_eq!(scale[0]["status"], "succeeded");
 }
@@ -117,18 +155,29 @@ async fn sigkill_mid_operation_loses_nothing() {
     let port = free_port();
     let mut local = start(&dir, port).await;
     let id = create_ready_database(&local).await;
-    let (status, _) =
-        local.call(reqwest::Method::PATCH, &format!("/databases/{id}"), Some(json!({"replicas": 3, "storage_gb": 40}))).await;
+    let (status, _) = local
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/databases/{id}"),
+            Some(json!({"replicas": 3, "storage_gb": 40})),
+        )
+        .await;
     assert_eq!(status, 200);
 
     // Kill while the first operation (storage comes first) is running.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let ops = local.operations(&id).await;
-        if ops.iter().any(|o| o["type"] == "expand_storage" && o["status"] == "running") {
+        if ops
+            .iter()
+            .any(|o| o["type"] == "expand_storage" && o["status"] == "running")
+        {
             break;
         }
-        assert!(Instant::now() < deadline, "no running operation within 30 s: {ops:?}");
+        assert!(
+            Instant::now() < deadline,
+            "no running operation within 30 s: {ops:?}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     local.child.kill().expect("SIGKILL");
@@ -141,7 +190,10 @@ async fn sigkill_mid_operation_loses_nothing() {
             d["current_storage_gb"] == 40 && d["current_replicas"] == 3 && d["status"] == "ready"
         })
         .await;
-    assert_eq!((db["storage_gb"].as_u64(), db["replicas"].as_u64()), (Some(40), Some(3)));
+    assert_eq!(
+        (db["storage_gb"].as_u64(), db["replicas"].as_u64()),
+        (Some(40), Some(3))
+    );
     let ops = local.operations(&id).await;
     for t in ["expand_storage", "scale_horizontal"] {
         let of_type: Vec<&Value> = ops.iter().filter(|o| o["type"] == t).collect();
@@ -153,11 +205,18 @@ async fn sigkill_mid_operation_loses_nothing() {
 }
 
 fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("dbaas-local-test-{}-{}", std::process::id(), rand_suffix()));
+    let dir = std::env::temp_dir().join(format!(
+        "dbaas-local-test-{}-{}",
+        std::process::id(),
+        rand_suffix()
+    ));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
 
 fn rand_suffix() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos()
 }

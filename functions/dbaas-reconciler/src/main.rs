@@ -20,10 +20,18 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     dbaas_shared::telemetry::init_tracing(cli.backend.log_json);
     let config = cli.reconciler.config(&cli.backend)?;
-    let (store, queue, cluster) =
-        (cli.backend.store().await?, cli.backend.queue()?, cli.backend.cluster().await?);
-    Reconciler { store: &*store, queue: &*queue, cluster: &*cluster, config: &config }
-        .run_pass()
-        .await?;
+    let (store, queue, cluster) = (
+        cli.backend.store().await?,
+        cli.backend.queue()?,
+        cli.backend.cluster().await?,
+    );
+    Reconciler {
+        store: &*store,
+        queue: &*queue,
+        cluster: &*cluster,
+        config: &config,
+    }
+    .run_pass()
+    .await?;
     Ok(())
 }

@@ -26,8 +26,11 @@ async fn main() -> anyhow::Result<ExitCode> {
     let cli = Cli::parse();
     dbaas_shared::telemetry::init_tracing(cli.backend.log_json);
     let config = cli.worker.config(&cli.backend)?;
-    let (store, queue, cluster) =
-        (cli.backend.store().await?, cli.backend.queue()?, cli.backend.cluster().await?);
+    let (store, queue, cluster) = (
+        cli.backend.store().await?,
+        cli.backend.queue()?,
+        cli.backend.cluster().await?,
+    );
     let mut sigterm = signal(SignalKind::terminate())?;
     let shutdown = async move {
         tokio::select! {
@@ -35,7 +38,12 @@ async fn main() -> anyhow::Result<ExitCode> {
             _ = tokio::signal::ctrl_c() => {}
         }
     };
-    let worker = Worker { store: &*store, queue: &*queue, cluster: &*cluster, config: &config };
+    let worker = Worker {
+        store: &*store,
+        queue: &*queue,
+        cluster: &*cluster,
+        config: &config,
+    };
     let outcome = worker.run_once(shutdown).await?;
     tracing::info!(?outcome, "worker done");
     Ok(match outcome {

@@ -28,9 +28,20 @@ static OPENAPI_JSON: LazyLock<String> = LazyLock::new(|| {
 /// page size, see `QueryParams::take`); the document says so with
 /// `allowEmptyValue`, which utoipa cannot set.
 fn allow_empty_query_values(doc: &mut Value) {
-    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
-    for operation in paths.values_mut().filter_map(Value::as_object_mut).flat_map(|p| p.values_mut()) {
-        let Some(params) = operation.get_mut("parameters").and_then(Value::as_array_mut) else { continue };
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for operation in paths
+        .values_mut()
+        .filter_map(Value::as_object_mut)
+        .flat_map(|p| p.values_mut())
+    {
+        let Some(params) = operation
+            .get_mut("parameters")
+            .and_then(Value::as_array_mut)
+        else {
+            continue;
+        };
         for param in params.iter_mut().filter(|p| p["in"] == "query") {
             param["allowEmptyValue"] = Value::Bool(true);
         }

@@ -31,17 +31,32 @@ impl Kind {
     /// The KubeDB database kind of `engine` (`kubedb.com/v1`).
     pub fn database(engine: Engine) -> Kind {
         let s = engine.spec();
-        Kind { group: "kubedb.com", version: "v1", kind: s.kind, plural: s.plural }
+        Kind {
+            group: "kubedb.com",
+            version: "v1",
+            kind: s.kind,
+            plural: s.plural,
+        }
     }
 
     /// The OpsRequest kind of `engine` (`ops.kubedb.com/v1alpha1`).
     pub fn ops_request(engine: Engine) -> Kind {
         let s = engine.spec();
-        Kind { group: "ops.kubedb.com", version: "v1alpha1", kind: s.ops_kind, plural: s.ops_plural }
+        Kind {
+            group: "ops.kubedb.com",
+            version: "v1alpha1",
+            kind: s.ops_kind,
+            plural: s.ops_plural,
+        }
     }
 
     pub fn secret() -> Kind {
-        Kind { group: "", version: "v1", kind: "Secret", plural: "secrets" }
+        Kind {
+            group: "",
+            version: "v1",
+            kind: "Secret",
+            plural: "secrets",
+        }
     }
 
     /// `group/version`, or `version` for the core group.
@@ -65,8 +80,13 @@ pub trait Cluster: Send + Sync + 'static {
     /// `Error::AlreadyExists` if the name is taken.
     async fn create(&self, kind: &Kind, namespace: &str, object: &Value) -> Result<Value>;
     /// JSON merge patch of metadata and spec. `Error::NotFound` if absent.
-    async fn merge_patch(&self, kind: &Kind, namespace: &str, name: &str, patch: &Value)
-    -> Result<Value>;
+    async fn merge_patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value>;
     /// JSON merge patch of the status subresource.
     async fn merge_patch_status(
         &self,

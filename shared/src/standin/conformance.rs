@@ -419,12 +419,26 @@ pub async fn finished_requests_skip_nothing(cluster: Arc<dyn Cluster>, ns: &str)
     for _ in 0..3 {
         step(&s).await;
     }
-    assert_eq!(op(c, engine, ns, "fin-z").await.phase, Some(OpsPhase::Failed));
-    create_op(c, engine, ns, "fin-a", "fin", OpsChange::VolumeExpansion(30)).await;
+    assert_eq!(
+        op(c, engine, ns, "fin-z").await.phase,
+        Some(OpsPhase::Failed)
+    );
+    create_op(
+        c,
+        engine,
+        ns,
+        "fin-a",
+        "fin",
+        OpsChange::VolumeExpansion(30),
+    )
+    .await;
     for _ in 0..3 {
         step(&s).await;
     }
-    assert_eq!(op(c, engine, ns, "fin-a").await.phase, Some(OpsPhase::Successful));
+    assert_eq!(
+        op(c, engine, ns, "fin-a").await.phase,
+        Some(OpsPhase::Successful)
+    );
 }
 
 /// Shrinking storage, invalid replica counts, a missing database, the

@@ -125,8 +125,12 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records `operation_id` as the database's active operation, only if it
     /// has none and its `operation_seq` is `expected_seq`; bumps the seq.
-    async fn begin_operation(&self, id: &str, operation_id: &str, expected_seq: u64)
-    -> Result<bool>;
+    async fn begin_operation(
+        &self,
+        id: &str,
+        operation_id: &str,
+        expected_seq: u64,
+    ) -> Result<bool>;
     /// Clears the active operation, only if it is `operation_id`.
     async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool>;
 

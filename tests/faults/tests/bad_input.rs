@@ -24,7 +24,14 @@ use serde_json::{Value, json};
 const PROBLEM: &str = "application/problem+json";
 
 /// What a case is, the request, and the statuses it may answer.
-type Case = (&'static str, Method, String, HeaderMap, Option<Vec<u8>>, &'static [u16]);
+type Case = (
+    &'static str,
+    Method,
+    String,
+    HeaderMap,
+    Option<Vec<u8>>,
+    &'static [u16],
+);
 
 struct Api {
     http: reqwest::Client,

@@ -704,8 +704,6 @@ async fn crash_trials_in_process() {
             holder: String::new(),
             lease_ttl: Duration::from_secs(1),
             max_attempts: 5,
-            retry_backoff: Duration::from_millis(100),
-            max_retry_backoff: Duration::from_secs(1),
             processing_deadline: Duration::ZERO,
             pushgateway_url: None,
         };

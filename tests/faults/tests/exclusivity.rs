@@ -200,8 +200,6 @@ async fn many_reconcilers_one_pass_per_round() {
                         holder: format!("contender-{round}-{c}"),
                         lease_ttl: Duration::from_secs(60),
                         max_attempts: 3,
-                        retry_backoff: Duration::from_millis(100),
-                        max_retry_backoff: Duration::from_secs(1),
                         processing_deadline: Duration::from_secs(60),
                         pushgateway_url: None,
                     };

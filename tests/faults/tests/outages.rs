@@ -87,8 +87,6 @@ impl World {
                 holder: "outage-test".into(),
                 lease_ttl: Duration::from_secs(30),
                 max_attempts: 5,
-                retry_backoff: Duration::from_millis(100),
-                max_retry_backoff: Duration::from_secs(1),
                 processing_deadline: Duration::ZERO,
                 pushgateway_url: None,
             },

@@ -53,8 +53,6 @@ fn parts() -> Parts {
             holder: "regression".into(),
             lease_ttl: Duration::from_secs(30),
             max_attempts: 3,
-            retry_backoff: Duration::ZERO,
-            max_retry_backoff: Duration::ZERO,
             processing_deadline: Duration::ZERO,
             pushgateway_url: None,
         },
@@ -281,10 +279,21 @@ async fn an_operation_recorded_by_a_dead_pass_is_replanned_under_its_id() {
 #[tokio::test]
 async fn the_openapi_document_lists_what_the_api_answers() {
     let store = Arc::new(SqliteStore::in_memory().expect("store"));
-    let api = dbaas_faults::serve_api(store, "regression-admin-token", Duration::from_secs(5)).await;
-    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", api.base)).await.expect("GET").json().await.expect("JSON");
+    let api =
+        dbaas_faults::serve_api(store, "regression-admin-token", Duration::from_secs(5)).await;
+    let doc: serde_json::Value = reqwest::get(format!("{}/openapi.json", api.base))
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
     let responses = |method: &str, path: &str| -> Vec<String> {
-        doc["paths"][path][method]["responses"].as_object().unwrap_or_else(|| panic!("{method} {path}")).keys().cloned().collect()
+        doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path}"))
+            .keys()
+            .cloned()
+            .collect()
     };
     for (method, path, want) in [
         ("post", "/api/v1/admin/tenants", &["400", "413", "415"][..]),
@@ -296,17 +305,32 @@ async fn the_openapi_document_lists_what_the_api_answers() {
     ] {
         let have = responses(method, path);
         for code in want {
-            assert!(have.iter().any(|c| c == code), "{method} {path} does not list {code}: {have:?}");
+            assert!(
+                have.iter().any(|c| c == code),
+                "{method} {path} does not list {code}: {have:?}"
+            );
         }
     }
     let mut query_params = 0;
     for (path, item) in doc["paths"].as_object().expect("paths") {
         for (method, op) in item.as_object().expect("path item") {
-            for p in op["parameters"].as_array().into_iter().flatten().filter(|p| p["in"] == "query") {
+            for p in op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|p| p["in"] == "query")
+            {
                 query_params += 1;
                 assert_eq!(p["allowEmptyValue"], true, "{method} {path} {}", p["name"]);
                 if p["name"] == "limit" {
-                    assert_eq!((p["schema"]["minimum"].as_u64(), p["schema"]["maximum"].as_u64()), (Some(1), Some(200)), "{method} {path}");
+                    assert_eq!(
+                        (
+                            p["schema"]["minimum"].as_u64(),
+                            p["schema"]["maximum"].as_u64()
+                        ),
+                        (Some(1), Some(200)),
+                        "{method} {path}"
+                    );
                 }
             }
         }

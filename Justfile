@@ -9,24 +9,11 @@ export DBAAS_CRDS_DIR := env_var_or_default("DBAAS_CRDS_DIR", justfile_directory
 dev *ARGS:
     cargo run --release -p dbaas-local -- {{ARGS}}
 
-# Install what the tests need, bring the rig up if it is down, run every
-# test, and tear down what this recipe started.
+# Run every test: installs what they need, brings the rig up if it is down, tears down what it started.
 test:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    bash tests/rig/install.sh
-    started=0
-    if ! bash tests/rig/status.sh >/dev/null 2>&1; then
-        bash tests/rig/up.sh
-        started=1
-    fi
-    trap '[[ $started == 1 ]] && bash tests/rig/down.sh' EXIT
-    source target/rig/env
-    cargo build --workspace --bins
-    cargo test --workspace --no-fail-fast
+    bash tests/rig/with-rig.sh bash -c 'cargo build --workspace --bins && cargo test --workspace --no-fail-fast'
 
-# Start the test rig (Redis, FerretDB, kube-apiserver+etcd with the CRDs,
-# Prometheus, Pushgateway) and write target/rig/env.
+# Start the test rig (Redis, FerretDB, kube-apiserver + etcd with the CRDs, Prometheus, Pushgateway).
 rig-up:
     bash tests/rig/install.sh
     bash tests/rig/up.sh
@@ -84,19 +71,11 @@ bench *ARGS:
 # Redis and kube-apiserver, PATCH races, reconciler exclusivity, schemathesis
 # and hostile requests, secrets in logs; `just test` runs them with small
 # counts (the DBAAS_FAULT_* / DBAAS_FUZZ_CASES variables raise them).
+#
 # Fault tests at full counts (200 crash trials, 10k fuzz cases), with summaries.
 test-faults:
     #!/usr/bin/env bash
     set -euo pipefail
-    bash tests/rig/install.sh
-    started=0
-    if ! bash tests/rig/status.sh >/dev/null 2>&1; then
-        bash tests/rig/up.sh
-        started=1
-    fi
-    trap '[[ $started == 1 ]] && bash tests/rig/down.sh' EXIT
-    source target/rig/env
-    cargo build --workspace --bins
     mkdir -p target/faults
     rm -f target/faults/summary.txt
     status=0
@@ -106,7 +85,7 @@ test-faults:
     DBAAS_RACE_PATCHES="${DBAAS_RACE_PATCHES:-1000}" \
     DBAAS_EXCLUSIVITY_ROUNDS="${DBAAS_EXCLUSIVITY_ROUNDS:-40}" \
     DBAAS_EXCLUSIVITY_PROCESS_ROUNDS="${DBAAS_EXCLUSIVITY_PROCESS_ROUNDS:-5}" \
-        cargo test -p dbaas-faults --no-fail-fast || status=$?
+        bash tests/rig/with-rig.sh bash -c 'cargo build --workspace --bins && cargo test -p dbaas-faults --no-fail-fast' || status=$?
     echo
     cat target/faults/summary.txt
     exit $status

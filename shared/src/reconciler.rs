@@ -199,24 +199,14 @@ impl Reconciler<'_> {
         Ok(report)
     }
 
-    /// Every database not yet finalized, a page at a time.
+    /// Every database not yet finalized, in one query: the driver streams
+    /// it in batches, and FerretDB scans the collection once per query, so
+    /// pages of `_id > cursor` would cost a scan each (quadratic in the
+    /// number of databases, measured by `just bench`).
     async fn all_databases(&self) -> Result<Vec<Database>> {
-        let mut all: Vec<Database> = Vec::new();
-        loop {
-            let page = self
-                .store
-                .list_databases(&DatabaseQuery {
-                    after_id: all.last().map(|d| d.id.clone()),
-                    exclude_deleted: true,
-                    limit: Some(500),
-                    ..Default::default()
-                })
-                .await?;
-            if page.is_empty() {
-                return Ok(all);
-            }
-            all.extend(page);
-        }
+        self.store
+            .list_databases(&DatabaseQuery { exclude_deleted: true, ..Default::default() })
+            .await
     }
 
     /// Two LISTs per engine kind: database CRs and OpsRequests.

@@ -20,6 +20,8 @@ pub struct ColdStart {
     pub ms: Spread,
     /// Peak RSS of the runs that exit by themselves.
     pub peak_rss_mb: Option<Spread>,
+    /// Runs that failed (not in the timings), with the reason.
+    pub failures: Vec<String>,
     pub load: [f64; 3],
 }
 
@@ -49,21 +51,42 @@ fn exits(
     name: &str,
     runs: usize,
     mut make_cmd: impl FnMut() -> Command,
-) -> anyhow::Result<(Vec<f64>, Vec<f64>)> {
-    let (mut ms, mut rss) = (Vec::new(), Vec::new());
+) -> anyhow::Result<Runs> {
+    let mut r = Runs::default();
     for i in 0..runs {
         let log = ctx.logs.join(format!("cold-{name}-{i}.log"));
         let exit = Proc::spawn(name, make_cmd(), &log)?.wait(START_TIMEOUT)?;
         if exit.code != 0 {
-            bail!("{name} exited with {}; log {}", exit.code, log.display());
+            // Kept out of the timings, and reported with the row.
+            r.failures.push(format!(
+                "run {i} exited {}: {}",
+                exit.code,
+                crate::util::panic_of(&log)
+            ));
+            continue;
         }
-        ms.push(exit.wall.as_secs_f64() * 1000.0);
+        r.ms.push(exit.wall.as_secs_f64() * 1000.0);
         // 0: it exited before the first sample.
         if exit.peak_rss_kb > 0 {
-            rss.push(mb(exit.peak_rss_kb));
+            r.rss.push(mb(exit.peak_rss_kb));
         }
     }
-    Ok((ms, rss))
+    if r.failures.len() * 2 > runs {
+        bail!(
+            "{name}: {} of {runs} runs failed: {:?}",
+            r.failures.len(),
+            r.failures
+        );
+    }
+    Ok(r)
+}
+
+/// Timings, peak RSS and failures of repeated runs.
+#[derive(Default, Clone)]
+struct Runs {
+    ms: Vec<f64>,
+    rss: Vec<f64>,
+    failures: Vec<String>,
 }
 
 /// Starts a server `runs + 1` times (the first run warms the page cache
@@ -110,27 +133,30 @@ pub async fn run(ctx: &Ctx, runs: usize) -> anyhow::Result<ColdResults> {
         until: until.into(),
         ms: Spread::of(ms),
         peak_rss_mb: rss.map(Spread::of),
+        failures: Vec::new(),
         load: loadavg(),
+    };
+    let exited = |binary: &str, until: &str, r: Runs| ColdStart {
+        failures: r.failures,
+        ..row(binary, until, &r.ms, Some(&r.rss))
     };
 
     // The floor: exec of a process that does nothing.
-    let (ms, rss) = exits(ctx, "true", runs, || Command::new("/bin/true"))?;
-    starts.push(row(
+    let r = exits(ctx, "true", runs, || Command::new("/bin/true"))?;
+    starts.push(exited(
         "/bin/true",
         "exit (the exec floor of this machine)",
-        &ms,
-        Some(&rss),
+        r.clone(),
     ));
-    let (ms, rss) = exits(ctx, "api-version", runs, || {
+    let r = exits(ctx, "api-version", runs, || {
         let mut c = Command::new(ctx.bin("dbaas-api"));
         c.arg("--version");
         c
     })?;
-    starts.push(row(
+    starts.push(exited(
         "dbaas-api --version",
         "exit (load and link the binary, no runtime)",
-        &ms,
-        Some(&rss),
+        r.clone(),
     ));
 
     // The API on the rig's FerretDB.
@@ -181,39 +207,37 @@ pub async fn run(ctx: &Ctx, runs: usize) -> anyhow::Result<ColdResults> {
     // The worker and reconciler on a scenario of their own.
     let sc = Scenario::new(&ctx.rig, "cold").await?;
     let result = async {
-        let (ms, rss) = exits(ctx, "dbaas-worker", runs, || {
+        let r = exits(ctx, "dbaas-worker", runs, || {
             let mut c = sc.command(ctx, "dbaas-worker");
             c.env("DBAAS_DEQUEUE_TIMEOUT_SECONDS", "0");
             c
         })?;
-        starts.push(row(
+        starts.push(exited(
             "dbaas-worker",
             "exit on an empty queue (one queue round trip)",
-            &ms,
-            Some(&rss),
+            r.clone(),
         ));
         rest.push(RestRss {
             binary: "dbaas-worker".into(),
-            rss_mb: Spread::of(&rss).median,
-            peak_mb: Spread::of(&rss).max,
+            rss_mb: Spread::of(&r.rss).median,
+            peak_mb: Spread::of(&r.rss).max,
             how: "peak RSS (VmHWM sampled every 0.2 ms) of an idle run: it exits when idle".into(),
         });
 
-        let (ms, rss) = exits(ctx, "dbaas-reconciler", runs, || {
+        let r = exits(ctx, "dbaas-reconciler", runs, || {
             let mut c = sc.command(ctx, "dbaas-reconciler");
             c.env("POD_NAME", "dbaas-bench");
             c
         })?;
-        starts.push(row(
+        starts.push(exited(
             "dbaas-reconciler",
             "exit after a full pass over 0 databases (store, queue, API server)",
-            &ms,
-            Some(&rss),
+            r.clone(),
         ));
         rest.push(RestRss {
             binary: "dbaas-reconciler".into(),
-            rss_mb: Spread::of(&rss).median,
-            peak_mb: Spread::of(&rss).max,
+            rss_mb: Spread::of(&r.rss).median,
+            peak_mb: Spread::of(&r.rss).max,
             how: "peak RSS (VmHWM sampled every 0.2 ms) of a pass over 0 databases".into(),
         });
 
@@ -227,16 +251,15 @@ pub async fn run(ctx: &Ctx, runs: usize) -> anyhow::Result<ColdResults> {
                 Utc::now(),
             )
             .await?;
-        let (ms, rss) = exits(ctx, "dbaas-reconciler-held", runs, || {
+        let r = exits(ctx, "dbaas-reconciler-held", runs, || {
             let mut c = sc.command(ctx, "dbaas-reconciler");
             c.env("POD_NAME", "dbaas-bench");
             c
         })?;
-        starts.push(row(
+        starts.push(exited(
             "dbaas-reconciler",
             "exit when another holder has the Lease (API server only)",
-            &ms,
-            Some(&rss),
+            r.clone(),
         ));
         anyhow::Ok(())
     }

@@ -278,6 +278,20 @@ impl Report {
             } else {
                 format!("{}. ", missed.join(", "))
             };
+            for c in self
+                .cold
+                .iter()
+                .flatten()
+                .filter(|c| !c.failures.is_empty())
+            {
+                let _ = write!(
+                    note,
+                    "{} ({}): {} run(s) exited non-zero, listed under Cold start. ",
+                    c.binary,
+                    c.until,
+                    c.failures.len()
+                );
+            }
             let _ = write!(
                 note,
                 "Floor: exec of /bin/true {exec:.1} ms, load and link of a binary (`dbaas-api --version`) {floor:.1} ms. \
@@ -466,6 +480,32 @@ impl Report {
                     c.ms.show(1),
                     c.load[0]
                 );
+            }
+        }
+
+        let failures: Vec<String> = self
+            .cold
+            .iter()
+            .flatten()
+            .flat_map(|c| {
+                c.failures
+                    .iter()
+                    .map(move |f| format!("{} ({}): {f}", c.binary, c.until))
+            })
+            .chain(
+                self.reconciler
+                    .iter()
+                    .flat_map(|r| r.first_pass.iter().chain(&r.passes))
+                    .filter_map(|p| p.failure.clone()),
+            )
+            .collect();
+        if !failures.is_empty() {
+            let _ = writeln!(
+                s,
+                "\nRuns that exited non-zero (left out of the timings of cold starts; a reconciler pass that printed its summary still counts):\n"
+            );
+            for f in &failures {
+                let _ = writeln!(s, "- {f}");
             }
         }
 

@@ -72,6 +72,8 @@ pub struct Pass {
     pub operations_created: u64,
     pub databases_seen: u64,
     pub peak_rss_kb: u64,
+    /// The process exited non-zero after its summary line.
+    pub failure: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -280,16 +282,24 @@ impl Scenario {
         let mut cmd = self.command(ctx, "dbaas-reconciler");
         cmd.env("POD_NAME", "dbaas-bench");
         let exit = Proc::spawn("dbaas-reconciler", cmd, &log)?.wait(Duration::from_secs(300))?;
-        if exit.code != 0 {
+        let Some(summary) = log_event(&log, "reconciliation pass done") else {
             bail!(
-                "dbaas-reconciler exited with {}; log {}",
+                "dbaas-reconciler exited with {} without its summary line; log {}",
                 exit.code,
                 log.display()
             );
-        }
-        let Some(summary) = log_event(&log, "reconciliation pass done") else {
-            bail!("no summary line in {}", log.display());
         };
+        // A pass that finished but did not exit cleanly still counts, and
+        // the failure is reported with it.
+        let failure = (exit.code != 0).then(|| {
+            let f = format!(
+                "{log_name} exited {}: {}",
+                exit.code,
+                crate::util::panic_of(&log)
+            );
+            eprintln!("  note: {f}");
+            f
+        });
         let num = |k: &str| summary[k].as_u64().unwrap_or(0);
         Ok(Pass {
             wall_ms: ms(exit.wall),
@@ -298,6 +308,7 @@ impl Scenario {
             operations_created: num("operations_created"),
             databases_seen: num("databases"),
             peak_rss_kb: exit.peak_rss_kb,
+            failure,
         })
     }
 

@@ -301,3 +301,14 @@ pub fn log_event(path: &Path, message: &str) -> Option<serde_json::Value> {
         .find(|v| v["fields"]["message"] == message)
         .map(|v| v["fields"].clone())
 }
+
+/// The panic message in a log (the `panicked at` line and the next), or
+/// its last line.
+pub fn panic_of(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    match lines.iter().position(|l| l.contains("panicked at")) {
+        Some(i) => lines[i..lines.len().min(i + 2)].join(" "),
+        None => lines.last().copied().unwrap_or("no output").to_string(),
+    }
+}

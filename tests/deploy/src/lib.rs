@@ -32,8 +32,6 @@ use tokio::process::{Child, Command};
 /// What to do when the rig is missing.
 pub const RIG_HINT: &str = "start the test rig with `just rig-up` and `source target/rig/env`";
 /// What to do when a binary is missing.
-pub const BUILD_HINT: &str = "build the binaries first with `cargo build --workspace --bins`";
-
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -309,34 +307,7 @@ pub fn unique_id() -> String {
     dbaas_shared::domain::random_token(8).to_lowercase()
 }
 
-/// The directory holding the workspace's binaries (`target/<profile>`).
-pub fn bin_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("the test executable's path");
-    let dir = exe.parent().expect("the test executable has a directory");
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir.parent().unwrap_or(dir).to_path_buf()
-    } else {
-        dir.to_path_buf()
-    }
-}
-
-/// The path of binary `name`; fails the test with a hint if it is missing.
-pub fn binary(name: &str) -> PathBuf {
-    let path = bin_dir().join(name);
-    assert!(
-        path.is_file(),
-        "binary {name} not found at {}: {BUILD_HINT}",
-        path.display()
-    );
-    path
-}
-
-/// The last lines of a log file, for failure messages.
-pub fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<unreadable: {e}>"));
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
+pub use dbaas_e2e::{bin_dir, binary, log_tail};
 
 /// Processes started by a test, each logging to its own file; killed when
 /// dropped.

@@ -205,7 +205,10 @@ impl Reconciler<'_> {
     /// number of databases, measured by `just bench`).
     async fn all_databases(&self) -> Result<Vec<Database>> {
         self.store
-            .list_databases(&DatabaseQuery { exclude_deleted: true, ..Default::default() })
+            .list_databases(&DatabaseQuery {
+                exclude_deleted: true,
+                ..Default::default()
+            })
             .await
     }
 

@@ -1,6 +1,6 @@
 //! The local mode as a newcomer uses it: the real binary, over HTTP.
 
-use std::net::TcpListener;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -21,44 +21,80 @@ impl Drop for Local {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-async fn start(data_dir: &Path, port: u16) -> Local {
+/// Starts `dbaas-local` on a port the OS picks (no window in which another
+/// process can take a port chosen beforehand) and reads the address from
+/// the banner it prints.
+async fn start(data_dir: &Path) -> Local {
     let key = "dbk_localmodetestkey0000000000000001".to_string();
-    let child = Command::new(env!("CARGO_BIN_EXE_dbaas-local"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dbaas-local"))
         .env("DBAAS_DATA_DIR", data_dir)
-        .env("DBAAS_LISTEN", format!("127.0.0.1:{port}"))
+        .env("DBAAS_LISTEN", "127.0.0.1:0")
         .env("RECONCILIATION_INTERVAL", "1")
         .env("DBAAS_STANDIN_PROVISION_MS", "300")
         .env("DBAAS_STANDIN_PHASE_MS", "1000")
         .env("DBAAS_DEV_API_KEY", &key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(log_file(data_dir))
         .spawn()
         .expect("dbaas-local starts");
-    let local = Local {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (url_tx, url_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(url) = line
+                .trim()
+                .strip_prefix("API")
+                .and_then(|rest| rest.split_whitespace().next())
+                .and_then(|url| url.strip_suffix("/api/v1"))
+            {
+                let _ = url_tx.send(url.to_string());
+            }
+        }
+    });
+    let mut local = Local {
         child,
-        base: format!("http://127.0.0.1:{port}"),
+        base: String::new(),
         key,
     };
     let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::get(format!("{}/healthz", local.base))
-        .await
-        .is_err()
-    {
+    loop {
+        if local.base.is_empty() {
+            if let Ok(url) = url_rx.try_recv() {
+                local.base = url;
+            }
+        } else if reqwest::get(format!("{}/healthz", local.base))
+            .await
+            .is_ok()
+        {
+            return local;
+        }
+        if let Some(status) = local.child.try_wait().expect("child status") {
+            panic!(
+                "dbaas-local exited with {status} before answering /healthz; its log:\n{}",
+                read_log(data_dir)
+            );
+        }
         assert!(
             Instant::now() < deadline,
-            "dbaas-local did not answer /healthz within 30 s"
+            "dbaas-local did not answer /healthz within 30 s; its log:\n{}",
+            read_log(data_dir)
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    local
+}
+
+/// The process log, appended across restarts so a failure shows both runs.
+fn log_file(data_dir: &Path) -> std::fs::File {
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(data_dir.join("dbaas-local.log"))
+        .expect("log file opens")
+}
+
+fn read_log(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("dbaas-local.log")).unwrap_or_default()
 }
 
 impl Local {
@@ -123,7 +159,7 @@ async fn create_ready_database(local: &Local) -> String {
 #[tokio::test]
 async fn create_then_patch_converges_with_one_operation() {
     let dir = tempdir();
-    let local = start(&dir, free_port()).await;
+    let local = start(&dir).await;
     let id = create_ready_database(&local).await;
 
     let (status, db) = local
@@ -152,8 +188,7 @@ async fn create_then_patch_converges_with_one_operation() {
 #[tokio::test]
 async fn sigkill_mid_operation_loses_nothing() {
     let dir = tempdir();
-    let port = free_port();
-    let mut local = start(&dir, port).await;
+    let mut local = start(&dir).await;
     let id = create_ready_database(&local).await;
     let (status, _) = local
         .call(
@@ -184,7 +219,7 @@ async fn sigkill_mid_operation_loses_nothing() {
     local.child.wait().unwrap();
     drop(local);
 
-    let local = start(&dir, port).await;
+    let local = start(&dir).await;
     let db = local
         .wait_for(&id, "convergence after the restart", |d| {
             d["current_storage_gb"] == 40 && d["current_replicas"] == 3 && d["status"] == "ready"

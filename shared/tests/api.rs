@@ -1418,3 +1418,43 @@ async fn a_hanging_store_times_out() {
     );
     app.send("GET", "/healthz", None, None).await.ok(200);
 }
+
+/// Over a real socket, an oversized body gets its 413 every time: the
+/// server reads the rest before answering, so the kernel has no unread
+/// input to answer with a reset that would destroy the response.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_get_a_413_not_a_reset() {
+    let store = dbaas_shared::store::embedded::SqliteStore::in_memory().expect("open a store");
+    let app = App::new(Arc::new(store));
+    let (_, key) = app.tenant("big").await;
+    let app = app.router;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!(
+        "http://{}/api/v1/databases",
+        listener.local_addr().expect("address")
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+    for round in 0..20 {
+        // With a Content-Length, then streamed (chunked, no length).
+        let sized = http.post(&url).body(vec![b' '; 16 << 20]);
+        let chunks = (0..40).map(|_| Ok::<_, std::io::Error>(vec![b' '; 64 << 10]));
+        let streamed = http
+            .post(&url)
+            .body(reqwest::Body::wrap_stream(futures::stream::iter(chunks)));
+        for (kind, req) in [("sized", sized), ("streamed", streamed)] {
+            let resp = req
+                .header("content-type", "application/json")
+                .bearer_auth(&key)
+                .send()
+                .await
+                .unwrap_or_else(|e| panic!("round {round}, {kind} body: no answer: {e:?}"));
+            assert_eq!(resp.status(), StatusCode::PAYLOAD_TOO_LARGE, "{kind}");
+            let body: Value =
+                serde_json::from_slice(&resp.bytes().await.expect("a body")).expect("JSON");
+            assert_eq!(body["status"], 413, "{body}");
+        }
+    }
+}

@@ -23,6 +23,7 @@ use crate::store::Store;
 
 mod admin;
 mod auth;
+mod body;
 pub mod config;
 mod databases;
 pub mod error;
@@ -145,6 +146,7 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(body::buffer_body))
         .layer(layers)
         .with_state(state)
 }

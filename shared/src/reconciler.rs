@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::cluster::{Cluster, Kind};
 use crate::domain::{
@@ -71,6 +71,10 @@ pub struct PassReport {
     pub finalized: u64,
     pub kube_calls: u64,
     pub duration: Duration,
+    /// Of `duration`: reading every database and unfinished operation.
+    pub store_read: Duration,
+    /// Of `duration`: the LISTs of every kind.
+    pub cluster_read: Duration,
     /// Databases whose desired and current state differ, and since when.
     pub drifted: Vec<(String, &'static str, DateTime<Utc>)>,
     pub pending_depth: usize,
@@ -141,6 +145,8 @@ impl Reconciler<'_> {
             finalized = report.finalized,
             kube_calls = report.kube_calls,
             duration_ms = report.duration.as_millis() as u64,
+            store_read_ms = report.store_read.as_millis() as u64,
+            cluster_read_ms = report.cluster_read.as_millis() as u64,
             "reconciliation pass done"
         );
         if let Some(url) = &cfg.pushgateway_url
@@ -153,11 +159,14 @@ impl Reconciler<'_> {
 
     async fn pass(&self) -> Result<PassReport> {
         let now = Utc::now();
-        // The store is read before the cluster: an operation that finishes
-        // in between then looks still active (the pass waits), never done
-        // against a stale CR (which would plan the same change again).
-        let databases = self.all_databases().await?;
-        let ops: HashMap<String, Operation> = self
+        let mut report = PassReport::default();
+        // Unfinished operations first, then the records and the cluster at
+        // once. An operation that finishes meanwhile shows as unfinished
+        // here: its database then waits a pass (see `reconcile_database`),
+        // so a change is never planned again against a CR read before the
+        // change landed.
+        let started = Instant::now();
+        let ops = self
             .store
             .list_operations(&OperationQuery {
                 statuses: vec![
@@ -167,12 +176,14 @@ impl Reconciler<'_> {
                 ],
                 ..Default::default()
             })
-            .await?
-            .into_iter()
-            .map(|op| (op.id.clone(), op))
-            .collect();
-        let view = self.observe_cluster().await?;
-        let mut report = PassReport::default();
+            .await?;
+        let ops: HashMap<String, Operation> =
+            ops.into_iter().map(|op| (op.id.clone(), op)).collect();
+        let ops_read = started.elapsed();
+        let ((databases, databases_read), (view, cluster_read)) =
+            futures::try_join!(timed(self.all_databases()), timed(self.observe_cluster()))?;
+        report.store_read = ops_read + databases_read;
+        report.cluster_read = cluster_read;
         let mut to_enqueue: Vec<String> = Vec::new();
         let mut ops_by_database: HashMap<&str, Vec<&Operation>> = HashMap::new();
         for op in ops.values() {
@@ -212,34 +223,44 @@ impl Reconciler<'_> {
             .await
     }
 
-    /// Two LISTs per engine kind: database CRs and OpsRequests.
+    /// Two LISTs per engine kind, database CRs and OpsRequests, all at
+    /// once: the API server encodes pages on its cores while this process
+    /// decodes others, so the pass waits for the slowest kind rather than
+    /// the sum of them.
     async fn observe_cluster(&self) -> Result<ClusterView> {
         let ns = &self.config.namespace;
+        let (crs, requests) = futures::try_join!(
+            futures::future::try_join_all(
+                Engine::ALL.map(|e| async move { self.cluster.list(&Kind::database(e), ns).await })
+            ),
+            futures::future::try_join_all(
+                Engine::ALL
+                    .map(|e| async move { self.cluster.list(&Kind::ops_request(e), ns).await })
+            ),
+        )?;
         let mut view = ClusterView {
             databases: HashMap::new(),
             in_flight: HashMap::new(),
         };
-        for engine in Engine::ALL {
-            for obj in self.cluster.list(&Kind::database(engine), ns).await? {
-                if let Some(db) = ObservedDatabase::from_value(&obj)
-                    && let Some(id) = db.database_id.clone()
-                {
-                    view.databases.insert(id, db);
-                }
+        for obj in crs.iter().flatten() {
+            if let Some(db) = ObservedDatabase::from_value(obj)
+                && let Some(id) = db.database_id.clone()
+            {
+                view.databases.insert(id, db);
             }
-            for obj in self.cluster.list(&Kind::ops_request(engine), ns).await? {
-                let Some(req) = ObservedOpsRequest::from_value(&obj) else {
-                    continue;
-                };
-                if req.phase.is_some_and(|p| p.is_final()) {
-                    continue;
-                }
-                if let Some(change) = req.change {
-                    view.in_flight
-                        .entry(req.database_name)
-                        .or_default()
-                        .push(change.into());
-                }
+        }
+        for obj in requests.iter().flatten() {
+            let Some(req) = ObservedOpsRequest::from_value(obj) else {
+                continue;
+            };
+            if req.phase.is_some_and(|p| p.is_final()) {
+                continue;
+            }
+            if let Some(change) = req.change {
+                view.in_flight
+                    .entry(req.database_name)
+                    .or_default()
+                    .push(change.into());
             }
         }
         Ok(view)
@@ -268,23 +289,41 @@ impl Reconciler<'_> {
             storage_gb: db.storage_gb,
             deletion_requested: db.deletion_requested,
         };
+        // An unfinished operation that is not the active one is either a
+        // stray, recorded by a pass that died before making it active
+        // (nothing would ever run or end it: supersede it, unless it is the
+        // very operation this pass would plan again), or one that finished
+        // while this pass read the records and the cluster: the CR read may
+        // predate its change, so wait for the next pass rather than plan
+        // that change again.
+        // (A running one counts only while its worker's claim holds: one
+        // whose worker died is no evidence of anything.)
+        let mut ended_meanwhile = false;
+        for op in own_ops.iter().filter(|o| {
+            db.active_operation_id.as_deref() != Some(o.id.as_str())
+                && o.id != Operation::id_for(&db.id, o.type_, db.generation, db.operation_seq)
+        }) {
+            match op.status {
+                OperationStatus::Pending => {
+                    if self.supersede(db, op).await? {
+                        report.superseded += 1;
+                    } else {
+                        ended_meanwhile = true;
+                    }
+                }
+                OperationStatus::Running if op.claimed_until.is_some_and(|t| t > now) => {
+                    ended_meanwhile = true;
+                }
+                _ => {}
+            }
+        }
+        if ended_meanwhile {
+            debug!(database_id = %db.id, "an operation ended during this pass's reads; next pass");
+            return Ok(None);
+        }
         let assessment = drift::assess(&desired, observed.as_ref(), in_flight);
         for d in &assessment.drifts {
             *report.drifts.entry(d.field.as_str()).or_default() += 1;
-        }
-
-        // A pending operation that is not the active one was recorded by a
-        // pass that died before making it active (or lost to another pass):
-        // nothing would ever run or end it. Supersede it, unless it is the
-        // very operation this pass would plan again (same id).
-        for op in own_ops.iter().filter(|o| {
-            o.status == OperationStatus::Pending
-                && db.active_operation_id.as_deref() != Some(o.id.as_str())
-                && o.id != Operation::id_for(&db.id, o.type_, db.generation, db.operation_seq)
-        }) {
-            if self.supersede(db, op).await? {
-                report.superseded += 1;
-            }
         }
 
         // Settle the active operation first: at most one per database.
@@ -807,4 +846,10 @@ fn condition(
         message: message.to_string(),
         last_transition_time: since,
     }
+}
+
+/// `f`'s result with the time it took.
+async fn timed<T>(f: impl Future<Output = Result<T>>) -> Result<(T, Duration)> {
+    let started = Instant::now();
+    f.await.map(|v| (v, started.elapsed()))
 }

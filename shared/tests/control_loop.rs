@@ -598,3 +598,43 @@ async fn a_held_lease_makes_the_pass_a_no_op() {
     assert!(!l.pass().await.skipped);
     assert_eq!(l.operations(&id).await.len(), 1);
 }
+
+/// The pass reads unfinished operations first, then the records and the
+/// cluster at once. An operation that ends in between is unfinished in the
+/// first read and no longer active in the second, while the CR read may
+/// predate its change: the database must wait a pass, not get the change
+/// planned (and an OpsRequest made) a second time.
+#[tokio::test]
+async fn an_operation_ending_during_the_reads_is_not_planned_again() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    l.converge(&id, 5).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            replicas: Some(3),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(l.pass().await.operations_created, 1);
+    let op_id = l
+        .queue
+        .dequeue(Duration::from_millis(10))
+        .await
+        .unwrap()
+        .expect("queued");
+    let until = Utc::now() + chrono::Duration::seconds(60);
+    l.store
+        .claim_operation(&op_id, Utc::now(), until)
+        .await
+        .unwrap()
+        .expect("claimed");
+    // What the second read sees: the worker already released the database
+    // (the CR, read at the same time, still has 1 replica).
+    l.store.end_operation(&id, &op_id).await.unwrap();
+
+    let report = l.pass().await;
+    assert_eq!(report.operations_created, 0, "{report:?}");
+    assert_eq!(l.operations(&id).await.len(), 2, "provision and the scale");
+}

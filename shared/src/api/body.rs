@@ -50,7 +50,10 @@ pub async fn buffer_body(req: Request, next: Next) -> Response {
             }
         }
         return next
-            .run(Request::from_parts(parts, Body::from(Bytes::from(buffered))))
+            .run(Request::from_parts(
+                parts,
+                Body::from(Bytes::from(buffered)),
+            ))
             .await;
     }
     too_large(stream).await

@@ -314,15 +314,17 @@ impl Scenario {
 
     /// The pass's reads, timed in-process.
     async fn breakdown(&self) -> anyhow::Result<Breakdown> {
+        // All LISTs at once, as the pass makes them.
         let started = Instant::now();
-        for engine in Engine::ALL {
-            self.cluster
-                .list(&Kind::database(engine), &self.namespace)
-                .await?;
-            self.cluster
-                .list(&Kind::ops_request(engine), &self.namespace)
-                .await?;
-        }
+        let kinds = Engine::ALL
+            .into_iter()
+            .flat_map(|e| [Kind::database(e), Kind::ops_request(e)]);
+        futures::future::try_join_all(kinds.map(|kind| {
+            let cluster = self.cluster.clone();
+            let ns = self.namespace.clone();
+            async move { cluster.list(&kind, &ns).await }
+        }))
+        .await?;
         let kube_lists_ms = ms(started.elapsed());
         // As the pass reads the store: every database not yet finalized,
         // in one query.

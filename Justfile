@@ -53,19 +53,7 @@ undeploy:
 # binary sizes and RSS. Writes target/bench/report.md and report.json.
 # `just bench --quick` tries the harness in a minute or two.
 bench *ARGS:
-    #!/usr/bin/env bash
-    set -euo pipefail
-    bash tests/rig/install.sh
-    started=0
-    if ! bash tests/rig/status.sh >/dev/null 2>&1; then
-        bash tests/rig/up.sh
-        started=1
-    fi
-    trap '[[ $started == 1 ]] && bash tests/rig/down.sh' EXIT
-    source target/rig/env
-    export OHA="$(bash tests/bench/install-oha.sh)"
-    cargo build --release --workspace --bins
-    target/release/dbaas-bench {{ARGS}}
+    oha="$(bash tests/bench/install-oha.sh)"; OHA="$oha" bash tests/rig/with-rig.sh bash -c 'cargo build --release --workspace --bins && target/release/dbaas-bench "$@"' bench {{ARGS}}
 
 # Crash points (in-process and real SIGKILL), outages of a private FerretDB,
 # Redis and kube-apiserver, PATCH races, reconciler exclusivity, schemathesis

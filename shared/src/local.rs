@@ -233,6 +233,9 @@ pub struct LocalArgs {
     /// Bootstrap token for the admin routes, as in `dbaas-api`.
     #[arg(long, env = "DBAAS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Request timeout and per-key rate limit, as in `dbaas-api`.
+    #[command(flatten)]
+    pub limits: crate::api::config::LimitsConfig,
     /// Use this MongoDB instead of the embedded store.
     #[arg(long)]
     pub mongodb_uri: Option<String>,
@@ -346,7 +349,7 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     let app = crate::api::router(crate::api::AppState::new(
         parts.store.clone(),
         args.admin_token.clone(),
-        Default::default(),
+        args.limits.limits(),
     ));
     let mut api_stop = stop_rx.clone();
     let api = axum::serve(listener, app).with_graceful_shutdown(async move {

@@ -95,7 +95,11 @@ async fn serve(config: ApiConfig, store: MongoStore) -> anyhow::Result<()> {
             warn!(%error, "creating the store's indexes failed; inserts retry it");
         }
     });
-    let state = AppState::new(Arc::new(store), config.admin_token.clone(), config.limits());
+    let state = AppState::new(
+        Arc::new(store),
+        config.admin_token.clone(),
+        config.limits.limits(),
+    );
     axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await

@@ -20,6 +20,13 @@ pub struct ApiConfig {
     #[arg(long, env = "DBAAS_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
 
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-request bounds, as flags with environment equivalents.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsConfig {
     /// Longest a request may run, in milliseconds; slower requests are
     /// answered 504.
     #[arg(long, env = "DBAAS_REQUEST_TIMEOUT_MS", default_value_t = 5000,
@@ -35,7 +42,7 @@ pub struct ApiConfig {
     pub rate_limit_burst: NonZeroU32,
 }
 
-impl ApiConfig {
+impl LimitsConfig {
     pub fn limits(&self) -> Limits {
         Limits {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
@@ -53,9 +60,7 @@ impl std::fmt::Debug for ApiConfig {
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
-            .field("request_timeout_ms", &self.request_timeout_ms)
-            .field("rate_limit_per_second", &self.rate_limit_per_second)
-            .field("rate_limit_burst", &self.rate_limit_burst)
+            .field("limits", &self.limits)
             .finish()
     }
 }

@@ -595,9 +595,8 @@ impl Report {
                  database with its operation pending and nothing else to write. Wall is exec to exit; \"pass\" is \
                  the `duration_ms` of its summary line. Seeding is timed but not counted. The passes run without `PUSHGATEWAY_URL`: the rig's \
                  Pushgateway is shared with the tests, whose pushes the benchmark must not replace. A first pass pays a few store \
-                 writes per planned database, and FerretDB 1.24's SQLite backend scans the whole collection on every update (a find by \
-                 id uses the primary key): compare the update and read times below at each scale. On MongoDB an update by `_id` uses \
-                 its index."
+                 writes per planned database, and on FerretDB 1.24 (SQLite backend) one write grows with the size of the collection: \
+                 compare the update and read times below at each scale. On MongoDB updates and reads by `_id` use its index."
             );
             for r in &self.reconciler {
                 let _ = writeln!(

@@ -107,7 +107,7 @@ mod tests {
     #[test]
     fn defaults_and_redaction() {
         let cli = Cli::try_parse_from(["api", "--admin-token", "s3cret"]).unwrap();
-        let limits = cli.api.limits();
+        let limits = cli.api.limits.limits();
         assert_eq!(limits.request_timeout, Duration::from_secs(5));
         assert_eq!(limits.rate_limit_per_second.get(), 100);
         assert_eq!(limits.rate_limit_burst.get(), 200);

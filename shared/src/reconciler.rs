@@ -229,33 +229,39 @@ impl Reconciler<'_> {
     /// the sum of them.
     async fn observe_cluster(&self) -> Result<ClusterView> {
         let ns = &self.config.namespace;
+        // Each list is reduced to what the pass needs as soon as it
+        // arrives, so the raw objects of every kind are never all held.
         let (crs, requests) = futures::try_join!(
-            futures::future::try_join_all(
-                Engine::ALL.map(|e| async move { self.cluster.list(&Kind::database(e), ns).await })
-            ),
-            futures::future::try_join_all(
-                Engine::ALL
-                    .map(|e| async move { self.cluster.list(&Kind::ops_request(e), ns).await })
-            ),
+            futures::future::try_join_all(Engine::ALL.map(|e| async move {
+                let objects = self.cluster.list(&Kind::database(e), ns).await?;
+                Ok::<_, crate::error::Error>(
+                    objects
+                        .iter()
+                        .filter_map(ObservedDatabase::from_value)
+                        .collect::<Vec<_>>(),
+                )
+            })),
+            futures::future::try_join_all(Engine::ALL.map(|e| async move {
+                let objects = self.cluster.list(&Kind::ops_request(e), ns).await?;
+                Ok::<_, crate::error::Error>(
+                    objects
+                        .iter()
+                        .filter_map(ObservedOpsRequest::from_value)
+                        .filter(|r| !r.phase.is_some_and(|p| p.is_final()))
+                        .collect::<Vec<_>>(),
+                )
+            })),
         )?;
         let mut view = ClusterView {
             databases: HashMap::new(),
             in_flight: HashMap::new(),
         };
-        for obj in crs.iter().flatten() {
-            if let Some(db) = ObservedDatabase::from_value(obj)
-                && let Some(id) = db.database_id.clone()
-            {
+        for db in crs.into_iter().flatten() {
+            if let Some(id) = db.database_id.clone() {
                 view.databases.insert(id, db);
             }
         }
-        for obj in requests.iter().flatten() {
-            let Some(req) = ObservedOpsRequest::from_value(obj) else {
-                continue;
-            };
-            if req.phase.is_some_and(|p| p.is_final()) {
-                continue;
-            }
+        for req in requests.into_iter().flatten() {
             if let Some(change) = req.change {
                 view.in_flight
                     .entry(req.database_name)

@@ -175,7 +175,7 @@ fn lost_race(e: &kube::Error) -> bool {
 impl Cluster for KubeCluster {
     /// Follows `continue` tokens, 500 objects a page. `namespace` "" lists
     /// every namespace. Items get `apiVersion` and `kind` filled in (list
-    /// responses may leave them out).
+    /// responses may leave them out) and lose `metadata.managedFields`.
     async fn list(&self, kind: &Kind, namespace: &str) -> Result<Vec<Value>> {
         let request = Request::new(url_path(kind, namespace));
         let mut params = ListParams {
@@ -189,6 +189,11 @@ impl Cluster for KubeCluster {
                 .await?;
             if let Some(items) = page.get_mut("items").and_then(Value::as_array_mut) {
                 for mut item in items.drain(..) {
+                    // Often most of an object, and no reader needs it: a
+                    // pass over 10k CRs holds every one at once.
+                    if let Some(meta) = item.get_mut("metadata").and_then(Value::as_object_mut) {
+                        meta.remove("managedFields");
+                    }
                     item["apiVersion"] = json!(kind.api_version());
                     item["kind"] = json!(kind.kind);
                     out.push(item);

@@ -200,6 +200,35 @@ impl Loop {
             .unwrap()
     }
 
+    /// A ready Postgres database scaled from 1 to 3 replicas, its operation
+    /// planned, dequeued and claimed until `claimed_until` (no worker runs
+    /// it); returns the database and operation ids.
+    async fn claimed_scale_out(&self, claimed_until: chrono::DateTime<Utc>) -> (String, String) {
+        let id = self.create(Engine::Postgres, Size::Small, 1, 20).await;
+        self.converge(&id, 5).await;
+        self.patch(
+            &id,
+            DesiredChange {
+                replicas: Some(3),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(self.pass().await.operations_created, 1);
+        let op_id = self
+            .queue
+            .dequeue(Duration::from_millis(10))
+            .await
+            .unwrap()
+            .expect("queued");
+        self.store
+            .claim_operation(&op_id, Utc::now(), claimed_until)
+            .await
+            .unwrap()
+            .expect("claimed");
+        (id, op_id)
+    }
+
     async fn cr_name(&self, id: &str) -> String {
         let db = self.db(id).await;
         naming::cr_name(&db.name, &db.id)
@@ -507,31 +536,11 @@ async fn a_pending_operation_for_an_old_generation_is_superseded() {
 #[tokio::test]
 async fn an_orphaned_running_operation_is_requeued_and_adopted() {
     let l = Loop::new(true).await;
-    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
-    l.converge(&id, 5).await;
-    l.patch(
-        &id,
-        DesiredChange {
-            replicas: Some(3),
-            ..Default::default()
-        },
-    )
-    .await;
-    l.pass().await;
     // A worker takes the id and dies after claiming: the claim expires and
     // the queue has lost the id altogether (a Redis restart, say).
-    let op_id = l
-        .queue
-        .dequeue(Duration::from_millis(10))
-        .await
-        .unwrap()
-        .expect("queued");
-    let past = Utc::now() - chrono::Duration::seconds(1);
-    l.store
-        .claim_operation(&op_id, Utc::now(), past)
-        .await
-        .unwrap()
-        .expect("claimed");
+    let (id, op_id) = l
+        .claimed_scale_out(Utc::now() - chrono::Duration::seconds(1))
+        .await;
     l.queue.ack(&op_id).await.unwrap();
 
     let db = l.converge(&id, 5).await;
@@ -607,29 +616,9 @@ async fn a_held_lease_makes_the_pass_a_no_op() {
 #[tokio::test]
 async fn an_operation_ending_during_the_reads_is_not_planned_again() {
     let l = Loop::new(true).await;
-    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
-    l.converge(&id, 5).await;
-    l.patch(
-        &id,
-        DesiredChange {
-            replicas: Some(3),
-            ..Default::default()
-        },
-    )
-    .await;
-    assert_eq!(l.pass().await.operations_created, 1);
-    let op_id = l
-        .queue
-        .dequeue(Duration::from_millis(10))
-        .await
-        .unwrap()
-        .expect("queued");
-    let until = Utc::now() + chrono::Duration::seconds(60);
-    l.store
-        .claim_operation(&op_id, Utc::now(), until)
-        .await
-        .unwrap()
-        .expect("claimed");
+    let (id, op_id) = l
+        .claimed_scale_out(Utc::now() + chrono::Duration::seconds(60))
+        .await;
     // What the second read sees: the worker already released the database
     // (the CR, read at the same time, still has 1 replica).
     l.store.end_operation(&id, &op_id).await.unwrap();

@@ -301,6 +301,34 @@ impl Operation {
         format!("op-{}", &hex::encode(digest)[..16])
     }
 
+    /// The pending first attempt of `type_` toward `desired_state`, planned
+    /// for `db` as it is now (its generation and operation count).
+    pub fn planned(
+        db: &Database,
+        type_: OperationType,
+        desired_state: DesiredState,
+        now: DateTime<Utc>,
+    ) -> Operation {
+        Operation {
+            id: Operation::id_for(&db.id, type_, db.generation, db.operation_seq),
+            database_id: db.id.clone(),
+            tenant_id: db.tenant_id.clone(),
+            type_,
+            desired_state,
+            target_generation: db.generation,
+            status: OperationStatus::Pending,
+            attempts: 1,
+            error: None,
+            ops_request_name: None,
+            ops_request_phase: None,
+            claimed_until: None,
+            next_attempt_at: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
     /// Name of the KubeDB object this attempt creates: derived from the id so
     /// a worker that restarts finds and adopts it instead of creating another.
     pub fn ops_request_name_for_attempt(&self) -> String {

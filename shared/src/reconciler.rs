@@ -414,24 +414,7 @@ impl Reconciler<'_> {
             },
             _ => Default::default(),
         };
-        let op = Operation {
-            id: Operation::id_for(&db.id, type_, db.generation, db.operation_seq),
-            database_id: db.id.clone(),
-            tenant_id: db.tenant_id.clone(),
-            type_,
-            desired_state,
-            target_generation: db.generation,
-            status: OperationStatus::Pending,
-            attempts: 1,
-            error: None,
-            ops_request_name: None,
-            ops_request_phase: None,
-            claimed_until: None,
-            next_attempt_at: None,
-            created_at: now,
-            updated_at: now,
-            finished_at: None,
-        };
+        let op = Operation::planned(db, type_, desired_state, now);
         self.store.insert_operation(&op).await?;
         if !self
             .store

@@ -10,8 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use dbaas_shared::cluster::kube::KubeCluster;
 use dbaas_shared::cluster::{Cluster, Kind};
 use dbaas_shared::domain::{
-    self, Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus,
-    OperationType, Size,
+    self, Condition, Database, DatabaseStatus, DesiredState, Operation, OperationType, Size,
 };
 use dbaas_shared::engine::Engine;
 use dbaas_shared::kubedb::{self, DatabaseManifest, DeletionPolicy};
@@ -467,24 +466,7 @@ fn plan(db: &mut Database, now: DateTime<Utc>) -> Operation {
             },
         )
     };
-    let op = Operation {
-        id: Operation::id_for(&db.id, type_, db.generation, db.operation_seq),
-        database_id: db.id.clone(),
-        tenant_id: db.tenant_id.clone(),
-        type_,
-        desired_state,
-        target_generation: db.generation,
-        status: OperationStatus::Pending,
-        attempts: 1,
-        error: None,
-        ops_request_name: None,
-        ops_request_phase: None,
-        claimed_until: None,
-        next_attempt_at: None,
-        created_at: now,
-        updated_at: now,
-        finished_at: None,
-    };
+    let op = Operation::planned(db, type_, desired_state, now);
     db.active_operation_id = Some(op.id.clone());
     db.operation_seq += 1;
     op

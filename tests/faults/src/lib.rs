@@ -151,6 +151,29 @@ pub async fn serve_api(
     ServedApi { base, task }
 }
 
+/// Declares a database through the API; returns its id.
+pub async fn create_database(
+    http: &reqwest::Client,
+    base: &str,
+    key: &str,
+    body: serde_json::Value,
+) -> String {
+    let db: serde_json::Value = http
+        .post(format!("{base}/api/v1/databases"))
+        .bearer_auth(key)
+        .json(&body)
+        .send()
+        .await
+        .expect("POST database")
+        .json()
+        .await
+        .expect("database JSON");
+    db["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no id in {db}"))
+        .to_string()
+}
+
 /// Creates a tenant and one API key through the admin routes; returns
 /// `(tenant_id, key)`.
 pub async fn tenant_and_key(

@@ -14,7 +14,8 @@
 use std::time::{Duration, Instant};
 
 use dbaas_faults::{
-    ApiProcess, Summary, count, drop_mongo_database, rig_var, seed, target_dir, tenant_and_key,
+    ApiProcess, Summary, count, create_database, drop_mongo_database, rig_var, seed, target_dir,
+    tenant_and_key,
 };
 use dbaas_shared::domain::random_token;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -633,17 +634,7 @@ async fn schemathesis_fuzzing() {
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &process.base, &admin, "fuzzer").await;
     // A database to find, so GET/PATCH/DELETE by id reach past the 404.
-    let db: Value = http
-        .post(format!("{}/api/v1/databases", process.base))
-        .bearer_auth(&key)
-        .json(&json!({"name": "fuzzed", "engine": "mongodb", "size": "db.t3.small", "replicas": 3, "storage_gb": 10}))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("JSON");
-    assert!(db["id"].is_string(), "{db}");
+    create_database(&http, &process.base, &key, json!({"name": "fuzzed", "engine": "mongodb", "size": "db.t3.small", "replicas": 3, "storage_gb": 10})).await;
     // 12 operations; each case count is per operation and phase.
     let per_operation = cases.div_ceil(12).max(5);
     let seed = seed();

@@ -19,7 +19,8 @@ use chrono::Utc;
 use dbaas_faults::inject::Faulty;
 use dbaas_faults::servers::{self, Server, Shared, repo_root, scratch};
 use dbaas_faults::{
-    Summary, drop_mongo_database, drop_redis_prefix, rig_var, serve_api, tenant_and_key,
+    Summary, create_database, drop_mongo_database, drop_redis_prefix, rig_var, serve_api,
+    tenant_and_key,
 };
 use dbaas_shared::cluster::Cluster;
 use dbaas_shared::cluster::kube::KubeCluster;
@@ -334,17 +335,7 @@ async fn store_outage() {
     let api = serve_api(Arc::new(api_faults.store), ADMIN, API_TIMEOUT).await;
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &api.base, ADMIN, "outage").await;
-    let db: Value = http
-        .post(format!("{}/api/v1/databases", api.base))
-        .bearer_auth(&key)
-        .json(&json!({"name": "steady", "engine": "postgres", "size": "db.t3.small", "replicas": 1, "storage_gb": 10}))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("JSON");
-    let id = db["id"].as_str().expect("id").to_string();
+    let id = create_database(&http, &api.base, &key, json!({"name": "steady", "engine": "postgres", "size": "db.t3.small", "replicas": 1, "storage_gb": 10})).await;
     w.converge(&id, "provisioned", |_| true).await;
 
     // 1. FerretDB dies in the middle of a pass (at its first observed-state write).
@@ -491,17 +482,7 @@ async fn queue_outage() {
     let api = serve_api(store.clone(), ADMIN, API_TIMEOUT).await;
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &api.base, ADMIN, "outage").await;
-    let db: Value = http
-        .post(format!("{}/api/v1/databases", api.base))
-        .bearer_auth(&key)
-        .json(&json!({"name": "queued", "engine": "mongodb", "size": "db.t3.small", "replicas": 1, "storage_gb": 10}))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("JSON");
-    let id = db["id"].as_str().expect("id").to_string();
+    let id = create_database(&http, &api.base, &key, json!({"name": "queued", "engine": "mongodb", "size": "db.t3.small", "replicas": 1, "storage_gb": 10})).await;
     w.converge(&id, "provisioned", |_| true).await;
 
     // 1. Redis dies in the middle of a pass (the queue repair): the
@@ -677,17 +658,7 @@ async fn api_server_outage() {
     let api = serve_api(store.clone(), ADMIN, API_TIMEOUT).await;
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &api.base, ADMIN, "outage").await;
-    let db: Value = http
-        .post(format!("{}/api/v1/databases", api.base))
-        .bearer_auth(&key)
-        .json(&json!({"name": "clustered", "engine": "mysql", "size": "db.t3.small", "replicas": 1, "storage_gb": 10}))
-        .send()
-        .await
-        .expect("POST")
-        .json()
-        .await
-        .expect("JSON");
-    let id = db["id"].as_str().expect("id").to_string();
+    let id = create_database(&http, &api.base, &key, json!({"name": "clustered", "engine": "mysql", "size": "db.t3.small", "replicas": 1, "storage_gb": 10})).await;
     w.converge(&id, "provisioned", |_| true).await;
 
     // 1. The API server dies in the middle of a pass (its LISTs).

@@ -9,7 +9,9 @@ use chrono::Utc;
 use dbaas_faults::inject::Faulty;
 use dbaas_shared::cluster::Cluster;
 use dbaas_shared::cluster::embedded::EmbeddedCluster;
-use dbaas_shared::domain::{Database, DatabaseStatus, OperationStatus, Size, new_database_id};
+use dbaas_shared::domain::{
+    Database, DatabaseStatus, Operation, OperationStatus, Size, new_database_id,
+};
 use dbaas_shared::engine::Engine;
 use dbaas_shared::kubedb::DeletionPolicy;
 use dbaas_shared::queue::Queue;
@@ -71,6 +73,33 @@ fn parts() -> Parts {
 }
 
 impl Parts {
+    /// Applies `change` at generation 1, then runs a pass that dies right
+    /// after recording the operation it plans; returns that operation.
+    async fn change_then_die_after_recording(&self, id: &str, change: &DesiredChange) -> Operation {
+        self.store
+            .update_desired(id, 1, change)
+            .await
+            .expect("update")
+            .expect("applied");
+        let faulty = Faulty::new(self.store.clone(), self.queue.clone(), self.cluster.clone());
+        faulty.inj.arm_crash_at("store.insert_operation", 1, true);
+        let crashed = faulty.inj.crashed();
+        let pass = Reconciler {
+            store: &faulty.store,
+            queue: &faulty.queue,
+            cluster: &faulty.cluster,
+            config: &self.rcfg,
+        };
+        tokio::select! { r = pass.run_pass() => panic!("the pass ended instead of crashing: {r:?}"), () = crashed => {} }
+        self.store
+            .list_operations(&OperationQuery::default())
+            .await
+            .expect("list")
+            .into_iter()
+            .find(|o| o.status == OperationStatus::Pending)
+            .expect("the recorded operation")
+    }
+
     /// Passes, stand-in steps and workers until the database is ready and
     /// in sync with nothing queued.
     async fn converge(&self, id: &str) -> Database {
@@ -161,29 +190,7 @@ async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
         status: Some(DatabaseStatus::Updating),
         ..Default::default()
     };
-    p.store
-        .update_desired(&db.id, 1, &change)
-        .await
-        .expect("update")
-        .expect("applied");
-    let faulty = Faulty::new(p.store.clone(), p.queue.clone(), p.cluster.clone());
-    faulty.inj.arm_crash_at("store.insert_operation", 1, true);
-    let crashed = faulty.inj.crashed();
-    let pass = Reconciler {
-        store: &faulty.store,
-        queue: &faulty.queue,
-        cluster: &faulty.cluster,
-        config: &p.rcfg,
-    };
-    tokio::select! { r = pass.run_pass() => panic!("the pass ended instead of crashing: {r:?}"), () = crashed => {} }
-    let orphan = p
-        .store
-        .list_operations(&OperationQuery::default())
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|o| o.status == OperationStatus::Pending)
-        .expect("the recorded operation");
+    let orphan = p.change_then_die_after_recording(&db.id, &change).await;
 
     // Desired state changes again before the next pass: the next plan has
     // another id, and the recorded one must not stay pending.
@@ -229,29 +236,7 @@ async fn an_operation_recorded_by_a_dead_pass_is_replanned_under_its_id() {
         status: Some(DatabaseStatus::Updating),
         ..Default::default()
     };
-    p.store
-        .update_desired(&db.id, 1, &change)
-        .await
-        .expect("update")
-        .expect("applied");
-    let faulty = Faulty::new(p.store.clone(), p.queue.clone(), p.cluster.clone());
-    faulty.inj.arm_crash_at("store.insert_operation", 1, true);
-    let crashed = faulty.inj.crashed();
-    let pass = Reconciler {
-        store: &faulty.store,
-        queue: &faulty.queue,
-        cluster: &faulty.cluster,
-        config: &p.rcfg,
-    };
-    tokio::select! { r = pass.run_pass() => panic!("the pass ended instead of crashing: {r:?}"), () = crashed => {} }
-    let recorded = p
-        .store
-        .list_operations(&OperationQuery::default())
-        .await
-        .expect("list")
-        .into_iter()
-        .find(|o| o.status == OperationStatus::Pending)
-        .expect("the recorded operation");
+    let recorded = p.change_then_die_after_recording(&db.id, &change).await;
     let done = p.converge(&db.id).await;
     assert_eq!(done.current_replicas, Some(3));
     let ops = p

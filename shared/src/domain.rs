@@ -175,6 +175,41 @@ pub struct Database {
 }
 
 impl Database {
+    /// A newly declared database: a fresh id, the engine's default version,
+    /// generation 1, nothing observed yet.
+    pub fn declared(
+        tenant_id: impl Into<String>,
+        name: impl Into<String>,
+        engine: Engine,
+        size: Size,
+        replicas: u32,
+        storage_gb: u32,
+        now: DateTime<Utc>,
+    ) -> Database {
+        Database {
+            id: new_database_id(),
+            tenant_id: tenant_id.into(),
+            name: name.into(),
+            engine,
+            version: engine.spec().default_version.to_owned(),
+            size,
+            replicas,
+            storage_gb,
+            current_size: None,
+            current_replicas: None,
+            current_storage_gb: None,
+            deletion_requested: false,
+            generation: 1,
+            observed_generation: 0,
+            status: DatabaseStatus::Provisioning,
+            conditions: Vec::new(),
+            active_operation_id: None,
+            operation_seq: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
     /// The entity tag for `If-Match`: it versions the desired state, which
     /// is what a client's conditional PATCH depends on. Observed fields change
     /// under the reconciler all the time and must not make a PATCH stale.

@@ -147,29 +147,15 @@ impl Loop {
     }
 
     async fn create(&self, engine: Engine, size: Size, replicas: u32, storage_gb: u32) -> String {
-        let now = Utc::now();
-        let db = Database {
-            id: dbaas_shared::domain::new_database_id(),
-            tenant_id: "tn-test".into(),
-            name: format!("db{}", random_token(4)),
+        let db = Database::declared(
+            "tn-test",
+            format!("db{}", random_token(4)),
             engine,
-            version: engine.spec().default_version.into(),
             size,
             replicas,
             storage_gb,
-            current_size: None,
-            current_replicas: None,
-            current_storage_gb: None,
-            deletion_requested: false,
-            generation: 1,
-            observed_generation: 0,
-            status: DatabaseStatus::Provisioning,
-            conditions: vec![],
-            active_operation_id: None,
-            operation_seq: 0,
-            created_at: now,
-            updated_at: now,
-        };
+            Utc::now(),
+        );
         self.store.insert_database(&db).await.unwrap();
         db.id
     }

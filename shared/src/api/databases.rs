@@ -17,7 +17,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::extract::{ApiJson, PathId, QueryParams};
 use super::page::{Page, id_cursor, parse_id_cursor};
 use super::validation::{check_create, check_patch, page_limit};
-use crate::domain::{Database, DatabaseStatus, Size, new_database_id};
+use crate::domain::{Database, DatabaseStatus, Size};
 use crate::engine::Engine;
 use crate::store::{DatabaseQuery, DesiredChange};
 
@@ -157,30 +157,18 @@ pub async fn create(
     check_create(&req)?;
     // Stores keep milliseconds; answering with what a later GET returns.
     let now = Utc::now().trunc_subsecs(3);
-    let db = Database {
-        id: new_database_id(),
-        tenant_id: caller.tenant_id,
-        version: req
-            .version
-            .unwrap_or_else(|| req.engine.spec().default_version.to_owned()),
-        name: req.name,
-        engine: req.engine,
-        size: req.size,
-        replicas: req.replicas,
-        storage_gb: req.storage_gb,
-        current_size: None,
-        current_replicas: None,
-        current_storage_gb: None,
-        deletion_requested: false,
-        generation: 1,
-        observed_generation: 0,
-        status: DatabaseStatus::Provisioning,
-        conditions: Vec::new(),
-        active_operation_id: None,
-        operation_seq: 0,
-        created_at: now,
-        updated_at: now,
-    };
+    let mut db = Database::declared(
+        caller.tenant_id,
+        req.name,
+        req.engine,
+        req.size,
+        req.replicas,
+        req.storage_gb,
+        now,
+    );
+    if let Some(version) = req.version {
+        db.version = version;
+    }
     match state.store.insert_database(&db).await {
         Ok(()) => {}
         Err(crate::Error::Conflict(_)) => {

@@ -159,7 +159,7 @@ mod tests {
     use chrono::Utc;
 
     use super::*;
-    use crate::domain::{DatabaseStatus, Size};
+    use crate::domain::Size;
     use crate::engine::Engine;
 
     fn create(engine: Engine, replicas: u32, storage_gb: u32) -> CreateDatabase {
@@ -177,25 +177,15 @@ mod tests {
         let now = Utc::now();
         Database {
             id: "db-1".into(),
-            tenant_id: "tn-1".into(),
-            name: "orders".into(),
-            engine,
-            version: engine.spec().default_version.into(),
-            size: Size::Small,
-            replicas,
-            storage_gb,
-            current_size: None,
-            current_replicas: None,
-            current_storage_gb: None,
-            deletion_requested: false,
-            generation: 1,
-            observed_generation: 0,
-            status: DatabaseStatus::Provisioning,
-            conditions: Vec::new(),
-            active_operation_id: None,
-            operation_seq: 0,
-            created_at: now,
-            updated_at: now,
+            ..Database::declared(
+                "tn-1",
+                "orders",
+                engine,
+                Size::Small,
+                replicas,
+                storage_gb,
+                now,
+            )
         }
     }
 

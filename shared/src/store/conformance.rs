@@ -71,25 +71,8 @@ fn sample_database(tenant_id: &str, id: &str, name: &str) -> Database {
     let now = Utc::now();
     Database {
         id: id.to_string(),
-        tenant_id: tenant_id.to_string(),
-        name: name.to_string(),
-        engine: Engine::Postgres,
         version: "16.4".into(),
-        size: Size::Small,
-        replicas: 1,
-        storage_gb: 10,
-        current_size: None,
-        current_replicas: None,
-        current_storage_gb: None,
-        deletion_requested: false,
-        generation: 1,
-        observed_generation: 0,
-        status: DatabaseStatus::Provisioning,
-        conditions: Vec::new(),
-        active_operation_id: None,
-        operation_seq: 0,
-        created_at: now,
-        updated_at: now,
+        ..Database::declared(tenant_id, name, Engine::Postgres, Size::Small, 1, 10, now)
     }
 }
 

@@ -600,25 +600,15 @@ impl Lane {
         };
         let db = Database {
             id: id.clone(),
-            tenant_id: tenant.to_string(),
-            name: format!("lane{}", self.n),
-            engine: self.engine,
-            version: self.engine.spec().default_version.to_string(),
-            size: want.size,
-            replicas: want.replicas,
-            storage_gb: want.storage_gb,
-            current_size: None,
-            current_replicas: None,
-            current_storage_gb: None,
-            deletion_requested: false,
-            generation: 1,
-            observed_generation: 0,
-            status: DatabaseStatus::Provisioning,
-            conditions: Vec::new(),
-            active_operation_id: None,
-            operation_seq: 0,
-            created_at: now,
-            updated_at: now,
+            ..Database::declared(
+                tenant,
+                format!("lane{}", self.n),
+                self.engine,
+                want.size,
+                want.replicas,
+                want.storage_gb,
+                now,
+            )
         };
         if let Err(e) = self.store.insert_database(&db).await {
             self.tally

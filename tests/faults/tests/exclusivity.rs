@@ -23,9 +23,7 @@ use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_v
 use dbaas_shared::Result;
 use dbaas_shared::cluster::kube::KubeCluster;
 use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::{
-    Database, DatabaseStatus, OperationType, Size, new_database_id, random_token,
-};
+use dbaas_shared::domain::{Database, OperationType, Size, random_token};
 use dbaas_shared::engine::Engine;
 use dbaas_shared::queue::Queue;
 use dbaas_shared::queue::redis::RedisQueue;
@@ -124,28 +122,7 @@ impl Cluster for Gate {
 
 fn database(tenant: &str, name: &str, engine: Engine) -> Database {
     let now = Utc::now();
-    Database {
-        id: new_database_id(),
-        tenant_id: tenant.into(),
-        name: name.into(),
-        engine,
-        version: engine.spec().default_version.into(),
-        size: Size::Small,
-        replicas: 1,
-        storage_gb: 10,
-        current_size: None,
-        current_replicas: None,
-        current_storage_gb: None,
-        deletion_requested: false,
-        generation: 1,
-        observed_generation: 0,
-        status: DatabaseStatus::Provisioning,
-        conditions: Vec::new(),
-        active_operation_id: None,
-        operation_seq: 0,
-        created_at: now,
-        updated_at: now,
-    }
+    Database::declared(tenant, name, engine, Size::Small, 1, 10, now)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

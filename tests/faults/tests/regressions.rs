@@ -9,9 +9,7 @@ use chrono::Utc;
 use dbaas_faults::inject::Faulty;
 use dbaas_shared::cluster::Cluster;
 use dbaas_shared::cluster::embedded::EmbeddedCluster;
-use dbaas_shared::domain::{
-    Database, DatabaseStatus, Operation, OperationStatus, Size, new_database_id,
-};
+use dbaas_shared::domain::{Database, DatabaseStatus, Operation, OperationStatus, Size};
 use dbaas_shared::engine::Engine;
 use dbaas_shared::kubedb::DeletionPolicy;
 use dbaas_shared::queue::Queue;
@@ -148,28 +146,7 @@ impl Parts {
 
 fn new_db(engine: Engine) -> Database {
     let now = Utc::now();
-    Database {
-        id: new_database_id(),
-        tenant_id: "tn-regression".into(),
-        name: "orphan".into(),
-        engine,
-        version: engine.spec().default_version.into(),
-        size: Size::Small,
-        replicas: 1,
-        storage_gb: 10,
-        current_size: None,
-        current_replicas: None,
-        current_storage_gb: None,
-        deletion_requested: false,
-        generation: 1,
-        observed_generation: 0,
-        status: DatabaseStatus::Provisioning,
-        conditions: Vec::new(),
-        active_operation_id: None,
-        operation_seq: 0,
-        created_at: now,
-        updated_at: now,
-    }
+    Database::declared("tn-regression", "orphan", engine, Size::Small, 1, 10, now)
 }
 
 /// Found by `crash_trials_in_process`: a reconciler that died between

@@ -49,6 +49,22 @@ pid_alive() {
   [[ ${info%% *} != Z && ${info#* } == "$start" ]]
 }
 
+# rig_mode: 1 if the rig in $RIG_DIR was started for a real node
+# (RIG_CLUSTER=1, see up.sh), 0 otherwise.
+rig_mode() {
+  local m
+  m=$(sed -n 's/^CLUSTER_MODE=//p' "$RIG_DIR/ports" 2>/dev/null)
+  echo "${m:-0}"
+}
+
+# rig_node_ip: the address a node registers with (kubelet refuses
+# loopback): the first global IPv4 address of this machine.
+rig_node_ip() {
+  local ip
+  ip=$(ip -4 -o addr show scope global 2>/dev/null | awk '{print $4}' | cut -d/ -f1 | head -n1)
+  [[ -n $ip ]] && echo "$ip"
+}
+
 # Admin client TLS options for curl against the API server.
 kube_curl() {
   curl -sS --cacert "$RIG_DIR/pki/ca.crt" --cert "$RIG_DIR/pki/admin.crt" \

@@ -6,6 +6,13 @@
 #
 # Tests read $RIG_DIR/env (written last): KUBECONFIG, MONGODB_URI, REDIS_URL,
 # PROMETHEUS_URL, PUSHGATEWAY_URL, RIG_DIR. Stop with down.sh.
+#
+# RIG_CLUSTER=1 (used by cluster-up.sh, never by the default rig) starts the
+# same servers ready for a real node: the apiserver, FerretDB, Redis and the
+# Pushgateway also listen on the node's address so pods reach them; the
+# apiserver advertises that address, authorizes kubelets (Node,RBAC),
+# mounts service-account tokens and can reach kubelets; Prometheus also
+# scrapes annotated pods. A rig up in the other mode is restarted.
 set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
@@ -16,8 +23,14 @@ CRDS_DIR="${DBAAS_CRDS_DIR:-$REPO_ROOT/../shared/crds}"
 t0=$(date +%s%N)
 elapsed() { printf '%d.%01ds' $((($(date +%s%N) - t0) / 1000000000)) $((($(date +%s%N) - t0) / 100000000 % 10)); }
 
+RIG_CLUSTER="${RIG_CLUSTER:-0}"
+NODE_IP=""
+if [[ $RIG_CLUSTER == 1 ]]; then
+  NODE_IP=$(rig_node_ip) || { rig_log "no global IPv4 address for the node"; exit 1; }
+fi
+
 rig_lock
-if rig_healthy ""; then
+if rig_healthy "" && [[ $(rig_mode) == "$RIG_CLUSTER" ]]; then
   rig_log "rig already up ($RIG_DIR/env), checked in $(elapsed)"
   exit 0
 fi
@@ -72,6 +85,13 @@ REDIS_PORT=$REDIS_PORT
 PUSHGATEWAY_PORT=$PUSHGATEWAY_PORT
 PROMETHEUS_PORT=$PROMETHEUS_PORT
 EOF
+if [[ $RIG_CLUSTER == 1 ]]; then
+  # Other names than the variables here: rig_healthy sources this file.
+  printf 'CLUSTER_MODE=1\nNODE_ADDRESS=%s\n' "$NODE_IP" >>"$RIG_DIR/ports"
+fi
+# Where pods must reach the servers too (cluster mode), 127.0.0.1 otherwise.
+pod_reachable=127.0.0.1
+[[ $RIG_CLUSTER == 1 ]] && pod_reachable=0.0.0.0
 
 # start NAME CMD...: detached in its own session (survives this script and
 # whoever kills our process group); fd 9 (the lock) is not inherited.
@@ -114,15 +134,15 @@ start etcd "$etcd_bin" --name rig --data-dir "$RIG_DIR/etcd" \
   --initial-cluster "rig=http://127.0.0.1:$ETCD_PEER_PORT" \
   --unsafe-no-fsync
 
-start ferretdb env FERRETDB_LISTEN="127.0.0.1:$MONGO_PORT" \
+start ferretdb env FERRETDB_LISTEN="$pod_reachable:$MONGO_PORT" \
   FERRETDB_DIR="$RIG_DIR/ferretdb" "$ferretdb_bin"
 
-start redis redis-server --bind 127.0.0.1 --port "$REDIS_PORT" \
+start redis redis-server --bind 127.0.0.1 ${NODE_IP:+"$NODE_IP"} --port "$REDIS_PORT" \
   --save '' --appendonly no --daemonize no --dir "$RIG_DIR/redis" --logfile ''
 
 # --web.enable-admin-api lets tests wipe pushed groups between cases.
 start pushgateway prometheus-pushgateway \
-  --web.listen-address="127.0.0.1:$PUSHGATEWAY_PORT" --web.enable-admin-api
+  --web.listen-address="$pod_reachable:$PUSHGATEWAY_PORT" --web.enable-admin-api
 
 # Pushgateway keeps the labels its clients pushed (honor_labels); 1 s
 # intervals so tests see pushes quickly.
@@ -137,6 +157,33 @@ scrape_configs:
     static_configs:
       - targets: ['127.0.0.1:$PUSHGATEWAY_PORT']
 EOF
+if [[ $RIG_CLUSTER == 1 ]]; then
+  # Pods annotated prometheus.io/scrape (the API), found through the
+  # apiserver; pod IPs are routable from the host over the node's bridge.
+  cat >>"$RIG_DIR/prometheus.yml" <<EOF
+  - job_name: kubernetes-pods
+    kubernetes_sd_configs:
+      - role: pod
+        kubeconfig_file: $RIG_DIR/kubeconfig
+    relabel_configs:
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
+        action: keep
+        regex: "true"
+      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
+        action: replace
+        target_label: __metrics_path__
+        regex: (.+)
+      - source_labels: [__meta_kubernetes_pod_ip, __meta_kubernetes_pod_annotation_prometheus_io_port]
+        action: replace
+        regex: (.+);(.+)
+        replacement: \$1:\$2
+        target_label: __address__
+      - source_labels: [__meta_kubernetes_namespace]
+        target_label: namespace
+      - source_labels: [__meta_kubernetes_pod_name]
+        target_label: pod
+EOF
+fi
 start prometheus prometheus --config.file="$RIG_DIR/prometheus.yml" \
   --storage.tsdb.path="$RIG_DIR/prometheus" \
   --web.listen-address="127.0.0.1:$PROMETHEUS_PORT" \
@@ -165,6 +212,11 @@ keyUsage = critical,digitalSignature,keyEncipherment
 extendedKeyUsage = clientAuth
 authorityKeyIdentifier = keyid
 EOF
+if [[ $RIG_CLUSTER == 1 ]]; then
+  # Pods reach the apiserver as kubernetes.default (10.0.0.1) and the node
+  # reaches it on its own address.
+  sed -i "s#^subjectAltName = IP:127.0.0.1,DNS:localhost,IP:10.0.0.1\$#&,IP:$NODE_IP,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local#" "$pki/openssl.cnf"
+fi
 ossl() { openssl "$@" 2>>"$RIG_DIR/logs/openssl.log"; }
 ossl req -x509 -config "$pki/openssl.cnf" -extensions ca -newkey rsa:2048 -nodes \
   -keyout "$pki/ca.key" -out "$pki/ca.crt" -days 3650 -subj "/CN=dbaas-rig-ca"
@@ -206,19 +258,38 @@ chmod 600 "$RIG_DIR/kubeconfig"
 
 wait_for etcd 30 curl -sf -m 1 "http://127.0.0.1:$ETCD_PORT/health"
 
+if [[ $RIG_CLUSTER == 1 ]]; then
+  # A real node: the kubernetes Service points at the node's address (the
+  # lease reconciler keeps it), kubelets are authorized by the Node
+  # authorizer, pods get service-account tokens, and `kubectl logs/exec`
+  # reach the kubelet with the admin client certificate.
+  kube_mode_flags=(
+    --bind-address=0.0.0.0 --advertise-address="$NODE_IP"
+    --authorization-mode=Node,RBAC
+    --enable-admission-plugins=NodeRestriction
+    --kubelet-client-certificate="$pki/admin.crt" --kubelet-client-key="$pki/admin.key"
+    --kubelet-certificate-authority="$pki/ca.crt"
+    --service-account-issuer=https://kubernetes.default.svc.cluster.local
+  )
+else
+  kube_mode_flags=(
+    --bind-address=127.0.0.1 --advertise-address=127.0.0.1
+    --authorization-mode=RBAC
+    --disable-admission-plugins=ServiceAccount
+    --service-account-issuer=https://127.0.0.1
+    --endpoint-reconciler-type=none # loopback endpoints are invalid: it would retry every 10 s
+  )
+fi
 start kube-apiserver "$kube_bin" \
   --etcd-servers="http://127.0.0.1:$ETCD_PORT" \
-  --secure-port="$KUBE_PORT" --bind-address=127.0.0.1 --advertise-address=127.0.0.1 \
+  --secure-port="$KUBE_PORT" \
   --cert-dir="$pki" --tls-cert-file="$pki/serving.crt" --tls-private-key-file="$pki/serving.key" \
   --client-ca-file="$pki/ca.crt" \
   --service-cluster-ip-range=10.0.0.0/24 \
-  --authorization-mode=RBAC \
-  --disable-admission-plugins=ServiceAccount \
-  --service-account-issuer=https://127.0.0.1 \
   --service-account-key-file="$pki/sa.key" \
   --service-account-signing-key-file="$pki/sa.key" \
   --allow-privileged=true \
-  --endpoint-reconciler-type=none # loopback endpoints are invalid: it would retry every 10 s
+  "${kube_mode_flags[@]}"
 
 mongo_ping_port() { mongo_ping "$MONGO_PORT"; }
 redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping) == PONG ]]; }
@@ -297,6 +368,7 @@ rig_log "CRDs established, namespace default present ($(elapsed))"
   printf 'export REDIS_URL=%q\n' "redis://127.0.0.1:$REDIS_PORT/"
   printf 'export PROMETHEUS_URL=%q\n' "http://127.0.0.1:$PROMETHEUS_PORT"
   printf 'export PUSHGATEWAY_URL=%q\n' "http://127.0.0.1:$PUSHGATEWAY_PORT"
+  if [[ $RIG_CLUSTER == 1 ]]; then printf 'export RIG_NODE_IP=%q\n' "$NODE_IP"; fi
 } >"$RIG_DIR/env.tmp"
 mv "$RIG_DIR/env.tmp" "$RIG_DIR/env"
 trap - EXIT

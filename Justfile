@@ -77,3 +77,43 @@ test-faults:
     echo
     cat target/faults/summary.txt
     exit $status
+
+# --- Opt-in: a real single-node Kubernetes in the rig (issue 11) -------------
+# Nothing below runs in `just test`. The cluster rig lives in
+# target/rig-cluster (RIG_DIR), apart from the default rig in target/rig.
+# Needs root (containerd, kubelet, kube-proxy) and, the first time, about an
+# hour of Go builds on two cores (cached under ~/.cache/dbaas-rig).
+
+# Build the cluster layer's binaries (kubelet, controller-manager, scheduler, kube-proxy, CoreDNS, KEDA, HTTP add-on).
+cluster-build:
+    bash tests/rig/build-servers.sh cluster
+
+# Bring up the rig with a real node, CoreDNS, KEDA and the KEDA HTTP add-on.
+cluster-up:
+    bash tests/rig/install.sh
+    bash tests/rig/cluster-up.sh
+
+# Stop the node and the rig and restore what kubelet changed on the host.
+cluster-down:
+    bash tests/rig/cluster-down.sh
+
+# Build the image with buildah (no Docker) and import it into the rig's node when it is up.
+image:
+    bash k8s/scripts/image.sh
+
+# Deploy k8s/overlays/rig to the rig's node (SCHEDULE: e.g. 1m for the reconciler CronJob).
+cluster-deploy SCHEDULE="":
+    DBAAS_SCHEDULE='{{SCHEDULE}}' KUBECONFIG="${RIG_DIR:-target/rig-cluster}/kubeconfig" bash k8s/scripts/deploy.sh k8s/overlays/rig
+
+# Cluster rig up, image built and imported, deployed with a 1m schedule, the tests/cluster end-to-end tests, down again.
+test-cluster:
+    #!/usr/bin/env bash
+    set -euo pipefail
+    export RIG_DIR="${RIG_DIR:-$PWD/target/rig-cluster}"
+    trap 'bash tests/rig/cluster-down.sh' EXIT
+    bash tests/rig/install.sh
+    bash tests/rig/cluster-up.sh
+    bash k8s/scripts/image.sh
+    DBAAS_SCHEDULE=1m KUBECONFIG="$RIG_DIR/kubeconfig" bash k8s/scripts/deploy.sh k8s/overlays/rig
+    source "$RIG_DIR/env"
+    cargo test -p dbaas-cluster-tests -- --ignored --test-threads=1 --nocapture

@@ -155,7 +155,6 @@ patches:
 EOF
   for part in interceptor operator scaler; do
     name=keda-add-ons-http-$part
-    [[ $part == scaler ]] && name=keda-add-ons-http-external-scaler
     cat <<EOF
   - target: {kind: Deployment, name: $name}
     patch: |-
@@ -169,8 +168,7 @@ EOF
 
 "$kustomize" build "$m/keda" >"$m/keda.yaml"
 "$kustomize" build "$m/keda-http" >"$m/keda-http.yaml"
-# The scaler Deployment's name after namePrefix is keda-add-ons-http-scaler
-# upstream; check that every patch found its target.
+# Every patch must have found its Deployment (keda-add-ons-http-<part>).
 for part in interceptor operator scaler; do
   grep -q "image: localhost/keda-http-$part:" "$m/keda-http.yaml" || {
     plog "no Deployment took the keda-http-$part image; names in the render:"

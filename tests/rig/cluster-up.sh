@@ -222,6 +222,8 @@ state = "$RUN_DIR/containerd-state"
   # This VM refuses negative oom_score_adj: without this every sandbox
   # fails with "can't get final child's PID from pipe: EOF".
   restrict_oom_score_adj = true
+  # Pods' network namespaces under the private state dir, not /var/run/netns.
+  netns_mounts_under_state_dir = true
   [plugins."io.containerd.grpc.v1.cri".containerd]
     default_runtime_name = "runc"
     [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
@@ -275,7 +277,7 @@ image() {
     "${BUILDAH[@]}" push -q "localhost/$name:$tag" "docker-archive:$tar.tmp:localhost/$name:$tag" >/dev/null
     mv "$tar.tmp" "$tar"
   fi
-  ctr_ images import --no-unpack=false "$tar" >/dev/null
+  ctr_ images import "$tar" >/dev/null
 }
 # The pause image cannot be pulled here: built from Kubernetes' own pause.c.
 pause_bin="$CACHE/pause-$K8S_VERSION/pause"

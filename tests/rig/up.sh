@@ -269,8 +269,24 @@ if [[ $RIG_CLUSTER == 1 ]]; then
     --enable-admission-plugins=NodeRestriction
     --kubelet-client-certificate="$pki/admin.crt" --kubelet-client-key="$pki/admin.key"
     --kubelet-certificate-authority="$pki/ca.crt"
+    --kubelet-preferred-address-types=InternalIP # the node's name does not resolve
     --service-account-issuer=https://kubernetes.default.svc.cluster.local
+    # Who wrote KubeDB objects (tests check the worker's ServiceAccount).
+    --audit-policy-file="$pki/audit-policy.yaml" --audit-log-path="$RIG_DIR/logs/audit.log"
+    --audit-log-format=json
   )
+  cat >"$pki/audit-policy.yaml" <<'EOF'
+apiVersion: audit.k8s.io/v1
+kind: Policy
+omitStages: [RequestReceived]
+rules:
+  - level: Metadata
+    verbs: [create, update, patch, delete]
+    resources:
+      - group: kubedb.com
+      - group: ops.kubedb.com
+  - level: None
+EOF
 else
   kube_mode_flags=(
     --bind-address=127.0.0.1 --advertise-address=127.0.0.1

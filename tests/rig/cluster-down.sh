@@ -40,7 +40,7 @@ rm -f "$CLUSTER_DIR/env"
 # controllers and kube-proxy.
 mkdir -p "$RIG_DIR/pids"
 stop_servers kubelet
-stop_servers kube-controller-manager kube-scheduler kube-proxy
+stop_servers kube-controller-manager kube-scheduler kube-proxy pod-sd
 
 # Every container: through containerd while it runs, then whatever is left
 # in kubelet's pod cgroups (all of it started by this layer's kubelet).
@@ -120,7 +120,8 @@ else
 fi
 rm -rf "$RUN_DIR"
 rmdir /run/dbaas-rig 2>/dev/null || true
-rm -f "$RIG_DIR"/pids/{containerd,kubelet,kube-proxy,kube-controller-manager,kube-scheduler}.pid
+rm -f "$RIG_DIR"/pod-targets.json "$RIG_DIR"/pods.json.tmp
+rm -f "$RIG_DIR"/pids/{containerd,kubelet,kube-proxy,kube-controller-manager,kube-scheduler,pod-sd}.pid
 
 if ((!keep_rig)); then
   bash "$here/down.sh"

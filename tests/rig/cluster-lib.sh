@@ -20,7 +20,7 @@ CLUSTER_CIDR="10.244.0.0/16"
 CLUSTER_DNS_IP="10.0.0.10"
 BRIDGE="dbaasrig0"
 # Stopped in reverse order by cluster-down.sh.
-CLUSTER_SERVERS=(containerd kubelet kube-proxy kube-controller-manager kube-scheduler)
+CLUSTER_SERVERS=(containerd kubelet kube-proxy kube-controller-manager kube-scheduler pod-sd)
 
 # Every sysctl kubelet or kube-proxy may write (kubelet's
 # setupKernelTunables, kube-proxy's conntrack and localnet settings), and

@@ -59,11 +59,15 @@ if ((${#missing[@]})); then
 fi
 
 # --- binaries (cached by version) ------------------------------------------------
+# DBAAS_CLUSTER_PLATFORM=0: the node only, without CoreDNS and KEDA.
+PLATFORM="${DBAAS_CLUSTER_PLATFORM:-1}"
+node_bins=(kubelet kube-controller-manager kube-scheduler kube-proxy)
+platform_bins=(coredns keda-operator keda-http-operator keda-http-interceptor keda-http-scaler)
 declare -A bin=()
-for b in kubelet kube-controller-manager kube-scheduler kube-proxy coredns \
-  keda-operator keda-http-operator keda-http-interceptor keda-http-scaler; do
-  bin[$b]=$(bash "$here/build-servers.sh" "$b")
-done
+for b in "${node_bins[@]}"; do bin[$b]=$(bash "$here/build-servers.sh" "$b"); done
+if [[ $PLATFORM == 1 ]]; then
+  for b in "${platform_bins[@]}"; do bin[$b]=$(bash "$here/build-servers.sh" "$b"); done
+fi
 
 # --- the rig in cluster mode -------------------------------------------------------
 RIG_CLUSTER=1 bash "$here/up.sh"
@@ -288,11 +292,13 @@ if [[ ! -x $pause_bin ]]; then
   mv "$pause_bin.tmp" "$pause_bin"
 fi
 image pause 3.10-rig 65535:65535 /pause "$pause_bin:/pause"
+[[ $PLATFORM == 1 ]] && {
 image coredns "$COREDNS_VERSION" 65532:65532 /coredns "${bin[coredns]}:/coredns"
 image keda "$KEDA_VERSION" 65532:65532 /keda "${bin[keda-operator]}:/keda"
 for part in operator interceptor scaler; do
   image "keda-http-$part" "$KEDA_HTTP_VERSION" 65532:65532 "/$part" "${bin[keda-http-$part]}:/$part"
 done
+}
 clog "images imported: $(ctr_ images ls -q | grep -c localhost/)"
 
 # --- kubelet -------------------------------------------------------------------------
@@ -373,9 +379,12 @@ start kube-proxy "${bin[kube-proxy]}" --config="$CLUSTER_DIR/kube-proxy.yaml"
 
 wait_until kubelet 120 node_ready
 clog "node $NODE_NAME Ready ($NODE_IP)"
+start pod-sd env RIG_DIR="$RIG_DIR" bash "$here/pod-targets.sh"
 
 # --- platform pods: CoreDNS, KEDA, the KEDA HTTP add-on ------------------------------
-bash "$here/cluster-platform.sh"
+if [[ $PLATFORM == 1 ]]; then
+  bash "$here/cluster-platform.sh"
+fi
 
 # --- env file, written last ----------------------------------------------------------
 {

@@ -158,30 +158,16 @@ scrape_configs:
       - targets: ['127.0.0.1:$PUSHGATEWAY_PORT']
 EOF
 if [[ $RIG_CLUSTER == 1 ]]; then
-  # Pods annotated prometheus.io/scrape (the API), found through the
-  # apiserver; pod IPs are routable from the host over the node's bridge.
+  # Pods annotated prometheus.io/scrape (the API). Debian's Prometheus has
+  # no Kubernetes service discovery: cluster-up.sh keeps this file of
+  # targets current from the apiserver. Pod IPs are routable from the host
+  # over the node's bridge.
+  echo '[]' >"$RIG_DIR/pod-targets.json"
   cat >>"$RIG_DIR/prometheus.yml" <<EOF
   - job_name: kubernetes-pods
-    kubernetes_sd_configs:
-      - role: pod
-        kubeconfig_file: $RIG_DIR/kubeconfig
-    relabel_configs:
-      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_scrape]
-        action: keep
-        regex: "true"
-      - source_labels: [__meta_kubernetes_pod_annotation_prometheus_io_path]
-        action: replace
-        target_label: __metrics_path__
-        regex: (.+)
-      - source_labels: [__meta_kubernetes_pod_ip, __meta_kubernetes_pod_annotation_prometheus_io_port]
-        action: replace
-        regex: (.+);(.+)
-        replacement: \$1:\$2
-        target_label: __address__
-      - source_labels: [__meta_kubernetes_namespace]
-        target_label: namespace
-      - source_labels: [__meta_kubernetes_pod_name]
-        target_label: pod
+    file_sd_configs:
+      - files: ['$RIG_DIR/pod-targets.json']
+        refresh_interval: 5s
 EOF
 fi
 start prometheus prometheus --config.file="$RIG_DIR/prometheus.yml" \

@@ -114,8 +114,8 @@ wrapper_module() {
     gomod=$("${GO[@]}" mod download -json "$mod@$version" | sed -n 's/.*"GoMod": "\(.*\)",*/\1/p')
     {
       echo "require $mod $version"
-      # single-line and block replaces, version-to-version only
-      awk '/^replace \(/{b=1;next} b&&/^\)/{b=0;next} b{print "replace " $0; next} /^replace [^(]/{print}' "$gomod" |
+      # single-line and block replaces (not comments), version-to-version only
+      awk '/^replace \(/{b=1;next} b&&/^\)/{b=0;next} b&&/=>/{print "replace " $0; next} /^replace [^(]/{print}' "$gomod" |
         grep -v '=> *\.' || true
     } >>go.mod
     "${GO[@]}" mod tidy >/dev/null

@@ -259,15 +259,16 @@ async fn functions_run_for_real_on_the_node() {
             let http = rest.http.clone();
             let prom = prom.clone();
             async move {
-                let v: Value = http
+                let text = http
                     .get(format!("{prom}/api/v1/query"))
                     .query(&[("query", expr)])
                     .send()
                     .await
                     .ok()?
-                    .json()
+                    .text()
                     .await
                     .ok()?;
+                let v: Value = serde_json::from_str(&text).ok()?;
                 let n = v["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
                 (n > 0).then_some(n)
             }

@@ -67,7 +67,8 @@ fi
 for b in "${BINS[@]}"; do [[ -x $bin_dir/$b ]] || die "no $bin_dir/$b"; done
 static=1
 for b in "${BINS[@]}"; do
-  ldd "$bin_dir/$b" >/dev/null 2>&1 && static=0
+  # ldd lists "lib => path" lines only for dynamically linked binaries.
+  if ldd "$bin_dir/$b" 2>&1 | grep -q '=>'; then static=0; fi
 done
 
 # --- the image -------------------------------------------------------------------------
@@ -92,7 +93,7 @@ cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 for b in "${BINS[@]}"; do install -m 755 "$bin_dir/$b" "$root/usr/local/bin/$b"; done
 if ((!static)); then
   # glibc binaries: the libraries they link, and the loader, at their paths.
-  for b in "${BINS[@]}"; do ldd "$bin_dir/$b"; done | grep -o '/[^ ]*' | sort -u | while read -r lib; do
+  for b in "${BINS[@]}"; do ldd "$bin_dir/$b" || true; done | grep -o '/[^ ]*' | sort -u | while read -r lib; do
     mkdir -p "$root$(dirname "$lib")"
     cp -L "$lib" "$root$lib"
   done

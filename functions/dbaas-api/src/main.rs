@@ -5,9 +5,11 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use dbaas_shared::api::config::{ApiConfig, MongoConfig};
-use dbaas_shared::api::{AppState, create_api_key, create_tenant, router};
-use dbaas_shared::store::mongo::MongoStore;
+use dbaas_rest::config::ApiConfig;
+use dbaas_rest::{AppState, create_api_key, create_tenant, router};
+use dbaas_runtime::{LogArgs, shutdown_signal};
+use dbaas_store::StoreArgs;
+use dbaas_store::mongo::MongoStore;
 use tokio::net::TcpListener;
 use tracing::{info, warn};
 
@@ -18,12 +20,11 @@ use tracing::{info, warn};
 #[command(version, about)]
 struct Cli {
     #[command(flatten)]
-    mongo: MongoConfig,
+    store: StoreArgs,
     #[command(flatten)]
     api: ApiConfig,
-    /// Log JSON lines instead of text.
-    #[arg(long, env = "DBAAS_LOG_JSON")]
-    log_json: bool,
+    #[command(flatten)]
+    log: LogArgs,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -56,11 +57,9 @@ enum Admin {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    dbaas_shared::telemetry::init_tracing(cli.log_json);
+    cli.log.init();
     // Lazy: nothing is contacted until the first store call.
-    let store = MongoStore::new(&cli.mongo.mongodb_uri, &cli.mongo.mongodb_database)
-        .await
-        .context("invalid MONGODB_URI")?;
+    let store = cli.store.connect().await.context("invalid MONGODB_URI")?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(cli.api, store).await,
         Command::Admin(admin) => {
@@ -101,35 +100,10 @@ async fn serve(config: ApiConfig, store: MongoStore) -> anyhow::Result<()> {
         config.limits.limits(),
     );
     axum::serve(listener, router(state))
+        // In-flight requests finish before `serve` returns.
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving the API")?;
     info!("drained; exiting");
     Ok(())
-}
-
-/// Resolves on SIGTERM (Kubernetes, KEDA scale-down) or Ctrl-C; in-flight
-/// requests then finish before `serve` returns.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(error) = tokio::signal::ctrl_c().await {
-            warn!(%error, "cannot listen for Ctrl-C");
-            std::future::pending::<()>().await;
-        }
-    };
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(error) => {
-                warn!(%error, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    tokio::select! {
-        () = ctrl_c => info!("Ctrl-C received; draining"),
-        () = term => info!("SIGTERM received; draining"),
-    }
 }

@@ -1,7 +1,7 @@
 //! `dbaas-local`: the whole control plane in one process, for a laptop.
 
 use clap::Parser;
-use dbaas_shared::local::{self, LocalArgs};
+use dbaas_local::LocalArgs;
 
 /// Runs the API, the reconciler on a timer, workers and a KubeDB stand-in
 /// in one process, with an embedded store, queue and cluster persisted
@@ -16,7 +16,7 @@ struct Cli {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    dbaas_shared::telemetry::init_tracing(false);
-    local::run(cli.local).await?;
+    dbaas_runtime::init_tracing(false);
+    dbaas_local::run(cli.local).await?;
     Ok(())
 }

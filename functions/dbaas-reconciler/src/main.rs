@@ -1,8 +1,12 @@
 //! `dbaas-reconciler`: one reconciliation pass, then exit (a CronJob).
 
 use clap::Parser;
-use dbaas_shared::config::{BackendArgs, ReconcilerArgs};
-use dbaas_shared::reconciler::Reconciler;
+use dbaas_cluster::ClusterArgs;
+use dbaas_control::config::{MetricsArgs, ReconcilerArgs, RetryArgs};
+use dbaas_control::reconciler::Reconciler;
+use dbaas_queue::QueueArgs;
+use dbaas_runtime::LogArgs;
+use dbaas_store::StoreArgs;
 
 /// Runs one reconciliation pass under a Lease and exits: 0 when the pass
 /// ran or another pass holds the Lease, 1 on error.
@@ -10,25 +14,37 @@ use dbaas_shared::reconciler::Reconciler;
 #[command(version, about)]
 struct Cli {
     #[command(flatten)]
-    backend: BackendArgs,
+    store: StoreArgs,
+    #[command(flatten)]
+    queue: QueueArgs,
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[command(flatten)]
     reconciler: ReconcilerArgs,
+    #[command(flatten)]
+    retry: RetryArgs,
+    #[command(flatten)]
+    metrics: MetricsArgs,
+    #[command(flatten)]
+    log: LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    dbaas_shared::telemetry::init_tracing(cli.backend.log_json);
-    let config = cli.reconciler.config(&cli.backend)?;
+    cli.log.init();
+    let config = cli
+        .reconciler
+        .config(&cli.cluster.namespace, &cli.retry, &cli.metrics);
     let (store, queue, cluster) = (
-        cli.backend.store().await?,
-        cli.backend.queue()?,
-        cli.backend.cluster().await?,
+        cli.store.connect().await?,
+        cli.queue.connect()?,
+        cli.cluster.connect().await?,
     );
     Reconciler {
-        store: &*store,
-        queue: &*queue,
-        cluster: &*cluster,
+        store: &store,
+        queue: &queue,
+        cluster: &cluster,
         config: &config,
     }
     .run_pass()

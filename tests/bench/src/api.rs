@@ -398,7 +398,7 @@ pub async fn run(
         let _ = server.proc.stop();
         if let Some(db) = &server.mongodb_database
             && let Ok(store) =
-                dbaas_shared::store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, db).await
+                dbaas_store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, db).await
         {
             let _ = store.database().drop().await;
         }
@@ -419,13 +419,13 @@ pub async fn serve_embedded(
     use std::num::NonZeroU32;
     use std::sync::Arc;
 
-    use dbaas_shared::api::{AppState, Limits, router};
-    use dbaas_shared::store::embedded::SqliteStore;
+    use dbaas_rest::{AppState, Limits, router};
+    use dbaas_store::embedded::SqliteStore;
 
-    dbaas_shared::telemetry::init_tracing(false);
+    dbaas_runtime::init_tracing(false);
     std::fs::create_dir_all(data_dir)?;
     let store = Arc::new(SqliteStore::open(data_dir.join("store.sqlite"))?);
-    dbaas_shared::local::ensure_dev_key(&*store, Some(key), &data_dir.join("api-key")).await?;
+    dbaas_local::ensure_dev_key(&*store, Some(key), &data_dir.join("api-key")).await?;
     let limits = Limits {
         request_timeout: Duration::from_secs(5),
         rate_limit_per_second: NonZeroU32::new(1_000_000).expect("non-zero"),

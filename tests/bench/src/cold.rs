@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::bail;
 use chrono::Utc;
-use dbaas_shared::cluster::Cluster;
+use dbaas_cluster::Cluster;
 use serde::Serialize;
 
 use crate::Ctx;
@@ -178,7 +178,7 @@ pub async fn run(ctx: &Ctx, runs: usize) -> anyhow::Result<ColdResults> {
         None,
     ));
     rest.push(r);
-    if let Ok(store) = dbaas_shared::store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, &db).await
+    if let Ok(store) = dbaas_store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, &db).await
     {
         let _ = store.database().drop().await;
     }

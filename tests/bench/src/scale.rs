@@ -7,18 +7,19 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use chrono::{DateTime, SubsecRound, Utc};
-use dbaas_shared::cluster::kube::KubeCluster;
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::{
-    self, Condition, Database, DatabaseStatus, DesiredState, Operation, OperationType, Size,
+use dbaas_cluster::kube::KubeCluster;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::{
+    self, Action, Condition, Database, DatabaseStatus, Operation, Size,
 };
-use dbaas_shared::engine::Engine;
-use dbaas_shared::kubedb::{self, DatabaseManifest, DeletionPolicy};
-use dbaas_shared::naming;
-use dbaas_shared::queue::Queue;
-use dbaas_shared::queue::redis::RedisQueue;
-use dbaas_shared::store::mongo::MongoStore;
-use dbaas_shared::store::{DatabaseQuery, ObservedUpdate, Store};
+use dbaas_core::drift::Change;
+use dbaas_core::engine::Engine;
+use dbaas_core::kubedb::{self, DatabaseManifest, DeletionPolicy};
+use dbaas_core::naming;
+use dbaas_queue::Queue;
+use dbaas_queue::redis::RedisQueue;
+use dbaas_store::mongo::MongoStore;
+use dbaas_store::{DatabaseQuery, ObservedUpdate, Store};
 use serde::Serialize;
 use serde_json::json;
 use tokio::task::JoinSet;
@@ -447,26 +448,12 @@ fn record(tenant_id: &str, id: String, name: String, s: &Seed, now: DateTime<Utc
 /// The operation the pass plans for a drifted record, made the record's
 /// active one (as `plan_operation` and `begin_operation` leave them).
 fn plan(db: &mut Database, now: DateTime<Utc>) -> Operation {
-    let (type_, desired_state) = if db.size != db.current_size.unwrap_or(db.size) {
-        (
-            OperationType::ScaleVertical,
-            DesiredState {
-                size: Some(db.size),
-                replicas: None,
-                storage_gb: None,
-            },
-        )
+    let change = if db.size != db.current_size.unwrap_or(db.size) {
+        Change::Size(db.size)
     } else {
-        (
-            OperationType::ExpandStorage,
-            DesiredState {
-                size: None,
-                replicas: None,
-                storage_gb: Some(db.storage_gb),
-            },
-        )
+        Change::StorageGb(db.storage_gb)
     };
-    let op = Operation::planned(db, type_, desired_state, now);
+    let op = Operation::planned(db, Action::Change(change), now);
     db.active_operation_id = Some(op.id.clone());
     db.operation_seq += 1;
     op

@@ -282,7 +282,7 @@ pub fn free_port() -> u16 {
 
 /// A short random lowercase token.
 pub fn token(len: usize) -> String {
-    dbaas_shared::domain::random_token(len)
+    dbaas_core::domain::random_token(len)
 }
 
 /// JSON log lines of a process, as values.

@@ -304,7 +304,7 @@ impl Applier {
 
 /// A short random id for names (lowercase letters and digits).
 pub fn unique_id() -> String {
-    dbaas_shared::domain::random_token(8).to_lowercase()
+    dbaas_core::domain::random_token(8).to_lowercase()
 }
 
 pub use dbaas_e2e::{bin_dir, binary, log_tail};

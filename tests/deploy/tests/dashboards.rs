@@ -18,8 +18,8 @@ use dbaas_deploy_tests::{
     Applier, Proc, Procs, Rig, binary, free_port, log_tail, prom_query, render, repo_root,
     sample_values, unique_id,
 };
-use dbaas_shared::queue::Queue;
-use dbaas_shared::queue::redis::RedisQueue;
+use dbaas_queue::Queue;
+use dbaas_queue::redis::RedisQueue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 

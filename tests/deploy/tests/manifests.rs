@@ -7,9 +7,9 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use dbaas_deploy_tests::{Applier, Rig, describe, find, render, repo_root};
-use dbaas_shared::cluster::Kind;
-use dbaas_shared::engine::Engine;
-use dbaas_shared::naming::DEFAULT_NAMESPACE;
+use dbaas_cluster::Kind;
+use dbaas_core::engine::Engine;
+use dbaas_core::naming::DEFAULT_NAMESPACE;
 use serde_json::{Value, json};
 
 /// Every kustomization in the repository.

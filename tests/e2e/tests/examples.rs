@@ -2,9 +2,10 @@
 //! end to end through the binaries.
 
 use dbaas_e2e::{TestEnv, engine_of, name, names, new_database, phase, s};
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::Size;
-use dbaas_shared::kubedb::{ObservedDatabase, ObservedOpsRequest, OpsChange};
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::Size;
+use dbaas_core::drift::Change;
+use dbaas_core::kubedb::{ObservedDatabase, ObservedOpsRequest};
 use serde_json::{Value, json};
 
 fn of_type<'a>(ops: &'a [Value], type_: &str) -> Vec<&'a Value> {
@@ -77,7 +78,7 @@ async fn example_1_user_scales_a_database() {
         "exactly one OpsRequest"
     );
     let req = ObservedOpsRequest::from_value(&requests[0]).expect("a readable OpsRequest");
-    assert_eq!(req.change, Some(OpsChange::Vertical(Size::Large)));
+    assert_eq!(req.change, Some(Change::Size(Size::Large)));
     assert_eq!(phase(&requests[0]), "Successful");
     let cr = ObservedDatabase::from_value(&env.database_cr(&db).await.expect("CR"))
         .expect("readable CR");
@@ -207,7 +208,7 @@ async fn example_3_rapid_updates_make_one_ops_request() {
         names(&requests)
     );
     let req = ObservedOpsRequest::from_value(&requests[0]).expect("readable");
-    assert_eq!(req.change, Some(OpsChange::Vertical(Size::Large)));
+    assert_eq!(req.change, Some(Change::Size(Size::Large)));
     assert_eq!(phase(&requests[0]), "Successful");
     let ops = env.api.operations(&id).await;
     assert_eq!(of_type(&ops, "scale_vertical").len(), 1, "{ops:?}");
@@ -262,7 +263,7 @@ async fn example_3_a_queued_operation_is_superseded_by_a_newer_change() {
         "no OpsRequest for the superseded value"
     );
     let req = ObservedOpsRequest::from_value(&requests[0]).expect("readable");
-    assert_eq!(req.change, Some(OpsChange::Vertical(Size::Xlarge)));
+    assert_eq!(req.change, Some(Change::Size(Size::Xlarge)));
     let ops = env.api.operations(&id).await;
     assert_eq!(
         ops.iter().find(|o| o["id"] == first[0].as_str()).unwrap()["status"],

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dbaas_e2e::{Proc, TestEnv, log_tail, name, names, new_database, phase, s, time};
-use dbaas_shared::standin::FAIL_ANNOTATION;
+use dbaas_standin::FAIL_ANNOTATION;
 use serde_json::{Value, json};
 
 fn the_op<'a>(ops: &'a [Value], id: &str) -> &'a Value {

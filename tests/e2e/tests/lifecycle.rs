@@ -2,12 +2,13 @@
 //! accepted by the API server under strict field validation.
 
 use dbaas_e2e::{TestEnv, cr_name, engine_of, name, names, new_database, phase, s};
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::Size;
-use dbaas_shared::engine::Engine;
-use dbaas_shared::error::Error;
-use dbaas_shared::kubedb::{
-    DATABASE_ID_LABEL, ObservedDatabase, ObservedOpsRequest, OpsChange, ops_request_object,
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::Size;
+use dbaas_core::engine::Engine;
+use dbaas_core::error::Error;
+use dbaas_core::drift::Change;
+use dbaas_core::kubedb::{
+    DATABASE_ID_LABEL, ObservedDatabase, ObservedOpsRequest, ops_request_object,
 };
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -184,7 +185,7 @@ async fn every_engine_scales_with_strictly_validated_ops_requests() {
             "strict-probe",
             &env.namespace,
             "nothing",
-            &OpsChange::Horizontal(1),
+            &Change::Replicas(1),
             &[],
         );
         body["spec"]["notAField"] = json!(true);
@@ -266,9 +267,9 @@ async fn every_engine_scales_with_strictly_validated_ops_requests() {
             assert_eq!(req["spec"]["databaseRef"]["name"], cr_name(&db).as_str());
             let seen = ObservedOpsRequest::from_value(req).expect("readable OpsRequest");
             let expected = match s(op, "type") {
-                "expand_storage" => OpsChange::VolumeExpansion(30),
-                "scale_vertical" => OpsChange::Vertical(Size::Medium),
-                _ => OpsChange::Horizontal(db["replicas"].as_u64().unwrap() as u32),
+                "expand_storage" => Change::StorageGb(30),
+                "scale_vertical" => Change::Size(Size::Medium),
+                _ => Change::Replicas(db["replicas"].as_u64().unwrap() as u32),
             };
             assert_eq!(seen.change, Some(expected), "{req}");
             expected_total += 1;

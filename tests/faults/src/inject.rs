@@ -19,11 +19,11 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dbaas_shared::Result;
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::{ApiKeyRecord, Database, Operation, OperationStatus, Tenant};
-use dbaas_shared::queue::{InProcess, Queue};
-use dbaas_shared::store::{
+use dbaas_core::Result;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::{ApiKeyRecord, Database, Operation, OperationStatus, Tenant};
+use dbaas_queue::{InProcess, Queue};
+use dbaas_store::{
     DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,
 };
 use serde_json::Value;
@@ -316,16 +316,30 @@ impl Store for FaultyStore {
             )
             .await
     }
+    async fn update_claimed_operation(
+        &self,
+        id: &str,
+        claim: &str,
+        update: &OperationUpdate,
+    ) -> Result<Option<Operation>> {
+        self.inj
+            .call(
+                "store.update_claimed_operation",
+                self.inner.update_claimed_operation(id, claim, update),
+            )
+            .await
+    }
     async fn claim_operation(
         &self,
         id: &str,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
+        claim: &str,
     ) -> Result<Option<Operation>> {
         self.inj
             .call(
                 "store.claim_operation",
-                self.inner.claim_operation(id, now, until),
+                self.inner.claim_operation(id, now, until, claim),
             )
             .await
     }

@@ -16,8 +16,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use dbaas_shared::api::{AppState, Limits, router};
-use dbaas_shared::store::Store;
+use dbaas_rest::{AppState, Limits, router};
+use dbaas_store::Store;
 
 pub mod inject;
 pub mod servers;

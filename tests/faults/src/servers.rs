@@ -192,7 +192,7 @@ pub fn start(server: &Shared) {
 pub fn scratch(name: &str) -> PathBuf {
     let dir = crate::target_dir()
         .join("faults")
-        .join(format!("{name}-{}", dbaas_shared::domain::random_token(6)));
+        .join(format!("{name}-{}", dbaas_core::domain::random_token(6)));
     std::fs::create_dir_all(&dir).expect("create a scratch directory");
     dir
 }

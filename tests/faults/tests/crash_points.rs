@@ -28,22 +28,22 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use dbaas_faults::inject::{CrashAt, Faulty};
 use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
-use dbaas_shared::cluster::kube::KubeCluster;
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::{
+use dbaas_cluster::kube::KubeCluster;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::{
     Database, DatabaseStatus, Operation, OperationStatus, OperationType, Size, new_database_id,
     random_token,
 };
-use dbaas_shared::engine::Engine;
-use dbaas_shared::kubedb::{DATABASE_ID_LABEL, DeletionPolicy};
-use dbaas_shared::naming;
-use dbaas_shared::queue::Queue;
-use dbaas_shared::queue::redis::RedisQueue;
-use dbaas_shared::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_shared::standin::{Standin, StandinConfig};
-use dbaas_shared::store::mongo::MongoStore;
-use dbaas_shared::store::{DesiredChange, OperationQuery, Store};
-use dbaas_shared::worker::{Outcome, Worker, WorkerConfig};
+use dbaas_core::engine::Engine;
+use dbaas_core::kubedb::{DATABASE_ID_LABEL, DeletionPolicy};
+use dbaas_core::naming;
+use dbaas_queue::Queue;
+use dbaas_queue::redis::RedisQueue;
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_standin::{Standin, StandinConfig};
+use dbaas_store::mongo::MongoStore;
+use dbaas_store::{DesiredChange, OperationQuery, Store};
+use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -172,7 +172,7 @@ impl Lane {
                 Ok(Err(e)) => return Err(format!("a clean worker failed: {e}")),
                 Ok(Ok(Outcome::Succeeded(_))) => {
                     if let Some(op) = op {
-                        self.worker_traces.insert(op.type_, self.faulty.inj.trace());
+                        self.worker_traces.insert(op.type_(), self.faulty.inj.trace());
                     }
                 }
                 Ok(Ok(_)) => {}
@@ -327,7 +327,7 @@ impl Lane {
                 format!(
                     "{} {} {} attempt {}",
                     o.id,
-                    o.type_.as_str(),
+                    o.type_().as_str(),
                     o.status.as_str(),
                     o.attempts
                 )
@@ -367,9 +367,9 @@ impl Lane {
                 Some((op, attempt)) if attempt >= 1 && attempt <= op.attempts => {
                     per_change
                         .entry((
-                            op.type_,
+                            op.type_(),
                             op.target_generation,
-                            format!("{:?}", op.desired_state),
+                            format!("{:?}", op.action),
                         ))
                         .or_default()
                         .push(op.id.clone());
@@ -397,7 +397,7 @@ impl Lane {
             .filter(|o| o.status == OperationStatus::Succeeded)
         {
             if matches!(
-                op.type_,
+                op.type_(),
                 OperationType::Provision | OperationType::Deprovision
             ) {
                 continue;

@@ -20,16 +20,16 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var};
-use dbaas_shared::Result;
-use dbaas_shared::cluster::kube::KubeCluster;
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::{Database, OperationType, Size, random_token};
-use dbaas_shared::engine::Engine;
-use dbaas_shared::queue::Queue;
-use dbaas_shared::queue::redis::RedisQueue;
-use dbaas_shared::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_shared::store::mongo::MongoStore;
-use dbaas_shared::store::{OperationQuery, Store};
+use dbaas_core::Result;
+use dbaas_cluster::kube::KubeCluster;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::{Database, OperationType, Size, random_token};
+use dbaas_core::engine::Engine;
+use dbaas_queue::Queue;
+use dbaas_queue::redis::RedisQueue;
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_store::mongo::MongoStore;
+use dbaas_store::{OperationQuery, Store};
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -219,7 +219,7 @@ async fn many_reconcilers_one_pass_per_round() {
     for id in &ids {
         let n = ops
             .iter()
-            .filter(|o| &o.database_id == id && o.type_ == OperationType::Provision)
+            .filter(|o| &o.database_id == id && o.type_() == OperationType::Provision)
             .count();
         if n != 1 {
             summary.duplicate_ops += n.saturating_sub(1) as u64;

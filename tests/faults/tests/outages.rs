@@ -22,17 +22,17 @@ use dbaas_faults::{
     Summary, create_database, drop_mongo_database, drop_redis_prefix, rig_var, serve_api,
     tenant_and_key,
 };
-use dbaas_shared::cluster::Cluster;
-use dbaas_shared::cluster::kube::KubeCluster;
-use dbaas_shared::domain::{DatabaseStatus, random_token};
-use dbaas_shared::kubedb::DeletionPolicy;
-use dbaas_shared::queue::Queue;
-use dbaas_shared::queue::redis::RedisQueue;
-use dbaas_shared::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_shared::standin::{Standin, StandinConfig};
-use dbaas_shared::store::mongo::MongoStore;
-use dbaas_shared::store::{OperationQuery, Store};
-use dbaas_shared::worker::{Worker, WorkerConfig};
+use dbaas_cluster::Cluster;
+use dbaas_cluster::kube::KubeCluster;
+use dbaas_core::domain::{DatabaseStatus, random_token};
+use dbaas_core::kubedb::DeletionPolicy;
+use dbaas_queue::Queue;
+use dbaas_queue::redis::RedisQueue;
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_standin::{Standin, StandinConfig};
+use dbaas_store::mongo::MongoStore;
+use dbaas_store::{OperationQuery, Store};
+use dbaas_control::worker::{Worker, WorkerConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -183,7 +183,7 @@ impl World {
         &mut self,
         id: &str,
         what: &str,
-        check: impl Fn(&dbaas_shared::domain::Database) -> bool,
+        check: impl Fn(&dbaas_core::domain::Database) -> bool,
     ) {
         let started = Instant::now();
         let mut last = String::new();
@@ -389,7 +389,7 @@ async fn store_outage() {
     );
     servers::start(&ferret);
     w.converge(&id, "medium after a store outage mid-pass", |db| {
-        db.current_size == Some(dbaas_shared::domain::Size::Medium)
+        db.current_size == Some(dbaas_core::domain::Size::Medium)
     })
     .await;
 
@@ -425,7 +425,7 @@ async fn store_outage() {
     }
     assert!(ok, "the PATCH never succeeded after the store came back");
     w.converge(&id, "large after a store outage mid-request", |db| {
-        db.current_size == Some(dbaas_shared::domain::Size::Large)
+        db.current_size == Some(dbaas_core::domain::Size::Large)
     })
     .await;
 
@@ -435,7 +435,7 @@ async fn store_outage() {
     w.outage_during(
         "store down while a worker follows",
         &ferret,
-        "store.update_operation",
+        "store.update_claimed_operation",
         2,
         true,
     )
@@ -452,7 +452,7 @@ async fn store_outage() {
         .await
         .expect("get")
         .expect("exists");
-    if (db.size, db.storage_gb) != (dbaas_shared::domain::Size::Large, 30) {
+    if (db.size, db.storage_gb) != (dbaas_core::domain::Size::Large, 30) {
         w.summary.lost_writes += 1;
     }
     w.summary.extra = format!("secs={}", started.elapsed().as_secs());
@@ -526,7 +526,7 @@ async fn queue_outage() {
     .await;
     servers::start(&redis);
     w.converge(&id, "large after a queue outage mid-operation", |db| {
-        db.current_size == Some(dbaas_shared::domain::Size::Large)
+        db.current_size == Some(dbaas_core::domain::Size::Large)
     })
     .await;
 
@@ -702,7 +702,7 @@ async fn api_server_outage() {
     );
     rig.start_apiserver(&cmd);
     w.converge(&id, "medium after an API server outage mid-pass", |db| {
-        db.current_size == Some(dbaas_shared::domain::Size::Medium)
+        db.current_size == Some(dbaas_core::domain::Size::Medium)
     })
     .await;
 

@@ -19,10 +19,10 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dbaas_faults::{Summary, count, drop_mongo_database, rig_var, seed, serve_api, tenant_and_key};
-use dbaas_shared::domain::{Condition, DatabaseStatus, Size, random_token};
-use dbaas_shared::store::embedded::SqliteStore;
-use dbaas_shared::store::mongo::MongoStore;
-use dbaas_shared::store::{ObservedUpdate, Store};
+use dbaas_core::domain::{Condition, DatabaseStatus, Size, random_token};
+use dbaas_store::embedded::SqliteStore;
+use dbaas_store::mongo::MongoStore;
+use dbaas_store::{ObservedUpdate, Store};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;

@@ -7,18 +7,18 @@ use std::time::Duration;
 
 use chrono::Utc;
 use dbaas_faults::inject::Faulty;
-use dbaas_shared::cluster::Cluster;
-use dbaas_shared::cluster::embedded::EmbeddedCluster;
-use dbaas_shared::domain::{Database, DatabaseStatus, Operation, OperationStatus, Size};
-use dbaas_shared::engine::Engine;
-use dbaas_shared::kubedb::DeletionPolicy;
-use dbaas_shared::queue::Queue;
-use dbaas_shared::queue::embedded::SqliteQueue;
-use dbaas_shared::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_shared::standin::{Standin, StandinConfig};
-use dbaas_shared::store::embedded::SqliteStore;
-use dbaas_shared::store::{DesiredChange, OperationQuery, Store};
-use dbaas_shared::worker::{Worker, WorkerConfig};
+use dbaas_cluster::Cluster;
+use dbaas_cluster::embedded::EmbeddedCluster;
+use dbaas_core::domain::{Database, DatabaseStatus, Operation, OperationStatus, Size};
+use dbaas_core::engine::Engine;
+use dbaas_core::kubedb::DeletionPolicy;
+use dbaas_queue::Queue;
+use dbaas_queue::embedded::SqliteQueue;
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_standin::{Standin, StandinConfig};
+use dbaas_store::embedded::SqliteStore;
+use dbaas_store::{DesiredChange, OperationQuery, Store};
+use dbaas_control::worker::{Worker, WorkerConfig};
 
 const NS: &str = "dbaas-databases";
 
@@ -228,7 +228,7 @@ async fn an_operation_recorded_by_a_dead_pass_is_replanned_under_its_id() {
         "the recorded operation ran: {ops:?}"
     );
     assert_eq!(
-        ops.iter().filter(|o| o.type_ == recorded.type_).count(),
+        ops.iter().filter(|o| o.type_() == recorded.type_()).count(),
         1,
         "no second operation: {ops:?}"
     );

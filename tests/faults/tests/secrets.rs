@@ -12,8 +12,8 @@ use std::time::Instant;
 use base64::Engine as _;
 use dbaas_e2e::{TestEnv, cr_name, new_database, s};
 use dbaas_faults::Summary;
-use dbaas_shared::cluster::{Cluster, Kind};
-use dbaas_shared::domain::random_token;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::random_token;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

@@ -1,14 +1,14 @@
 //! `kubedb-standin`: plays the KubeDB operator on a real API server that has
 //! the KubeDB CRDs but no operator (the test rig). The behaviour lives in
-//! [`dbaas_shared::standin`]; this is only the process around it.
+//! [`dbaas_standin`]; this is only the process around it.
 
 use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use dbaas_shared::cluster::kube::KubeCluster;
-use dbaas_shared::standin::{Standin, StandinConfig};
-use tokio::signal::unix::{SignalKind, signal};
+use dbaas_cluster::kube::KubeCluster;
+use dbaas_runtime::shutdown_signal;
+use dbaas_standin::{Standin, StandinConfig};
 
 /// Moves KubeDB database CRs and OpsRequests through their phases until
 /// SIGTERM or SIGINT.
@@ -52,7 +52,7 @@ fn ratio(s: &str) -> Result<f64, String> {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    dbaas_shared::telemetry::init_tracing(cli.log_json);
+    dbaas_runtime::init_tracing(cli.log_json);
     let cluster = KubeCluster::from_kubeconfig(cli.kubeconfig.as_deref()).await?;
     let config = StandinConfig {
         provision_delay: Duration::from_millis(cli.provision_delay_ms),
@@ -66,15 +66,8 @@ async fn main() -> anyhow::Result<()> {
         seed: cli.seed,
     };
     tracing::info!(?config, "kubedb stand-in starting");
-    let mut sigterm = signal(SignalKind::terminate())?;
-    let shutdown = async move {
-        tokio::select! {
-            _ = sigterm.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
-    };
     Standin::new(std::sync::Arc::new(cluster), config)
-        .run(Duration::from_millis(cli.poll_interval_ms), shutdown)
+        .run(Duration::from_millis(cli.poll_interval_ms), shutdown_signal())
         .await;
     tracing::info!("kubedb stand-in stopped");
     Ok(())

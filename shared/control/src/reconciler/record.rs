@@ -1,0 +1,153 @@
+//! Recording what a pass saw: observed fields, status and conditions,
+//! written only where they changed.
+
+use chrono::{DateTime, Utc};
+use dbaas_core::domain::{Condition, Database, DatabaseStatus, Operation};
+use dbaas_core::drift::{Assessment, Plan};
+use dbaas_core::error::Result;
+use dbaas_core::kubedb::ObservedDatabase;
+use dbaas_store::ObservedUpdate;
+
+use super::{PassReport, Reconciler};
+
+impl Reconciler<'_> {
+
+    /// Writes observed fields, status and conditions, where they changed.
+    pub(super) async fn record(
+        &self,
+        db: &Database,
+        cr: Option<&ObservedDatabase>,
+        assessment: &Assessment,
+        failed: Option<&Operation>,
+        now: DateTime<Utc>,
+        report: &mut PassReport,
+    ) -> Result<()> {
+        let ready = cr.is_some_and(ObservedDatabase::is_ready);
+        let in_sync = assessment.plan == Plan::InSync;
+        let status = if db.deletion_requested {
+            DatabaseStatus::Deleting
+        } else if failed.is_some() {
+            DatabaseStatus::Failed
+        } else if !ready {
+            DatabaseStatus::Provisioning
+        } else if in_sync {
+            DatabaseStatus::Ready
+        } else {
+            DatabaseStatus::Updating
+        };
+        let drift_text = assessment
+            .drifts
+            .iter()
+            .map(|d| d.field.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut conditions = vec![
+            condition(
+                db,
+                "Ready",
+                ready,
+                if ready { "Ready" } else { "NotReady" },
+                &cr.and_then(|c| c.phase)
+                    .map_or("no database resource yet".to_string(), |p| {
+                        format!("KubeDB phase {}", p.as_str())
+                    }),
+                now,
+            ),
+            condition(
+                db,
+                "Synced",
+                in_sync,
+                if in_sync { "InSync" } else { "Drift" },
+                &if in_sync {
+                    "current state matches desired state".to_string()
+                } else if drift_text.is_empty() {
+                    "waiting for the cluster".to_string()
+                } else {
+                    format!("drift in {drift_text}")
+                },
+                now,
+            ),
+        ];
+        if let Some(op) = failed {
+            conditions.push(condition(
+                db,
+                "Failed",
+                true,
+                "OperationFailed",
+                &format!(
+                    "{} failed after {} attempts: {}",
+                    op.type_().as_str(),
+                    op.attempts,
+                    op.error.as_deref().unwrap_or("unknown error")
+                ),
+                now,
+            ));
+        }
+        let was_drifting = db
+            .conditions
+            .iter()
+            .find(|c| c.type_ == "Synced" && c.status == "False");
+        if let (true, Some(drifting)) = (in_sync, was_drifting) {
+            report
+                .resolved_drift_seconds
+                .push((now - drifting.last_transition_time).num_milliseconds() as f64 / 1000.0);
+        }
+        if !in_sync && !db.deletion_requested {
+            let since = conditions[1].last_transition_time;
+            for d in &assessment.drifts {
+                report
+                    .drifted
+                    .push((db.id.clone(), d.field.as_str(), since));
+            }
+        }
+        let mut update = ObservedUpdate::default();
+        if let Some(cr) = cr {
+            if cr.size.is_some() && cr.size != db.current_size {
+                update.current_size = cr.size;
+            }
+            if cr.replicas.is_some() && cr.replicas != db.current_replicas {
+                update.current_replicas = cr.replicas;
+            }
+            if cr.storage_gb.is_some() && cr.storage_gb != db.current_storage_gb {
+                update.current_storage_gb = cr.storage_gb;
+            }
+        }
+        if in_sync && db.observed_generation != db.generation {
+            update.observed_generation = Some(db.generation);
+        }
+        if status != db.status {
+            update.status = Some(status);
+        }
+        if conditions != db.conditions {
+            update.conditions = Some(conditions);
+        }
+        if update != ObservedUpdate::default() {
+            self.store.update_observed(&db.id, &update).await?;
+        }
+        Ok(())
+    }
+}
+
+/// A condition that keeps its transition time while its status holds.
+fn condition(
+    db: &Database,
+    type_: &str,
+    ok: bool,
+    reason: &str,
+    message: &str,
+    now: DateTime<Utc>,
+) -> Condition {
+    let status = if ok { "True" } else { "False" };
+    let since = db
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_ && c.status == status)
+        .map_or(now, |c| c.last_transition_time);
+    Condition {
+        type_: type_.to_string(),
+        status: status.to_string(),
+        reason: reason.to_string(),
+        message: message.to_string(),
+        last_transition_time: since,
+    }
+}

@@ -1,0 +1,616 @@
+//! The control loop (reconciler, worker, KubeDB stand-in) on the embedded
+//! store, queue and cluster: every scenario of the design, in-process and
+//! deterministic. The same roles run as processes on the real rig in
+//! `tests/e2e`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use dbaas_cluster::embedded::EmbeddedCluster;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::{
+    Database, DatabaseStatus, OperationStatus, OperationType, Size, random_token,
+};
+use dbaas_core::engine::Engine;
+use dbaas_core::drift::Change;
+use dbaas_core::kubedb::{self, DeletionPolicy};
+use dbaas_core::naming;
+use dbaas_queue::Queue;
+use dbaas_queue::embedded::SqliteQueue;
+use dbaas_control::reconciler::{PassReport, Reconciler, ReconcilerConfig};
+use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
+use dbaas_store::embedded::SqliteStore;
+use dbaas_store::{DesiredChange, OperationQuery, Store};
+use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
+use serde_json::json;
+use tokio::sync::watch;
+
+const NS: &str = "loop";
+
+struct Loop {
+    store: Arc<dyn Store>,
+    queue: Arc<dyn Queue>,
+    cluster: Arc<dyn Cluster>,
+    reconciler: ReconcilerConfig,
+    worker: WorkerConfig,
+    stop: watch::Sender<bool>,
+}
+
+impl Loop {
+    /// Embedded parts; the stand-in runs in the background when `operator`.
+    async fn new(operator: bool) -> Loop {
+        let cluster: Arc<dyn Cluster> = Arc::new(EmbeddedCluster::in_memory());
+        cluster.ensure_namespace(NS).await.unwrap();
+        let (stop, stopped) = watch::channel(false);
+        if operator {
+            let standin = Standin::new(
+                cluster.clone(),
+                StandinConfig {
+                    provision_delay: Duration::ZERO,
+                    phase_delay: Duration::ZERO,
+                    failure_ratio: 0.0,
+                    namespaces: vec![NS.into()],
+                    seed: 1,
+                },
+            );
+            let mut stopped = stopped.clone();
+            tokio::spawn(async move {
+                standin
+                    .run(Duration::from_millis(5), async move {
+                        let _ = stopped.wait_for(|s| *s).await;
+                    })
+                    .await;
+            });
+        }
+        Loop {
+            store: Arc::new(SqliteStore::in_memory().unwrap()),
+            queue: Arc::new(SqliteQueue::in_memory().unwrap()),
+            cluster,
+            reconciler: ReconcilerConfig {
+                namespace: NS.into(),
+                lease_name: "dbaas-reconciler".into(),
+                holder: "test".into(),
+                lease_ttl: Duration::from_secs(60),
+                max_attempts: 3,
+                processing_deadline: Duration::ZERO,
+                pushgateway_url: None,
+            },
+            worker: WorkerConfig {
+                namespace: NS.into(),
+                dequeue_timeout: Duration::from_millis(10),
+                claim_ttl: Duration::from_secs(30),
+                poll_interval: Duration::from_millis(5),
+                operation_deadline: Duration::from_secs(20),
+                retry_backoff: Duration::ZERO,
+                max_retry_backoff: Duration::ZERO,
+                deletion_policy: DeletionPolicy::WipeOut,
+                pushgateway_url: None,
+            },
+            stop,
+        }
+    }
+
+    async fn pass(&self) -> PassReport {
+        Reconciler {
+            store: &*self.store,
+            queue: &*self.queue,
+            cluster: &*self.cluster,
+            config: &self.reconciler,
+        }
+        .run_pass()
+        .await
+        .expect("pass")
+    }
+
+    /// Runs workers until the queue is empty; returns their outcomes.
+    async fn work(&self) -> Vec<Outcome> {
+        let mut outcomes = Vec::new();
+        loop {
+            let w = Worker {
+                store: &*self.store,
+                queue: &*self.queue,
+                cluster: &*self.cluster,
+                config: &self.worker,
+            };
+            match w.run_once(std::future::pending()).await.expect("worker") {
+                Outcome::Idle => return outcomes,
+                o => outcomes.push(o),
+            }
+        }
+    }
+
+    /// Pass and work until the database is ready and in sync (or `rounds` run out).
+    async fn converge(&self, id: &str, rounds: usize) -> Database {
+        for _ in 0..rounds {
+            self.pass().await;
+            self.work().await;
+            let db = self.db(id).await;
+            if db.status == DatabaseStatus::Ready
+                && db.in_sync()
+                && db.active_operation_id.is_none()
+            {
+                return db;
+            }
+        }
+        panic!(
+            "did not converge in {rounds} rounds: {:?}",
+            self.db(id).await
+        );
+    }
+
+    async fn db(&self, id: &str) -> Database {
+        self.store
+            .get_database(id)
+            .await
+            .unwrap()
+            .expect("database exists")
+    }
+
+    async fn create(&self, engine: Engine, size: Size, replicas: u32, storage_gb: u32) -> String {
+        let db = Database::declared(
+            "tn-test",
+            format!("db{}", random_token(4)),
+            engine,
+            size,
+            replicas,
+            storage_gb,
+            Utc::now(),
+        );
+        self.store.insert_database(&db).await.unwrap();
+        db.id
+    }
+
+    async fn patch(&self, id: &str, change: DesiredChange) {
+        let db = self.db(id).await;
+        self.store
+            .update_desired(id, db.generation, &change)
+            .await
+            .unwrap()
+            .expect("patch applies");
+    }
+
+    async fn ops_requests(&self, engine: Engine) -> Vec<serde_json::Value> {
+        self.cluster
+            .list(&Kind::ops_request(engine), NS)
+            .await
+            .unwrap()
+    }
+
+    async fn operations(&self, id: &str) -> Vec<dbaas_core::domain::Operation> {
+        self.store
+            .list_operations(&OperationQuery {
+                database_id: Some(id.into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+    }
+
+    /// A ready Postgres database scaled from 1 to 3 replicas, its operation
+    /// planned, dequeued and claimed until `claimed_until` (no worker runs
+    /// it); returns the database and operation ids.
+    async fn claimed_scale_out(&self, claimed_until: chrono::DateTime<Utc>) -> (String, String) {
+        let id = self.create(Engine::Postgres, Size::Small, 1, 20).await;
+        self.converge(&id, 5).await;
+        self.patch(
+            &id,
+            DesiredChange {
+                replicas: Some(3),
+                ..Default::default()
+            },
+        )
+        .await;
+        assert_eq!(self.pass().await.operations_created, 1);
+        let op_id = self
+            .queue
+            .dequeue(Duration::from_millis(10))
+            .await
+            .unwrap()
+            .expect("queued");
+        self.store
+            .claim_operation(&op_id, Utc::now(), claimed_until, "a-worker-that-died")
+            .await
+            .unwrap()
+            .expect("claimed");
+        (id, op_id)
+    }
+
+    async fn cr_name(&self, id: &str) -> String {
+        let db = self.db(id).await;
+        naming::cr_name(&db.name, &db.id)
+    }
+}
+
+impl Drop for Loop {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+    }
+}
+
+#[tokio::test]
+async fn provision_then_user_scales_with_one_ops_request() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    let db = l.converge(&id, 5).await;
+    assert_eq!(
+        (db.current_size, db.current_replicas, db.current_storage_gb),
+        (Some(Size::Small), Some(1), Some(20))
+    );
+
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Large),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.converge(&id, 5).await;
+    assert_eq!(db.current_size, Some(Size::Large));
+    assert_eq!(db.observed_generation, db.generation);
+    assert_eq!(l.ops_requests(Engine::Postgres).await.len(), 1);
+    let ops = l.operations(&id).await;
+    assert_eq!(
+        ops.iter()
+            .filter(|o| o.type_() == OperationType::ScaleVertical)
+            .count(),
+        1
+    );
+    assert!(
+        ops.iter().all(|o| o.status == OperationStatus::Succeeded),
+        "{ops:?}"
+    );
+}
+
+#[tokio::test]
+async fn rapid_updates_make_one_operation_for_the_final_value() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Mongodb, Size::Small, 3, 20).await;
+    l.converge(&id, 5).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Medium),
+            ..Default::default()
+        },
+    )
+    .await;
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Large),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.converge(&id, 5).await;
+    assert_eq!(db.current_size, Some(Size::Large));
+    let reqs = l.ops_requests(Engine::Mongodb).await;
+    assert_eq!(reqs.len(), 1, "{reqs:?}");
+    let change = kubedb::ObservedOpsRequest::from_value(&reqs[0])
+        .unwrap()
+        .change;
+    assert_eq!(change, Some(Change::Size(Size::Large)));
+}
+
+#[tokio::test]
+async fn manual_change_to_the_cr_is_reverted() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Medium, 3, 50).await;
+    l.converge(&id, 5).await;
+    let name = l.cr_name(&id).await;
+    l.cluster
+        .merge_patch(
+            &Kind::database(Engine::Postgres),
+            NS,
+            &name,
+            &json!({"spec": {"replicas": 5}}),
+        )
+        .await
+        .unwrap();
+
+    l.pass().await;
+    assert_eq!(
+        l.db(&id).await.current_replicas,
+        Some(5),
+        "the pass records what the CR shows"
+    );
+    l.work().await;
+    let db = l.converge(&id, 5).await;
+    assert_eq!(db.current_replicas, Some(3));
+    let cr = l
+        .cluster
+        .get(&Kind::database(Engine::Postgres), NS, &name)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cr["spec"]["replicas"], 3);
+}
+
+#[tokio::test]
+async fn in_flight_ops_request_is_not_planned_again() {
+    // No operator: the request stays in flight.
+    let l = Loop::new(false).await;
+    let id = l.create(Engine::Mysql, Size::Small, 3, 20).await;
+    let db = l.db(&id).await;
+    let name = l.cr_name(&id).await;
+    let manifest = kubedb::DatabaseManifest {
+        engine: Engine::Mysql,
+        name: name.clone(),
+        namespace: NS.into(),
+        version: db.version.clone(),
+        size: Size::Small,
+        replicas: 3,
+        storage_gb: 20,
+        database_id: id.clone(),
+        tenant_id: db.tenant_id.clone(),
+        deletion_policy: DeletionPolicy::WipeOut,
+    };
+    let kind = Kind::database(Engine::Mysql);
+    l.cluster
+        .create(&kind, NS, &kubedb::database_object(&manifest))
+        .await
+        .unwrap();
+    l.cluster
+        .merge_patch_status(&kind, NS, &name, &json!({"status": {"phase": "Ready"}}))
+        .await
+        .unwrap();
+    let someone_elses = kubedb::ops_request_object(
+        Engine::Mysql,
+        "manual",
+        NS,
+        &name,
+        &Change::Replicas(5),
+        &[],
+    );
+    l.cluster
+        .create(&Kind::ops_request(Engine::Mysql), NS, &someone_elses)
+        .await
+        .unwrap();
+    l.patch(
+        &id,
+        DesiredChange {
+            replicas: Some(5),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    let report = l.pass().await;
+    assert_eq!(report.operations_created, 0, "{report:?}");
+    assert!(
+        report.drifts.is_empty(),
+        "the in-flight request covers the drift: {report:?}"
+    );
+    assert!(l.operations(&id).await.is_empty());
+}
+
+#[tokio::test]
+async fn failures_are_retried_then_surface_then_a_patch_recovers() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Redis, Size::Small, 1, 20).await;
+    l.converge(&id, 5).await;
+    let name = l.cr_name(&id).await;
+    let kind = Kind::database(Engine::Redis);
+    l.cluster
+        .merge_patch(
+            &kind,
+            NS,
+            &name,
+            &json!({"metadata": {"annotations": {FAIL_ANNOTATION: "true"}}}),
+        )
+        .await
+        .unwrap();
+    l.patch(
+        &id,
+        DesiredChange {
+            storage_gb: Some(30),
+            ..Default::default()
+        },
+    )
+    .await;
+
+    for _ in 0..6 {
+        l.pass().await;
+        l.work().await;
+    }
+    let db = l.db(&id).await;
+    assert_eq!(db.status, DatabaseStatus::Failed, "{db:?}");
+    let failed = db
+        .conditions
+        .iter()
+        .find(|c| c.type_ == "Failed")
+        .expect("a Failed condition");
+    assert!(
+        failed
+            .message
+            .contains("expand_storage failed after 3 attempts"),
+        "{failed:?}"
+    );
+    let ops = l.operations(&id).await;
+    let op = ops
+        .iter()
+        .find(|o| o.type_() == OperationType::ExpandStorage)
+        .unwrap();
+    assert_eq!((op.status, op.attempts), (OperationStatus::Failed, 3));
+    let mut names: Vec<String> = l
+        .ops_requests(Engine::Redis)
+        .await
+        .iter()
+        .map(|r| kubedb::name_of(r).unwrap().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        (1..=3)
+            .map(|a| format!("{}-{a}", op.id))
+            .collect::<Vec<_>>(),
+        "one OpsRequest per attempt"
+    );
+
+    l.cluster
+        .merge_patch(
+            &kind,
+            NS,
+            &name,
+            &json!({"metadata": {"annotations": {FAIL_ANNOTATION: null}}}),
+        )
+        .await
+        .unwrap();
+    l.patch(
+        &id,
+        DesiredChange {
+            storage_gb: Some(40),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.converge(&id, 5).await;
+    assert_eq!(db.current_storage_gb, Some(40));
+    assert!(db.conditions.iter().all(|c| c.type_ != "Failed"));
+    let ops = l.operations(&id).await;
+    assert!(
+        ops.iter()
+            .any(|o| o.id == op.id && o.status == OperationStatus::Superseded),
+        "{ops:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_pending_operation_for_an_old_generation_is_superseded() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Mariadb, Size::Small, 1, 20).await;
+    l.converge(&id, 5).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Medium),
+            ..Default::default()
+        },
+    )
+    .await;
+    l.pass().await; // plans medium; no worker runs
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Large),
+            ..Default::default()
+        },
+    )
+    .await;
+    l.pass().await; // supersedes medium, plans large
+    let db = l.converge(&id, 5).await;
+    assert_eq!(db.current_size, Some(Size::Large));
+    let ops = l.operations(&id).await;
+    let statuses: Vec<_> = ops
+        .iter()
+        .filter(|o| o.type_() == OperationType::ScaleVertical)
+        .map(|o| o.status)
+        .collect();
+    assert_eq!(
+        statuses,
+        vec![OperationStatus::Succeeded, OperationStatus::Superseded],
+        "newest first"
+    );
+    assert_eq!(
+        l.ops_requests(Engine::Mariadb).await.len(),
+        1,
+        "the superseded one never reached the cluster"
+    );
+}
+
+#[tokio::test]
+async fn an_orphaned_running_operation_is_requeued_and_adopted() {
+    let l = Loop::new(true).await;
+    // A worker takes the id and dies after claiming: the claim expires and
+    // the queue has lost the id altogether (a Redis restart, say).
+    let (id, op_id) = l
+        .claimed_scale_out(Utc::now() - chrono::Duration::seconds(1))
+        .await;
+    l.queue.ack(&op_id).await.unwrap();
+
+    let db = l.converge(&id, 5).await;
+    assert_eq!(db.current_replicas, Some(3));
+    assert_eq!(l.ops_requests(Engine::Postgres).await.len(), 1);
+    let op = l.store.get_operation(&op_id).await.unwrap().unwrap();
+    assert_eq!((op.status, op.attempts), (OperationStatus::Succeeded, 1));
+}
+
+#[tokio::test]
+async fn delete_removes_the_cr_and_finalizes_for_every_engine() {
+    let l = Loop::new(true).await;
+    for engine in Engine::ALL {
+        let id = l.create(engine, Size::Micro, 1, 10).await;
+        l.converge(&id, 5).await;
+        let name = l.cr_name(&id).await;
+        l.patch(
+            &id,
+            DesiredChange {
+                delete: true,
+                status: Some(DatabaseStatus::Deleting),
+                ..Default::default()
+            },
+        )
+        .await;
+        for _ in 0..5 {
+            l.pass().await;
+            l.work().await;
+        }
+        let db = l.db(&id).await;
+        assert_eq!(db.status, DatabaseStatus::Deleted, "{engine}: {db:?}");
+        assert!(
+            l.cluster
+                .get(&Kind::database(engine), NS, &name)
+                .await
+                .unwrap()
+                .is_none(),
+            "{engine}: CR gone"
+        );
+        let ops = l.operations(&id).await;
+        assert!(ops.iter().any(
+            |o| o.type_() == OperationType::Deprovision && o.status == OperationStatus::Succeeded
+        ));
+    }
+}
+
+#[tokio::test]
+async fn a_held_lease_makes_the_pass_a_no_op() {
+    let l = Loop::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    assert!(
+        l.cluster
+            .try_acquire_lease(NS, "dbaas-reconciler", "someone-else", 60, Utc::now())
+            .await
+            .unwrap()
+    );
+    let report = l.pass().await;
+    assert!(report.skipped);
+    assert!(l.operations(&id).await.is_empty());
+    l.cluster
+        .release_lease(NS, "dbaas-reconciler", "someone-else")
+        .await
+        .unwrap();
+    assert!(!l.pass().await.skipped);
+    assert_eq!(l.operations(&id).await.len(), 1);
+}
+
+/// The pass reads unfinished operations first, then the records and the
+/// cluster at once. An operation that ends in between is unfinished in the
+/// first read and no longer active in the second, while the CR read may
+/// predate its change: the database must wait a pass, not get the change
+/// planned (and an OpsRequest made) a second time.
+#[tokio::test]
+async fn an_operation_ending_during_the_reads_is_not_planned_again() {
+    let l = Loop::new(true).await;
+    let (id, op_id) = l
+        .claimed_scale_out(Utc::now() + chrono::Duration::seconds(60))
+        .await;
+    // What the second read sees: the worker already released the database
+    // (the CR, read at the same time, still has 1 replica).
+    l.store.end_operation(&id, &op_id).await.unwrap();
+
+    let report = l.pass().await;
+    assert_eq!(report.operations_created, 0, "{report:?}");
+    assert_eq!(l.operations(&id).await.len(), 2, "provision and the scale");
+}

@@ -1,0 +1,597 @@
+//! The records the control plane keeps: databases (desired and observed
+//! state side by side) and the operations that close the gap.
+//!
+//! Desired fields (`size`, `replicas`, `storage_gb`, `deletion_requested`)
+//! are written only by the API; observed fields (`current_*`) only by the
+//! reconciler and worker. Stores update them field by field so neither
+//! side can clobber the other.
+
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::ToSchema;
+
+use crate::drift::Change;
+use crate::engine::Engine;
+
+/// An instance class: CPU and memory, requests equal to limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+pub enum Size {
+    #[serde(rename = "db.t3.micro")]
+    Micro,
+    #[serde(rename = "db.t3.small")]
+    Small,
+    #[serde(rename = "db.t3.medium")]
+    Medium,
+    #[serde(rename = "db.t3.large")]
+    Large,
+    #[serde(rename = "db.t3.xlarge")]
+    Xlarge,
+    #[serde(rename = "db.t3.2xlarge")]
+    Xlarge2,
+}
+
+impl Size {
+    pub const ALL: [Size; 6] = [
+        Size::Micro,
+        Size::Small,
+        Size::Medium,
+        Size::Large,
+        Size::Xlarge,
+        Size::Xlarge2,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Size::Micro => "db.t3.micro",
+            Size::Small => "db.t3.small",
+            Size::Medium => "db.t3.medium",
+            Size::Large => "db.t3.large",
+            Size::Xlarge => "db.t3.xlarge",
+            Size::Xlarge2 => "db.t3.2xlarge",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Size> {
+        Size::ALL.into_iter().find(|z| z.as_str() == s)
+    }
+
+    /// Kubernetes quantities `(cpu, memory)`, used for requests and limits.
+    pub fn resources(self) -> (&'static str, &'static str) {
+        match self {
+            Size::Micro => ("500m", "1Gi"),
+            Size::Small => ("1", "2Gi"),
+            Size::Medium => ("2", "4Gi"),
+            Size::Large => ("2", "8Gi"),
+            Size::Xlarge => ("4", "16Gi"),
+            Size::Xlarge2 => ("8", "32Gi"),
+        }
+    }
+
+    /// The size whose CPU and memory match these quantities, if any.
+    /// Quantities are compared by value, so "1000m" matches "1".
+    pub fn from_resources(cpu: &str, memory: &str) -> Option<Size> {
+        let (cpu, memory) = (
+            crate::quantity::millicores(cpu)?,
+            crate::quantity::bytes(memory)?,
+        );
+        Size::ALL.into_iter().find(|s| {
+            let (c, m) = s.resources();
+            crate::quantity::millicores(c) == Some(cpu) && crate::quantity::bytes(m) == Some(memory)
+        })
+    }
+}
+
+impl std::fmt::Display for Size {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a database is in its life, as shown to users.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseStatus {
+    /// Declared; the cluster has not reported it ready yet.
+    Provisioning,
+    /// Running, and current state matches desired state.
+    Ready,
+    /// Running; desired state differs from current and is being applied.
+    Updating,
+    /// An operation failed past its retry bound; see `conditions`.
+    Failed,
+    /// Deletion requested; the cluster resources are being removed.
+    Deleting,
+    /// Deleted: the record stays for the audit trail.
+    Deleted,
+}
+
+impl DatabaseStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatabaseStatus::Provisioning => "provisioning",
+            DatabaseStatus::Ready => "ready",
+            DatabaseStatus::Updating => "updating",
+            DatabaseStatus::Failed => "failed",
+            DatabaseStatus::Deleting => "deleting",
+            DatabaseStatus::Deleted => "deleted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        use DatabaseStatus::*;
+        [Provisioning, Ready, Updating, Failed, Deleting, Deleted]
+            .into_iter()
+            .find(|v| v.as_str() == s)
+    }
+}
+
+/// A Kubernetes-style condition on a database.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Condition {
+    /// `Ready`, `Synced` or `Failed`.
+    #[serde(rename = "type")]
+    pub type_: String,
+    /// `True`, `False` or `Unknown`.
+    pub status: String,
+    pub reason: String,
+    pub message: String,
+    pub last_transition_time: DateTime<Utc>,
+}
+
+/// A database as users declare it and as the cluster runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Database {
+    pub id: String,
+    pub tenant_id: String,
+    pub name: String,
+    pub engine: Engine,
+    pub version: String,
+    /// Desired instance class.
+    pub size: Size,
+    /// Desired replica count.
+    pub replicas: u32,
+    /// Desired storage in GiB.
+    pub storage_gb: u32,
+    /// Observed instance class; null until the reconciler has seen the cluster.
+    pub current_size: Option<Size>,
+    pub current_replicas: Option<u32>,
+    pub current_storage_gb: Option<u32>,
+    /// True once the user asked for deletion (desired state).
+    pub deletion_requested: bool,
+    /// Bumped by every change to desired state.
+    pub generation: u64,
+    /// The generation that current state last matched.
+    pub observed_generation: u64,
+    pub status: DatabaseStatus,
+    pub conditions: Vec<Condition>,
+    /// The operation currently working on this database, if any.
+    pub active_operation_id: Option<String>,
+    /// How many operations were ever started for this database; part of the
+    /// next operation's identity.
+    pub operation_seq: u64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Database {
+    /// A newly declared database: a fresh id, the engine's default version,
+    /// generation 1, nothing observed yet.
+    pub fn declared(
+        tenant_id: impl Into<String>,
+        name: impl Into<String>,
+        engine: Engine,
+        size: Size,
+        replicas: u32,
+        storage_gb: u32,
+        now: DateTime<Utc>,
+    ) -> Database {
+        Database {
+            id: new_database_id(),
+            tenant_id: tenant_id.into(),
+            name: name.into(),
+            engine,
+            version: engine.spec().default_version.to_owned(),
+            size,
+            replicas,
+            storage_gb,
+            current_size: None,
+            current_replicas: None,
+            current_storage_gb: None,
+            deletion_requested: false,
+            generation: 1,
+            observed_generation: 0,
+            status: DatabaseStatus::Provisioning,
+            conditions: Vec::new(),
+            active_operation_id: None,
+            operation_seq: 0,
+            created_at: now,
+            updated_at: now,
+        }
+    }
+
+    /// The entity tag for `If-Match`: it versions the desired state, which
+    /// is what a client's conditional PATCH depends on. Observed fields change
+    /// under the reconciler all the time and must not make a PATCH stale.
+    pub fn etag(&self) -> String {
+        format!("\"g{}\"", self.generation)
+    }
+
+    /// Whether desired and current state agree.
+    pub fn in_sync(&self) -> bool {
+        self.current_size == Some(self.size)
+            && self.current_replicas == Some(self.replicas)
+            && self.current_storage_gb == Some(self.storage_gb)
+    }
+}
+
+/// What kind of change an operation makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OperationType {
+    Provision,
+    ScaleVertical,
+    ScaleHorizontal,
+    ExpandStorage,
+    Deprovision,
+}
+
+impl OperationType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationType::Provision => "provision",
+            OperationType::ScaleVertical => "scale_vertical",
+            OperationType::ScaleHorizontal => "scale_horizontal",
+            OperationType::ExpandStorage => "expand_storage",
+            OperationType::Deprovision => "deprovision",
+        }
+    }
+}
+
+/// Where an operation is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OperationStatus {
+    /// Created and queued, not yet claimed by a worker.
+    Pending,
+    /// Claimed by a worker.
+    Running,
+    Succeeded,
+    /// Failed; retried with backoff while attempts remain.
+    Failed,
+    Cancelled,
+    /// Replaced by an operation for a newer desired state.
+    Superseded,
+}
+
+impl OperationStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OperationStatus::Pending => "pending",
+            OperationStatus::Running => "running",
+            OperationStatus::Succeeded => "succeeded",
+            OperationStatus::Failed => "failed",
+            OperationStatus::Cancelled => "cancelled",
+            OperationStatus::Superseded => "superseded",
+        }
+    }
+
+    /// No more work will happen (a failed operation may still be retried by
+    /// the reconciler, which moves it back to pending).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            OperationStatus::Succeeded | OperationStatus::Cancelled | OperationStatus::Superseded
+        )
+    }
+}
+
+/// The target values of an operation as the API shows them (and the
+/// MongoDB store keeps them): the wire form of an [`Action`].
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DesiredState {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size: Option<Size>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_gb: Option<u32>,
+}
+
+/// What a new database CR is created with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Spec {
+    pub size: Size,
+    pub replicas: u32,
+    pub storage_gb: u32,
+}
+
+/// What an operation does, with its target: planned by the reconciler,
+/// stored with the operation, carried out by the worker. Every variant has
+/// what its work needs, so an operation cannot lack a target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    /// Create the database CR.
+    Provision(Spec),
+    /// Change one field with one OpsRequest.
+    Change(Change),
+    /// Delete the database CR.
+    Deprovision,
+}
+
+impl Action {
+    pub fn operation_type(self) -> OperationType {
+        match self {
+            Action::Provision(_) => OperationType::Provision,
+            Action::Change(c) => c.field().operation_type(),
+            Action::Deprovision => OperationType::Deprovision,
+        }
+    }
+
+    /// The wire form: the operation's type and target values.
+    pub fn desired_state(self) -> DesiredState {
+        match self {
+            Action::Provision(spec) => DesiredState {
+                size: Some(spec.size),
+                replicas: Some(spec.replicas),
+                storage_gb: Some(spec.storage_gb),
+            },
+            Action::Change(Change::Size(s)) => DesiredState {
+                size: Some(s),
+                ..Default::default()
+            },
+            Action::Change(Change::Replicas(r)) => DesiredState {
+                replicas: Some(r),
+                ..Default::default()
+            },
+            Action::Change(Change::StorageGb(g)) => DesiredState {
+                storage_gb: Some(g),
+                ..Default::default()
+            },
+            Action::Deprovision => DesiredState::default(),
+        }
+    }
+
+    /// Reads the wire form back; `None` when the type's target is missing.
+    pub fn from_wire(type_: OperationType, ds: &DesiredState) -> Option<Action> {
+        Some(match type_ {
+            OperationType::Provision => Action::Provision(Spec {
+                size: ds.size?,
+                replicas: ds.replicas?,
+                storage_gb: ds.storage_gb?,
+            }),
+            OperationType::ScaleVertical => Action::Change(Change::Size(ds.size?)),
+            OperationType::ScaleHorizontal => Action::Change(Change::Replicas(ds.replicas?)),
+            OperationType::ExpandStorage => Action::Change(Change::StorageGb(ds.storage_gb?)),
+            OperationType::Deprovision => Action::Deprovision,
+        })
+    }
+}
+
+/// An action on the wire: `type` and `desired_state` side by side.
+#[derive(Serialize, Deserialize, ToSchema)]
+pub struct ActionWire {
+    #[serde(rename = "type")]
+    pub type_: OperationType,
+    pub desired_state: DesiredState,
+}
+
+impl From<Action> for ActionWire {
+    fn from(a: Action) -> Self {
+        ActionWire {
+            type_: a.operation_type(),
+            desired_state: a.desired_state(),
+        }
+    }
+}
+
+impl TryFrom<ActionWire> for Action {
+    type Error = String;
+
+    fn try_from(w: ActionWire) -> Result<Self, String> {
+        Action::from_wire(w.type_, &w.desired_state).ok_or_else(|| {
+            format!(
+                "operation of type {} without its target values",
+                w.type_.as_str()
+            )
+        })
+    }
+}
+
+impl Serialize for Action {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ActionWire::from(*self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Action {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Action::try_from(ActionWire::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+/// One change to the cluster, executed by one worker at a time.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Operation {
+    pub id: String,
+    pub database_id: String,
+    pub tenant_id: String,
+    /// What it does, and its target; `type` and `desired_state` on the wire.
+    #[serde(flatten)]
+    #[schema(inline, value_type = ActionWire)]
+    pub action: Action,
+    /// The database generation this operation was planned for.
+    pub target_generation: u64,
+    pub status: OperationStatus,
+    /// Attempts started so far (1 on the first run).
+    pub attempts: u32,
+    pub error: Option<String>,
+    /// Name of the OpsRequest (or database CR) of the current attempt.
+    pub ops_request_name: Option<String>,
+    pub ops_request_phase: Option<String>,
+    /// A running operation whose claim is older than this may be taken over.
+    pub claimed_until: Option<DateTime<Utc>>,
+    /// The claim token of the worker that last claimed the operation; a
+    /// worker writes to a running operation only while it holds the claim.
+    pub claimed_by: Option<String>,
+    /// A failed operation is not retried before this time.
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl Operation {
+    /// The deterministic id of the operation of `type_` planned for
+    /// `database_id` at `generation`, as its `seq`-th operation: a crash
+    /// between planning and recording yields the same id again.
+    pub fn id_for(database_id: &str, type_: OperationType, generation: u64, seq: u64) -> String {
+        let digest = Sha256::digest(format!(
+            "{database_id}/{}/{generation}/{seq}",
+            type_.as_str()
+        ));
+        format!("op-{}", &hex::encode(digest)[..16])
+    }
+
+    /// The pending first attempt of `action`, planned for `db` as it is now
+    /// (its generation and operation count).
+    pub fn planned(db: &Database, action: Action, now: DateTime<Utc>) -> Operation {
+        Operation {
+            id: Operation::id_for(
+                &db.id,
+                action.operation_type(),
+                db.generation,
+                db.operation_seq,
+            ),
+            database_id: db.id.clone(),
+            tenant_id: db.tenant_id.clone(),
+            action,
+            target_generation: db.generation,
+            status: OperationStatus::Pending,
+            attempts: 1,
+            error: None,
+            ops_request_name: None,
+            ops_request_phase: None,
+            claimed_until: None,
+            claimed_by: None,
+            next_attempt_at: None,
+            created_at: now,
+            updated_at: now,
+            finished_at: None,
+        }
+    }
+
+    pub fn type_(&self) -> OperationType {
+        self.action.operation_type()
+    }
+
+    /// Name of the KubeDB object this attempt creates: derived from the id so
+    /// a worker that restarts finds and adopts it instead of creating another.
+    pub fn ops_request_name_for_attempt(&self) -> String {
+        format!("{}-{}", self.id, self.attempts.max(1))
+    }
+}
+
+/// A tenant: the owner of API keys and databases.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Tenant {
+    pub id: String,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A stored API key: only the hash of the secret is kept.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiKeyRecord {
+    /// SHA-256 of the key, hex.
+    pub key_hash: String,
+    /// The key's first characters, to tell keys apart without the secret.
+    pub prefix: String,
+    pub tenant_id: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Random lowercase alphanumerics: ids that are valid in Kubernetes names.
+pub fn random_token(len: usize) -> String {
+    const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rng();
+    (0..len)
+        .map(|_| ALPHABET[rng.random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+pub fn new_database_id() -> String {
+    format!("db-{}", random_token(12))
+}
+
+pub fn new_tenant_id() -> String {
+    format!("tn-{}", random_token(12))
+}
+
+/// A new API key: `dbk_` and 32 random characters (about 165 bits).
+pub fn new_api_key() -> String {
+    format!("dbk_{}", random_token(32))
+}
+
+/// How keys are stored: SHA-256 is enough because keys are long and random.
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn size_table() {
+        assert_eq!(Size::Micro.resources(), ("500m", "1Gi"));
+        assert_eq!(Size::Small.resources(), ("1", "2Gi"));
+        assert_eq!(Size::Medium.resources(), ("2", "4Gi"));
+        assert_eq!(Size::Large.resources(), ("2", "8Gi"));
+        assert_eq!(Size::Xlarge.resources(), ("4", "16Gi"));
+        assert_eq!(Size::Xlarge2.resources(), ("8", "32Gi"));
+        for s in Size::ALL {
+            assert_eq!(Size::parse(s.as_str()), Some(s));
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+            let (c, m) = s.resources();
+            assert_eq!(Size::from_resources(c, m), Some(s));
+        }
+        assert_eq!(Size::from_resources("1000m", "2048Mi"), Some(Size::Small));
+        assert_eq!(Size::from_resources("3", "2Gi"), None);
+        assert_eq!(Size::parse("db.t3.huge"), None);
+    }
+
+    #[test]
+    fn operation_ids_are_deterministic_and_distinct() {
+        let a = Operation::id_for("db-1", OperationType::ScaleVertical, 3, 0);
+        assert_eq!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleVertical, 3, 0)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleVertical, 4, 0)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleVertical, 3, 1)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-2", OperationType::ScaleVertical, 3, 0)
+        );
+        assert_ne!(
+            a,
+            Operation::id_for("db-1", OperationType::ScaleHorizontal, 3, 0)
+        );
+    }
+
+    #[test]
+    fn api_keys_are_long_and_hashed() {
+        let k = new_api_key();
+        assert!(k.len() >= 36);
+        assert_ne!(k, new_api_key());
+        assert_eq!(hash_api_key(&k).len(), 64);
+    }
+}

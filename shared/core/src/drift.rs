@@ -1,0 +1,440 @@
+//! Drift: what differs between desired and current state, and what to do
+//! about it. Pure functions, no I/O, so every rule is property-tested.
+//!
+//! KubeDB writes a new value into the database CR only after its
+//! OpsRequest succeeds, so while a request is in flight the CR still shows
+//! the old value. Comparing desired state with the CR alone would then see
+//! drift again and plan a second, duplicate request. [`assess`] therefore
+//! compares desired state with the *effective* state: the CR's values with
+//! every in-flight request's target laid over them.
+
+use serde::Serialize;
+
+use crate::domain::{Action, OperationType, Size, Spec};
+
+/// The fields that can drift, in the order they are fixed: storage first
+/// (it can only grow, and a resize may need the space), then the instance
+/// class, then the replica count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
+#[serde(rename_all = "lowercase")]
+pub enum Field {
+    Storage,
+    Size,
+    Replicas,
+}
+
+impl Field {
+    pub const ALL: [Field; 3] = [Field::Storage, Field::Size, Field::Replicas];
+
+    /// The label used in metrics (`dbaas_drift_detected_total{type}`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Field::Storage => "storage",
+            Field::Size => "size",
+            Field::Replicas => "replicas",
+        }
+    }
+
+    /// The operation that fixes drift in this field.
+    pub fn operation_type(self) -> OperationType {
+        match self {
+            Field::Storage => OperationType::ExpandStorage,
+            Field::Size => OperationType::ScaleVertical,
+            Field::Replicas => OperationType::ScaleHorizontal,
+        }
+    }
+}
+
+/// What the user declared.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Desired {
+    pub size: Size,
+    pub replicas: u32,
+    pub storage_gb: u32,
+    pub deletion_requested: bool,
+}
+
+/// What the database CR shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Observed {
+    /// `None` when the CR's resources match no known size (edited by hand).
+    pub size: Option<Size>,
+    pub replicas: u32,
+    pub storage_gb: u32,
+    /// KubeDB reports the database Ready (or Critical: reachable).
+    pub ready: bool,
+    /// The CR carries a deletionTimestamp.
+    pub deleting: bool,
+}
+
+/// One change to one field: what the reconciler plans, what an operation
+/// targets and what the worker turns into one OpsRequest (and what an
+/// unfinished OpsRequest in the cluster is read back as).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Change {
+    Size(Size),
+    Replicas(u32),
+    StorageGb(u32),
+}
+
+impl Change {
+    /// The OpsRequest `spec.type` that makes this change.
+    pub fn ops_type(self) -> &'static str {
+        match self {
+            Change::Size(_) => "VerticalScaling",
+            Change::Replicas(_) => "HorizontalScaling",
+            Change::StorageGb(_) => "VolumeExpansion",
+        }
+    }
+
+    pub fn field(self) -> Field {
+        match self {
+            Change::Size(_) => Field::Size,
+            Change::Replicas(_) => Field::Replicas,
+            Change::StorageGb(_) => Field::Storage,
+        }
+    }
+}
+
+/// One field whose effective value differs from the desired one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Drift {
+    pub field: Field,
+    /// The change that would fix it.
+    pub fix: Change,
+    /// It cannot be fixed by an operation (storage cannot shrink).
+    pub blocked: bool,
+}
+
+/// What the reconciler should do for one database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Plan {
+    /// Desired and effective state agree.
+    InSync,
+    /// Something is already under way (provisioning, an in-flight request,
+    /// a deletion): wait for it.
+    Wait,
+    /// Only blocked drift remains: report it, plan nothing.
+    Blocked,
+    /// The CR is missing: create it.
+    Provision,
+    /// Deletion is desired and the CR still exists: delete it.
+    Deprovision,
+    /// Deletion is desired and the CR is gone: finalize the record.
+    Finalize,
+    /// Fix one field with one operation.
+    Fix(Change),
+}
+
+impl Plan {
+    /// The action of the operation this plan needs, if any.
+    pub fn action(self, desired: &Desired) -> Option<Action> {
+        match self {
+            Plan::Provision => Some(Action::Provision(Spec {
+                size: desired.size,
+                replicas: desired.replicas,
+                storage_gb: desired.storage_gb,
+            })),
+            Plan::Deprovision => Some(Action::Deprovision),
+            Plan::Fix(c) => Some(Action::Change(c)),
+            Plan::InSync | Plan::Wait | Plan::Blocked | Plan::Finalize => None,
+        }
+    }
+}
+
+/// The drift of one database and the plan for it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assessment {
+    /// Drifted fields in fixing order (empty when in sync or not observed).
+    pub drifts: Vec<Drift>,
+    pub plan: Plan,
+}
+
+/// The CR's values with every in-flight request's target laid over them.
+pub fn effective(observed: &Observed, in_flight: &[Change]) -> Observed {
+    in_flight.iter().fold(*observed, |mut e, change| {
+        match *change {
+            Change::Size(s) => e.size = Some(s),
+            Change::Replicas(r) => e.replicas = r,
+            Change::StorageGb(g) => e.storage_gb = g,
+        }
+        e
+    })
+}
+
+/// Drifted fields between `desired` and `effective`, in fixing order.
+pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
+    Field::ALL
+        .into_iter()
+        .filter_map(|field| match field {
+            Field::Storage if effective.storage_gb != desired.storage_gb => Some(Drift {
+                field,
+                fix: Change::StorageGb(desired.storage_gb),
+                blocked: desired.storage_gb < effective.storage_gb,
+            }),
+            Field::Size if effective.size != Some(desired.size) => Some(Drift {
+                field,
+                fix: Change::Size(desired.size),
+                blocked: false,
+            }),
+            Field::Replicas if effective.replicas != desired.replicas => Some(Drift {
+                field,
+                fix: Change::Replicas(desired.replicas),
+                blocked: false,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Compares desired state with the CR (`None`: absent) and the targets of
+/// its in-flight OpsRequests, and plans at most one operation.
+pub fn assess(desired: &Desired, observed: Option<&Observed>, in_flight: &[Change]) -> Assessment {
+    let nothing = |plan| Assessment {
+        drifts: Vec::new(),
+        plan,
+    };
+    let Some(observed) = observed else {
+        return nothing(if desired.deletion_requested {
+            Plan::Finalize
+        } else {
+            Plan::Provision
+        });
+    };
+    if desired.deletion_requested {
+        return nothing(if observed.deleting {
+            Plan::Wait
+        } else {
+            Plan::Deprovision
+        });
+    }
+    let drifts = drifts(desired, &effective(observed, in_flight));
+    let plan = if observed.deleting || !observed.ready || !in_flight.is_empty() {
+        // One change at a time per database; KubeDB would not start a
+        // request on a database that is not Ready anyway.
+        Plan::Wait
+    } else {
+        match drifts.iter().find(|d| !d.blocked) {
+            Some(d) => Plan::Fix(d.fix),
+            None if drifts.is_empty() => Plan::InSync,
+            None => Plan::Blocked,
+        }
+    };
+    Assessment { drifts, plan }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn size() -> impl Strategy<Value = Size> {
+        prop::sample::select(Size::ALL.to_vec())
+    }
+
+    fn desired() -> impl Strategy<Value = Desired> {
+        (size(), 1u32..=9, 10u32..=200, prop::bool::weighted(0.1)).prop_map(
+            |(size, replicas, storage_gb, deletion_requested)| Desired {
+                size,
+                replicas,
+                storage_gb,
+                deletion_requested,
+            },
+        )
+    }
+
+    fn observed() -> impl Strategy<Value = Observed> {
+        (
+            prop::option::weighted(0.9, size()),
+            1u32..=9,
+            10u32..=200,
+            prop::bool::weighted(0.9),
+            prop::bool::weighted(0.1),
+        )
+            .prop_map(|(size, replicas, storage_gb, ready, deleting)| Observed {
+                size,
+                replicas,
+                storage_gb,
+                ready,
+                deleting,
+            })
+    }
+
+    fn change() -> impl Strategy<Value = Change> {
+        prop_oneof![
+            size().prop_map(Change::Size),
+            (1u32..=9).prop_map(Change::Replicas),
+            (10u32..=200).prop_map(Change::StorageGb),
+        ]
+    }
+
+    /// Applies what a successful operation for `plan` does to the CR.
+    fn apply(observed: &mut Option<Observed>, desired: &Desired, plan: Plan) {
+        match plan {
+            Plan::Provision => {
+                *observed = Some(Observed {
+                    size: Some(desired.size),
+                    replicas: desired.replicas,
+                    storage_gb: desired.storage_gb,
+                    ready: true,
+                    deleting: false,
+                })
+            }
+            Plan::Deprovision => *observed = None,
+            Plan::Fix(c) => *observed = Some(effective(&observed.expect("fix needs a CR"), &[c])),
+            _ => {}
+        }
+    }
+
+    proptest! {
+        /// An in-flight request never causes a second one.
+        #[test]
+        fn in_flight_requests_block_new_operations(d in desired(), o in observed(), f in prop::collection::vec(change(), 1..3)) {
+            let a = assess(&d, Some(&o), &f);
+            prop_assert!(!matches!(a.plan, Plan::Fix(_) | Plan::Provision));
+        }
+
+        /// Drift is computed against the effective state: what an in-flight
+        /// request will bring is not drift.
+        #[test]
+        fn in_flight_targets_are_not_drift(d in desired(), o in observed(), c in change()) {
+            let covered = match c {
+                Change::Size(_) => Change::Size(d.size),
+                Change::Replicas(_) => Change::Replicas(d.replicas),
+                Change::StorageGb(_) => Change::StorageGb(d.storage_gb),
+            };
+            let a = assess(&Desired { deletion_requested: false, ..d }, Some(&o), &[covered]);
+            prop_assert!(a.drifts.iter().all(|x| x.field != covered.field()));
+        }
+
+        /// The plan fixes the first unblocked drifted field, in the order
+        /// storage, size, replicas, and targets the desired value.
+        #[test]
+        fn fixes_follow_the_field_order(d in desired(), o in observed()) {
+            let d = Desired { deletion_requested: false, ..d };
+            let o = Observed { ready: true, deleting: false, ..o };
+            let a = assess(&d, Some(&o), &[]);
+            let mut fields: Vec<Field> = a.drifts.iter().map(|x| x.field).collect();
+            let sorted = { let mut s = fields.clone(); s.sort(); s };
+            prop_assert_eq!(&fields, &sorted);
+            fields.dedup();
+            prop_assert_eq!(fields.len(), a.drifts.len());
+            match a.plan {
+                Plan::Fix(c) => {
+                    let first = a.drifts.iter().find(|x| !x.blocked).expect("a fix has a drift");
+                    prop_assert_eq!(first.fix, c);
+                    prop_assert_eq!(c, match c.field() {
+                        Field::Storage => Change::StorageGb(d.storage_gb),
+                        Field::Size => Change::Size(d.size),
+                        Field::Replicas => Change::Replicas(d.replicas),
+                    });
+                }
+                Plan::InSync => prop_assert!(a.drifts.is_empty()),
+                Plan::Blocked => prop_assert!(!a.drifts.is_empty() && a.drifts.iter().all(|x| x.blocked)),
+                other => prop_assert!(false, "unexpected plan {:?}", other),
+            }
+        }
+
+        /// No drift, no operation.
+        #[test]
+        fn in_sync_plans_nothing(d in desired(), ready in any::<bool>()) {
+            let d = Desired { deletion_requested: false, ..d };
+            let o = Observed { size: Some(d.size), replicas: d.replicas, storage_gb: d.storage_gb, ready, deleting: false };
+            let a = assess(&d, Some(&o), &[]);
+            prop_assert!(a.drifts.is_empty());
+            prop_assert!(a.plan.action(&d).is_none());
+        }
+
+        /// A CR being deleted (by hand: deletion is not desired) is never in
+        /// sync, and nothing is planned until it is gone and can be recreated.
+        #[test]
+        fn a_cr_being_deleted_is_waited_for(d in desired(), o in observed(), f in prop::collection::vec(change(), 0..2)) {
+            let d = Desired { deletion_requested: false, ..d };
+            let o = Observed { deleting: true, ..o };
+            prop_assert_eq!(assess(&d, Some(&o), &f).plan, Plan::Wait);
+        }
+
+        /// Storage never shrinks: a larger CR than desired is blocked drift.
+        #[test]
+        fn storage_never_shrinks(d in desired(), o in observed(), f in prop::collection::vec(change(), 0..2)) {
+            if let Plan::Fix(Change::StorageGb(g)) = assess(&d, Some(&o), &f).plan {
+                prop_assert!(g > effective(&o, &f).storage_gb);
+            }
+        }
+
+        /// Deletion wins over every other drift.
+        #[test]
+        fn deletion_takes_precedence(d in desired(), o in prop::option::of(observed()), f in prop::collection::vec(change(), 0..2)) {
+            let d = Desired { deletion_requested: true, ..d };
+            let plan = assess(&d, o.as_ref(), &f).plan;
+            let expected = match o {
+                None => Plan::Finalize,
+                Some(o) if o.deleting => Plan::Wait,
+                Some(_) => Plan::Deprovision,
+            };
+            prop_assert_eq!(plan, expected);
+        }
+
+        /// Applying each planned operation converges in at most four steps
+        /// (provision, storage, size, replicas) unless storage must shrink.
+        #[test]
+        fn plans_converge(d in desired(), o in prop::option::of(observed())) {
+            let mut current = o.map(|o| Observed { ready: true, deleting: false, ..o });
+            for _ in 0..5 {
+                let plan = assess(&d, current.as_ref(), &[]).plan;
+                if plan.action(&d).is_none() {
+                    let shrink = current.is_some_and(|c| c.storage_gb > d.storage_gb);
+                    prop_assert!(matches!(plan, Plan::InSync | Plan::Finalize) || (plan == Plan::Blocked && shrink));
+                    return Ok(());
+                }
+                apply(&mut current, &d, plan);
+            }
+            prop_assert!(false, "did not converge");
+        }
+    }
+
+    #[test]
+    fn example_rapid_updates_plan_one_operation_for_the_final_value() {
+        // Design example 3: small -> medium -> large before a pass: one
+        // operation, for large.
+        let o = Observed {
+            size: Some(Size::Small),
+            replicas: 3,
+            storage_gb: 50,
+            ready: true,
+            deleting: false,
+        };
+        let d = Desired {
+            size: Size::Large,
+            replicas: 3,
+            storage_gb: 50,
+            deletion_requested: false,
+        };
+        assert_eq!(
+            assess(&d, Some(&o), &[]).plan,
+            Plan::Fix(Change::Size(Size::Large))
+        );
+    }
+
+    #[test]
+    fn example_manual_change_is_reverted() {
+        // Design example 2: kubectl set replicas to 5; desired is 3.
+        let o = Observed {
+            size: Some(Size::Medium),
+            replicas: 5,
+            storage_gb: 50,
+            ready: true,
+            deleting: false,
+        };
+        let d = Desired {
+            size: Size::Medium,
+            replicas: 3,
+            storage_gb: 50,
+            deletion_requested: false,
+        };
+        assert_eq!(
+            assess(&d, Some(&o), &[]).plan,
+            Plan::Fix(Change::Replicas(3))
+        );
+    }
+}

@@ -1,0 +1,90 @@
+//! Command-line and environment configuration of the API, shared by the
+//! `dbaas-api` binary and the local-mode runner.
+
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::time::Duration;
+
+use super::Limits;
+
+/// HTTP settings. Every flag has an environment equivalent.
+#[derive(Clone, clap::Args)]
+pub struct ApiConfig {
+    /// Address and port to listen on.
+    #[arg(long, env = "DBAAS_LISTEN", default_value = "0.0.0.0:8000")]
+    pub listen: SocketAddr,
+
+    /// Bootstrap token for the admin routes (tenants and API keys). Unset,
+    /// the admin routes answer 401. Prefer the environment variable: flags
+    /// show in process listings.
+    #[arg(long, env = "DBAAS_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+}
+
+/// Per-request bounds, as flags with environment equivalents.
+#[derive(Debug, Clone, clap::Args)]
+pub struct LimitsConfig {
+    /// Longest a request may run, in milliseconds; slower requests are
+    /// answered 504.
+    #[arg(long, env = "DBAAS_REQUEST_TIMEOUT_MS", default_value_t = 5000,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub request_timeout_ms: u64,
+
+    /// Steady requests per second allowed per API key; more are answered 429.
+    #[arg(long, env = "DBAAS_RATE_LIMIT_PER_SECOND", default_value = "100")]
+    pub rate_limit_per_second: NonZeroU32,
+
+    /// Requests per API key allowed in a burst above the steady rate.
+    #[arg(long, env = "DBAAS_RATE_LIMIT_BURST", default_value = "200")]
+    pub rate_limit_burst: NonZeroU32,
+}
+
+impl LimitsConfig {
+    pub fn limits(&self) -> Limits {
+        Limits {
+            request_timeout: Duration::from_millis(self.request_timeout_ms),
+            rate_limit_per_second: self.rate_limit_per_second,
+            rate_limit_burst: self.rate_limit_burst,
+        }
+    }
+}
+
+impl std::fmt::Debug for ApiConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiConfig")
+            .field("listen", &self.listen)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("limits", &self.limits)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        api: ApiConfig,
+    }
+
+    #[test]
+    fn defaults_and_redaction() {
+        let cli = Cli::try_parse_from(["api", "--admin-token", "s3cret"]).unwrap();
+        let limits = cli.api.limits.limits();
+        assert_eq!(limits.request_timeout, Duration::from_secs(5));
+        assert_eq!(limits.rate_limit_per_second.get(), 100);
+        assert_eq!(limits.rate_limit_burst.get(), 200);
+        assert!(!format!("{:?}", cli.api).contains("s3cret"));
+        assert!(Cli::try_parse_from(["api", "--request-timeout-ms", "0"]).is_err());
+    }
+}

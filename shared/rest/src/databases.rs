@@ -1,0 +1,400 @@
+//! `/api/v1/databases`: declare, read, change and delete databases.
+//!
+//! Handlers only record desired state. They never create operations, never
+//! enqueue and never call Kubernetes: the reconciler notices the drift.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use chrono::{SubsecRound, Utc};
+use serde::Deserialize;
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Caller;
+use super::error::{ApiError, FieldError, Problem};
+use super::extract::{ApiJson, PathId, QueryParams};
+use super::page::{Page, id_cursor, parse_id_cursor};
+use super::validation::{check_create, check_patch, page_limit};
+use dbaas_core::domain::{Database, DatabaseStatus, Size};
+use dbaas_core::engine::Engine;
+use dbaas_store::{DatabaseQuery, DesiredChange};
+
+/// How often a PATCH or DELETE re-reads and retries when another writer
+/// changed the database between its read and its compare-and-set. Every
+/// failed attempt means another write succeeded, so this bounds waiting,
+/// not correctness.
+const CAS_ATTEMPTS: usize = 5;
+
+/// A database to create.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateDatabase {
+    /// A DNS-1123 label of at most 40 characters, unique within the tenant.
+    #[schema(example = "orders")]
+    pub name: String,
+    pub engine: Engine,
+    /// Engine version; defaults to the engine's default version.
+    #[schema(example = "16.4")]
+    pub version: Option<String>,
+    pub size: Size,
+    /// 1 to 9, within the engine's topology rules.
+    #[schema(example = 3, minimum = 1, maximum = 9)]
+    pub replicas: u32,
+    /// Storage in GiB, 10 to 10000.
+    #[schema(example = 50, minimum = 10, maximum = 10000)]
+    pub storage_gb: u32,
+}
+
+/// A change to desired state: at least one field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchDatabase {
+    pub size: Option<Size>,
+    #[schema(minimum = 1, maximum = 9)]
+    pub replicas: Option<u32>,
+    /// Storage in GiB; it can only grow.
+    #[schema(minimum = 10, maximum = 10000)]
+    pub storage_gb: Option<u32>,
+}
+
+impl PatchDatabase {
+    pub fn is_empty(&self) -> bool {
+        self.size.is_none() && self.replicas.is_none() && self.storage_gb.is_none()
+    }
+
+    /// The change that brings `db` to this patch, or `None` when the patch
+    /// asks for nothing new (so an idempotent PATCH does not bump the
+    /// generation and wake the reconciler).
+    fn change_for(&self, db: &Database) -> Option<DesiredChange> {
+        let size = self.size.filter(|s| *s != db.size);
+        let replicas = self.replicas.filter(|r| *r != db.replicas);
+        let storage_gb = self.storage_gb.filter(|g| *g != db.storage_gb);
+        if size.is_none() && replicas.is_none() && storage_gb.is_none() {
+            return None;
+        }
+        let observed = db.current_size.is_some()
+            || db.current_replicas.is_some()
+            || db.current_storage_gb.is_some();
+        let next = Database {
+            size: size.unwrap_or(db.size),
+            replicas: replicas.unwrap_or(db.replicas),
+            storage_gb: storage_gb.unwrap_or(db.storage_gb),
+            ..db.clone()
+        };
+        // Before the first observation the database is still provisioning;
+        // after it, a change that differs from what runs is an update.
+        let status = (observed && !next.in_sync()).then_some(DatabaseStatus::Updating);
+        Some(DesiredChange {
+            size,
+            replicas,
+            storage_gb,
+            delete: false,
+            status,
+        })
+    }
+}
+
+fn not_found(id: &str) -> ApiError {
+    ApiError::NotFound(format!("database {id} not found"))
+}
+
+/// The caller's database `id`. Another tenant's database answers exactly
+/// like an absent one.
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Database, ApiError> {
+    match state.store.get_database(id).await? {
+        Some(db) if db.tenant_id == caller.tenant_id => Ok(db),
+        _ => Err(not_found(id)),
+    }
+}
+
+/// The database as JSON with its ETag.
+fn respond(status: StatusCode, db: Database) -> Response {
+    (status, [(header::ETAG, db.etag())], Json(db)).into_response()
+}
+
+/// Whether an `If-Match` header list names `etag` (strong comparison;
+/// `*` matches any existing database).
+fn if_match_holds(headers: &HeaderMap, etag: &str) -> Option<bool> {
+    let mut values = headers.get_all(header::IF_MATCH).iter().peekable();
+    values.peek()?;
+    Some(
+        values
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .any(|t| t == "*" || t == etag),
+    )
+}
+
+/// Create a database.
+///
+/// Records the desired state with status `provisioning`; the reconciler
+/// provisions it.
+#[utoipa::path(
+    post, path = "/api/v1/databases", tag = "databases",
+    request_body(content = CreateDatabase, content_type = "application/json"),
+    responses(
+        (status = 201, description = "Declared", body = Database,
+            headers(("Location" = String, description = "URL of the database"), ("ETag" = String))),
+        (status = 400, description = "Malformed JSON or invalid UTF-8", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "The tenant has a database of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn create(
+    State(state): State<AppState>,
+    caller: Caller,
+    ApiJson(req): ApiJson<CreateDatabase>,
+) -> Result<Response, ApiError> {
+    check_create(&req)?;
+    // Stores keep milliseconds; answering with what a later GET returns.
+    let now = Utc::now().trunc_subsecs(3);
+    let mut db = Database::declared(
+        caller.tenant_id,
+        req.name,
+        req.engine,
+        req.size,
+        req.replicas,
+        req.storage_gb,
+        now,
+    );
+    if let Some(version) = req.version {
+        db.version = version;
+    }
+    match state.store.insert_database(&db).await {
+        Ok(()) => {}
+        Err(dbaas_core::Error::Conflict(_)) => {
+            return Err(ApiError::Conflict {
+                detail: format!("a database named {} already exists", db.name),
+                errors: vec![FieldError::new("name", "already exists")],
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let location = format!("/api/v1/databases/{}", db.id);
+    Ok((
+        [(header::LOCATION, location)],
+        respond(StatusCode::CREATED, db),
+    )
+        .into_response())
+}
+
+/// List the caller's databases, ordered by id.
+///
+/// Deleted databases are left out unless `status=deleted` is asked for.
+#[utoipa::path(
+    get, path = "/api/v1/databases", tag = "databases",
+    params(
+        ("limit" = Option<u32>, Query, minimum = 1, maximum = 200, description = "Page size, 1 to 200 (default 50)"),
+        ("cursor" = Option<String>, Query, description = "`next_cursor` of the previous page"),
+        ("engine" = Option<Engine>, Query, description = "Only this engine"),
+        ("status" = Option<DatabaseStatus>, Query, description = "Only this status"),
+    ),
+    responses(
+        (status = 200, description = "A page of databases", body = Page<Database>),
+        (status = 400, description = "Invalid query parameter", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn list(
+    State(state): State<AppState>,
+    caller: Caller,
+    mut params: QueryParams,
+) -> Result<Json<Page<Database>>, ApiError> {
+    let limit = page_limit(params.take("limit")?.as_deref())?;
+    let after_id = params
+        .take("cursor")?
+        .map(|c| parse_id_cursor(&c))
+        .transpose()?;
+    let engine = params
+        .take("engine")?
+        .map(|e| {
+            Engine::parse(&e)
+                .ok_or_else(|| ApiError::bad_request("engine", format!("unknown engine {e}")))
+        })
+        .transpose()?;
+    let status = params
+        .take("status")?
+        .map(|s| {
+            DatabaseStatus::parse(&s)
+                .ok_or_else(|| ApiError::bad_request("status", format!("unknown status {s}")))
+        })
+        .transpose()?;
+    params.finish()?;
+    let query = DatabaseQuery {
+        tenant_id: Some(caller.tenant_id),
+        engine,
+        status,
+        after_id,
+        exclude_deleted: status != Some(DatabaseStatus::Deleted),
+        limit: Some(limit + 1),
+    };
+    let items = state.store.list_databases(&query).await?;
+    Ok(Json(Page::from_overfetch(items, limit, |db| {
+        id_cursor(&db.id)
+    })))
+}
+
+/// Read a database: desired state, observed state and status.
+#[utoipa::path(
+    get, path = "/api/v1/databases/{id}", tag = "databases",
+    params(("id" = String, Path, description = "Database id")),
+    responses(
+        (status = 200, description = "The database", body = Database, headers(("ETag" = String))),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn get(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    Ok(respond(StatusCode::OK, find(&state, &caller, &id).await?))
+}
+
+/// Change desired size, replicas or storage.
+///
+/// A compare-and-set on the generation: concurrent PATCHes are applied one
+/// after another, the last accepted wins and none is lost. With `If-Match`,
+/// the PATCH applies only to that version.
+#[utoipa::path(
+    patch, path = "/api/v1/databases/{id}", tag = "databases",
+    params(
+        ("id" = String, Path, description = "Database id"),
+        ("If-Match" = Option<String>, Header, description = "Apply only if the ETag still matches"),
+    ),
+    request_body(content = PatchDatabase, content_type = "application/json"),
+    responses(
+        (status = 200, description = "Desired state recorded", body = Database, headers(("ETag" = String))),
+        (status = 400, description = "Empty patch or malformed JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Being deleted, or changed concurrently on every attempt", body = Problem, content_type = "application/problem+json"),
+        (status = 412, description = "If-Match does not match", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "Body over 64 KiB", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "Not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Invalid fields", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn patch(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+    headers: HeaderMap,
+    ApiJson(patch): ApiJson<PatchDatabase>,
+) -> Result<Response, ApiError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let db = find(&state, &caller, &id).await?;
+        if db.deletion_requested {
+            return Err(ApiError::conflict(format!(
+                "database {id} is being deleted"
+            )));
+        }
+        if if_match_holds(&headers, &db.etag()) == Some(false) {
+            return Err(ApiError::PreconditionFailed(format!(
+                "If-Match does not match the current ETag {}",
+                db.etag()
+            )));
+        }
+        check_patch(&db, &patch)?;
+        let Some(change) = patch.change_for(&db) else {
+            return Ok(respond(StatusCode::OK, db));
+        };
+        if let Some(updated) = state
+            .store
+            .update_desired(&id, db.generation, &change)
+            .await?
+        {
+            return Ok(respond(StatusCode::OK, updated));
+        }
+        // Another write landed since the read: re-read and re-check the
+        // patch against that write's result.
+    }
+    Err(ApiError::conflict(format!(
+        "database {id} kept changing concurrently; retry"
+    )))
+}
+
+/// Request deletion.
+///
+/// Records deletion as desired state (status `deleting`); the reconciler
+/// removes the cluster resources. Deleting again is accepted alike.
+#[utoipa::path(
+    delete, path = "/api/v1/databases/{id}", tag = "databases",
+    params(("id" = String, Path, description = "Database id")),
+    responses(
+        (status = 202, description = "Deletion recorded", body = Database, headers(("ETag" = String))),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn delete(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    let change = DesiredChange {
+        delete: true,
+        status: Some(DatabaseStatus::Deleting),
+        ..Default::default()
+    };
+    for _ in 0..CAS_ATTEMPTS {
+        let db = find(&state, &caller, &id).await?;
+        if db.deletion_requested {
+            return Ok(respond(StatusCode::ACCEPTED, db));
+        }
+        if let Some(updated) = state
+            .store
+            .update_desired(&id, db.generation, &change)
+            .await?
+        {
+            return Ok(respond(StatusCode::ACCEPTED, updated));
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "database {id} kept changing concurrently; retry"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn if_match_lists() {
+        let mut headers = HeaderMap::new();
+        assert_eq!(if_match_holds(&headers, "\"g2\""), None);
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("\"g1\", \"g2\""));
+        assert_eq!(if_match_holds(&headers, "\"g2\""), Some(true));
+        assert_eq!(if_match_holds(&headers, "\"g3\""), Some(false));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("W/\"g3\""));
+        assert_eq!(if_match_holds(&headers, "\"g3\""), Some(false));
+        headers.insert(header::IF_MATCH, HeaderValue::from_static("*"));
+        assert_eq!(if_match_holds(&headers, "\"g3\""), Some(true));
+    }
+}

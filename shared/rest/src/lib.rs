@@ -1,0 +1,168 @@
+//! The HTTP API: pre-checks, then desired state into the store.
+//!
+//! Handlers validate a request, authenticate its tenant and record what the
+//! tenant wants. They never plan operations, enqueue or touch the cluster:
+//! the reconciler sees the drift and acts on it. Every answer other than
+//! success is `application/problem+json` ([`error::ApiError`]).
+
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use tower::ServiceBuilder;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::{DefaultOnResponse, TraceLayer};
+use tracing::Level;
+
+use dbaas_store::Store;
+
+mod admin;
+mod auth;
+mod body;
+pub mod config;
+mod databases;
+pub mod error;
+mod extract;
+mod metrics;
+mod openapi;
+mod operations;
+mod page;
+mod system;
+mod validation;
+
+pub use admin::{NewApiKey, create_api_key, create_tenant};
+pub use error::ApiError;
+pub use openapi::ApiDoc;
+
+/// Largest request body accepted; larger ones are answered 413.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Per-request bounds.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Longest a request may run before it is answered 504.
+    pub request_timeout: Duration,
+    /// Steady requests per second per API key.
+    pub rate_limit_per_second: NonZeroU32,
+    /// Requests per API key allowed at once above the steady rate.
+    pub rate_limit_burst: NonZeroU32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            request_timeout: Duration::from_secs(5),
+            rate_limit_per_second: NonZeroU32::new(100).expect("non-zero"),
+            rate_limit_burst: NonZeroU32::new(200).expect("non-zero"),
+        }
+    }
+}
+
+/// What every handler shares: the store, the admin token and the limits.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Arc<dyn Store>,
+    /// The bootstrap admin token; `None` disables the admin routes.
+    pub admin_token: Option<String>,
+    pub limits: Limits,
+    rate_limiter: Arc<auth::RateLimiter>,
+    metrics: Arc<metrics::Metrics>,
+}
+
+impl AppState {
+    /// An empty token counts as none, so `DBAAS_ADMIN_TOKEN=` cannot open
+    /// the admin routes to an empty bearer.
+    pub fn new(store: Arc<dyn Store>, admin_token: Option<String>, limits: Limits) -> Self {
+        let rate_limiter = Arc::new(auth::RateLimiter::new(
+            limits.rate_limit_per_second,
+            limits.rate_limit_burst,
+        ));
+        AppState {
+            store,
+            admin_token: admin_token.filter(|t| !t.is_empty()),
+            limits,
+            rate_limiter,
+            metrics: Arc::new(metrics::Metrics::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for AppState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AppState")
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The whole API as one router, around any [`Store`].
+pub fn router(state: AppState) -> Router {
+    let layers = ServiceBuilder::new()
+        .layer(
+            // One event per request: method, route and path, never headers
+            // (they carry keys).
+            TraceLayer::new_for_http()
+                .make_span_with(|req: &Request| {
+                    let route = req.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+                    tracing::info_span!("request", method = %req.method(), route, path = %req.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO)),
+        )
+        .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .layer(middleware::from_fn_with_state(state.limits.request_timeout, deadline));
+
+    Router::new()
+        .route(
+            "/api/v1/databases",
+            get(databases::list).post(databases::create),
+        )
+        .route(
+            "/api/v1/databases/{id}",
+            get(databases::get)
+                .patch(databases::patch)
+                .delete(databases::delete),
+        )
+        .route("/api/v1/operations", get(operations::list))
+        .route("/api/v1/operations/{id}", get(operations::get))
+        .route("/api/v1/admin/tenants", post(admin::post_tenant))
+        .route(
+            "/api/v1/admin/tenants/{id}/api-keys",
+            post(admin::post_api_key),
+        )
+        .route("/healthz", get(system::healthz))
+        .route("/readyz", get(system::readyz))
+        .route("/metrics", get(system::metrics))
+        .route("/openapi.json", get(system::openapi))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(body::buffer_body))
+        .layer(layers)
+        .with_state(state)
+}
+
+/// Bounds every request: a slow store makes a 504, never a hung client.
+async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::Timeout(limit).into_response(),
+    }
+}
+
+async fn not_found(req: Request) -> ApiError {
+    ApiError::NotFound(format!("no route for {}", req.uri().path()))
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

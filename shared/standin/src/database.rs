@@ -1,0 +1,258 @@
+//! Database CRs: provisioning, observed generation and deletion.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use chrono::{DateTime, Utc};
+use serde_json::{Value, json};
+
+use super::{
+    Standin, StepReport, condition, conditions, created, elapsed, generation, set_condition,
+};
+use dbaas_cluster::Kind;
+use dbaas_core::domain::random_token;
+use dbaas_core::engine::Engine;
+use dbaas_core::error::{Error, Result};
+use dbaas_core::kubedb::{
+    DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER, name_of, namespace_of, timestamp,
+};
+
+/// The condition that marks the start of provisioning; its time is when
+/// the provisioning delay started.
+const PROVISIONING_STARTED: &str = "ProvisioningStarted";
+
+impl Standin {
+    pub(super) async fn database(
+        &self,
+        engine: Engine,
+        obj: &Value,
+        now: DateTime<Utc>,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let kind = Kind::database(engine);
+        if !obj["metadata"]["deletionTimestamp"].is_null() {
+            return self.deleting(&kind, obj, now, report).await;
+        }
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        let phase = obj["status"]["phase"]
+            .as_str()
+            .and_then(DatabasePhase::parse);
+        match phase {
+            None => {
+                let mut finalizers = finalizers(obj);
+                if !finalizers.iter().any(|f| f == KUBEDB_FINALIZER) {
+                    finalizers.push(KUBEDB_FINALIZER.to_string());
+                    let patch = json!({"metadata": {
+                        "finalizers": finalizers,
+                        "resourceVersion": obj["metadata"]["resourceVersion"],
+                    }});
+                    self.cluster.merge_patch(&kind, ns, name, &patch).await?;
+                }
+                let started = condition(
+                    PROVISIONING_STARTED,
+                    true,
+                    "DatabaseProvisioningStartedSuccessfully",
+                    "The KubeDB operator has started the provisioning",
+                    now,
+                    generation(obj),
+                );
+                let patch = json!({"status": {"phase": "Provisioning", "conditions": [started]}});
+                self.cluster
+                    .merge_patch_status(&kind, ns, name, &patch)
+                    .await?;
+                report.record(&kind, obj, "Provisioning");
+            }
+            Some(DatabasePhase::Provisioning) => {
+                let since = conditions(obj)
+                    .iter()
+                    .find(|c| c["type"] == PROVISIONING_STARTED)
+                    .and_then(|c| timestamp(&c["lastTransitionTime"]))
+                    .or_else(|| created(obj));
+                if !elapsed(since, self.config.provision_delay, now) {
+                    return Ok(());
+                }
+                let obj = self.ensure_auth_secret(engine, &kind, obj).await?;
+                let mut list = conditions(&obj);
+                let generation = generation(&obj);
+                for (type_, reason, message) in [
+                    (
+                        "ReplicaReady",
+                        "AllReplicasReady",
+                        "All desired replicas are ready.",
+                    ),
+                    (
+                        "AcceptingConnection",
+                        "DatabaseAcceptingConnectionRequest",
+                        "The database is accepting connections",
+                    ),
+                    ("Ready", "AllReplicasReady", "The database is ready"),
+                    (
+                        "Provisioned",
+                        "DatabaseSuccessfullyProvisioned",
+                        "The database has been provisioned",
+                    ),
+                ] {
+                    set_condition(
+                        &mut list,
+                        condition(type_, true, reason, message, now, generation),
+                    );
+                }
+                let patch = json!({"status": {
+                    "phase": "Ready",
+                    "observedGeneration": generation,
+                    "conditions": list,
+                    "authSecret": {"lastUpdateTimestamp": rfc3339_secs(now)},
+                }});
+                self.cluster
+                    .merge_patch_status(&kind, ns, name, &patch)
+                    .await?;
+                report.record(&kind, &obj, "Ready");
+            }
+            Some(_) => {
+                // KubeDB reconciles spec edits (its own, after a successful
+                // OpsRequest, included) and reports them observed.
+                let generation = generation(obj);
+                if obj["status"]["observedGeneration"].as_u64() != Some(generation) {
+                    let patch = json!({"status": {"observedGeneration": generation}});
+                    self.cluster
+                        .merge_patch_status(&kind, ns, name, &patch)
+                        .await?;
+                    report.record(&kind, obj, format!("ObservedGeneration {generation}"));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the `<name>-auth` Secret (or the one `spec.authSecret` names)
+    /// if missing and records its name in the spec, as KubeDB does. Returns
+    /// the database as it is afterwards.
+    async fn ensure_auth_secret(&self, engine: Engine, kind: &Kind, obj: &Value) -> Result<Value> {
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        let secret_name = auth_secret_name(obj);
+        let username = match engine {
+            Engine::Postgres => "postgres",
+            Engine::Redis => "default",
+            Engine::Mongodb | Engine::Mysql | Engine::Mariadb => "root",
+        };
+        let secret = json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {
+                "name": secret_name,
+                "namespace": ns,
+                "labels": {
+                    "app.kubernetes.io/instance": name,
+                    "app.kubernetes.io/managed-by": "kubedb.com",
+                    "app.kubernetes.io/name": format!("{}.kubedb.com", kind.plural),
+                },
+            },
+            "type": "kubernetes.io/basic-auth",
+            "data": {
+                "username": B64.encode(username),
+                "password": B64.encode(random_token(24)),
+            },
+        });
+        match self.cluster.create(&Kind::secret(), ns, &secret).await {
+            // A pass that stopped half-way already made it: keep its password.
+            Ok(_) | Err(Error::AlreadyExists(_)) => {}
+            Err(e) => return Err(e),
+        }
+        if obj["spec"]["authSecret"]["name"].as_str() == Some(secret_name.as_str()) {
+            return Ok(obj.clone());
+        }
+        let patch = json!({"spec": {"authSecret": {"name": secret_name}}});
+        self.cluster.merge_patch(kind, ns, name, &patch).await
+    }
+
+    /// A database with a deletionTimestamp: honour `spec.deletionPolicy`
+    /// (KubeDB's default is Delete).
+    async fn deleting(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        now: DateTime<Utc>,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let finalizers = finalizers(obj);
+        if !finalizers.iter().any(|f| f == KUBEDB_FINALIZER) {
+            // Not ours (yet) to release.
+            return Ok(());
+        }
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        let policy = obj["spec"]["deletionPolicy"]
+            .as_str()
+            .and_then(DeletionPolicy::parse)
+            .unwrap_or(DeletionPolicy::Delete);
+        match policy {
+            DeletionPolicy::DoNotTerminate => {
+                let blocked = conditions(obj)
+                    .iter()
+                    .any(|c| c["type"] == "DeletionBlocked" && c["status"] == "True");
+                if !blocked {
+                    let mut list = conditions(obj);
+                    set_condition(
+                        &mut list,
+                        condition(
+                            "DeletionBlocked",
+                            true,
+                            "DeletionPolicyDoNotTerminate",
+                            "spec.deletionPolicy is DoNotTerminate: set it to Halt, Delete or WipeOut to let the deletion proceed",
+                            now,
+                            generation(obj),
+                        ),
+                    );
+                    let patch = json!({"status": {"conditions": list}});
+                    self.cluster
+                        .merge_patch_status(kind, ns, name, &patch)
+                        .await?;
+                    report.record(kind, obj, "DeletionBlocked");
+                }
+                return Ok(());
+            }
+            // Halt and Delete keep the credentials (and, in KubeDB, Halt the
+            // volumes too) so the database can be brought back.
+            DeletionPolicy::Halt | DeletionPolicy::Delete => {}
+            DeletionPolicy::WipeOut => {
+                self.cluster
+                    .delete(&Kind::secret(), ns, &auth_secret_name(obj))
+                    .await?;
+            }
+        }
+        let rest: Vec<&String> = finalizers
+            .iter()
+            .filter(|f| *f != KUBEDB_FINALIZER)
+            .collect();
+        let patch = json!({"metadata": {
+            "finalizers": rest,
+            "resourceVersion": obj["metadata"]["resourceVersion"],
+        }});
+        self.cluster.merge_patch(kind, ns, name, &patch).await?;
+        report.record(kind, obj, format!("Deleted ({})", policy.as_str()));
+        Ok(())
+    }
+}
+
+/// The name of a database's auth Secret.
+fn auth_secret_name(obj: &Value) -> String {
+    match obj["spec"]["authSecret"]["name"].as_str() {
+        Some(n) if !n.is_empty() => n.to_string(),
+        _ => format!("{}-auth", name_of(obj).unwrap_or_default()),
+    }
+}
+
+fn finalizers(obj: &Value) -> Vec<String> {
+    obj["metadata"]["finalizers"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(Value::as_str)
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `status.authSecret.lastUpdateTimestamp` is a metav1.Time: whole seconds.
+fn rfc3339_secs(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}

@@ -1,0 +1,185 @@
+//! The store: source of truth for tenants, keys, databases and operations.
+//!
+//! Two adapters implement [`Store`]: MongoDB (the official driver; FerretDB
+//! in tests) and an embedded SQLite file for the one-command local mode.
+//! Both pass the same conformance suite (`dbaas-testkit`'s `store_suite`).
+//! Each adapter is behind a cargo feature (`mongo`, `sqlite`), so a binary
+//! compiles only the driver it uses.
+//!
+//! Neither relies on multi-document transactions (FerretDB has none): every
+//! method is one single-document update, and every compare-and-set encodes
+//! its precondition in the update's filter. FerretDB 1.x applies such an
+//! update as read-modify-write in its own process, so it is not atomic there;
+//! the MongoDB adapter therefore takes a short per-record lock (a unique
+//! insert, which FerretDB does make atomic) around each update. See
+//! `mongo` for the details and the one race left after a crash. Desired fields and
+//! observed fields are set field by field, never by saving a whole document,
+//! so the API and the reconciler never overwrite each other's writes.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use dbaas_core::domain::{
+    ApiKeyRecord, Condition, Database, DatabaseStatus, Operation, OperationStatus, Size, Tenant,
+};
+use dbaas_core::engine::Engine;
+use dbaas_core::error::Result;
+
+mod args;
+#[cfg(feature = "sqlite")]
+pub mod embedded;
+#[cfg(feature = "mongo")]
+pub mod mongo;
+
+pub use args::StoreArgs;
+
+/// Filters and page of a database listing, ordered by id.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseQuery {
+    /// Only this tenant's databases (None: all tenants, for the reconciler).
+    pub tenant_id: Option<String>,
+    pub engine: Option<Engine>,
+    pub status: Option<DatabaseStatus>,
+    /// Only ids greater than this (the cursor).
+    pub after_id: Option<String>,
+    /// Leave out databases whose deletion is finished.
+    pub exclude_deleted: bool,
+    pub limit: Option<usize>,
+}
+
+/// Filters and page of an operation listing, newest first
+/// (`created_at` descending, then `id` descending).
+#[derive(Debug, Clone, Default)]
+pub struct OperationQuery {
+    pub tenant_id: Option<String>,
+    pub database_id: Option<String>,
+    /// Only operations in one of these states (empty: any).
+    pub statuses: Vec<OperationStatus>,
+    /// Only operations strictly older than this `(created_at, id)` (the cursor).
+    pub before: Option<(DateTime<Utc>, String)>,
+    pub limit: Option<usize>,
+}
+
+/// A change to desired state; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DesiredChange {
+    pub size: Option<Size>,
+    pub replicas: Option<u32>,
+    pub storage_gb: Option<u32>,
+    /// Request deletion (never un-requested).
+    pub delete: bool,
+    /// Status to show with the change (`updating`, `deleting`).
+    pub status: Option<DatabaseStatus>,
+}
+
+/// Observed-state fields to set; `None` leaves a field as it is.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ObservedUpdate {
+    pub current_size: Option<Size>,
+    pub current_replicas: Option<u32>,
+    pub current_storage_gb: Option<u32>,
+    pub observed_generation: Option<u64>,
+    pub status: Option<DatabaseStatus>,
+    pub conditions: Option<Vec<Condition>>,
+}
+
+/// Operation fields to set; `None` leaves a field as it is, `Some(None)`
+/// clears a nullable one.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OperationUpdate {
+    pub status: Option<OperationStatus>,
+    pub attempts: Option<u32>,
+    pub error: Option<Option<String>>,
+    pub ops_request_name: Option<Option<String>>,
+    pub ops_request_phase: Option<Option<String>>,
+    pub claimed_until: Option<Option<DateTime<Utc>>>,
+    pub next_attempt_at: Option<Option<DateTime<Utc>>>,
+    pub finished_at: Option<Option<DateTime<Utc>>>,
+}
+
+/// Persistent state of the control plane.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap round trip, for readiness checks.
+    async fn ping(&self) -> Result<()>;
+
+    /// `Error::Conflict` if a tenant with this name exists.
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<()>;
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>>;
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()>;
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>>;
+
+    /// `Error::Conflict` if the tenant already has a database of this name
+    /// that is not deleted.
+    async fn insert_database(&self, db: &Database) -> Result<()>;
+    async fn get_database(&self, id: &str) -> Result<Option<Database>>;
+    async fn list_databases(&self, query: &DatabaseQuery) -> Result<Vec<Database>>;
+
+    /// Applies `change` and bumps `generation` by one, only if the database
+    /// exists, its generation is `expected_generation`, and its deletion was
+    /// not requested. Returns the updated database, or `None` when the
+    /// precondition failed.
+    async fn update_desired(
+        &self,
+        id: &str,
+        expected_generation: u64,
+        change: &DesiredChange,
+    ) -> Result<Option<Database>>;
+
+    /// Sets observed fields. Returns false if the database does not exist.
+    async fn update_observed(&self, id: &str, update: &ObservedUpdate) -> Result<bool>;
+
+    /// Records `operation_id` as the database's active operation, only if it
+    /// has none and its `operation_seq` is `expected_seq`; bumps the seq.
+    async fn begin_operation(
+        &self,
+        id: &str,
+        operation_id: &str,
+        expected_seq: u64,
+    ) -> Result<bool>;
+    /// Clears the active operation, only if it is `operation_id`.
+    async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool>;
+
+    /// Marks the database deleted and frees its name for reuse.
+    async fn finalize_deletion(&self, id: &str) -> Result<bool>;
+
+    /// Inserts the operation unless one with its id exists: returns false
+    /// then (a re-planned operation is the same operation).
+    async fn insert_operation(&self, op: &Operation) -> Result<bool>;
+    async fn get_operation(&self, id: &str) -> Result<Option<Operation>>;
+    async fn list_operations(&self, query: &OperationQuery) -> Result<Vec<Operation>>;
+
+    /// Sets fields of the operation only if its status is one of `expected`.
+    /// Returns the updated operation, or `None` when the precondition failed.
+    async fn update_operation(
+        &self,
+        id: &str,
+        expected: &[OperationStatus],
+        update: &OperationUpdate,
+    ) -> Result<Option<Operation>>;
+
+    /// Sets fields of a running operation only while the worker whose
+    /// claim token is `claim` holds it. `None` when the claim was lost (it
+    /// expired and another worker claimed the operation, or it ended).
+    async fn update_claimed_operation(
+        &self,
+        id: &str,
+        claim: &str,
+        update: &OperationUpdate,
+    ) -> Result<Option<Operation>>;
+
+    /// Claims the operation for the worker with token `claim` until
+    /// `until`: only if it is pending, or running with a claim that expired
+    /// before `now`.
+    async fn claim_operation(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        claim: &str,
+    ) -> Result<Option<Operation>>;
+
+    /// Adds `by` to the named durable counter and returns the new total
+    /// (running totals behind monotonic Prometheus counters).
+    async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64>;
+}

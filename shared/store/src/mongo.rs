@@ -1,0 +1,969 @@
+//! The MongoDB adapter (tested against FerretDB).
+//!
+//! Every write is one single-document operation whose filter carries the
+//! precondition (`find_one_and_update` returning the document after the
+//! update), and updates `$set` individual fields, so desired and observed
+//! state never overwrite each other. Dates are stored as BSON dates so range
+//! filters compare them correctly; that truncates them to milliseconds.
+//!
+//! Uniqueness lives in indexes: `databases.name_key` is `<tenant>/<name>`
+//! while a database lives and becomes `<tenant>/<name>/deleted/<id>` once
+//! its deletion is finalized, which frees the name. No partial indexes or
+//! collations are used (FerretDB 1.x does not support them).
+//!
+//! FerretDB 1.x does not apply an update atomically: it reads the document,
+//! applies the update in memory and writes the whole document back
+//! (FerretDB issue 2168), so concurrent updates of one document lose writes
+//! and conditional updates can all succeed. Inserts are atomic (unique
+//! indexes hold), so every update of an existing document first takes a
+//! short write lock: a document in the `locks` collection whose `_id` names
+//! the record. On MongoDB the lock is redundant but harmless.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
+use mongodb::{Client, Collection, IndexModel};
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+use tokio::sync::OnceCell;
+use tokio::time::Instant;
+
+use super::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
+use dbaas_core::domain::{
+    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus,
+    OperationType, Size, Tenant, random_token,
+};
+use dbaas_core::engine::Engine;
+use dbaas_core::error::{Error, Result};
+
+/// How long an operation waits for a reachable server unless the URI says
+/// otherwise (`serverSelectionTimeoutMS`): short, so a store outage fails
+/// requests fast instead of piling them up.
+pub const DEFAULT_SERVER_SELECTION_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a write lock holds: far longer than the one update it guards,
+/// so only a holder that died loses it to the next writer.
+const LOCK_LEASE: Duration = Duration::from_secs(10);
+/// How long a write waits for a lock; longer than the lease, so a dead
+/// holder's lock is always taken over before a writer gives up.
+const LOCK_WAIT: Duration = Duration::from_secs(15);
+const LOCK_MAX_BACKOFF: Duration = Duration::from_millis(50);
+
+/// A [`Store`] on a MongoDB database.
+#[derive(Clone)]
+pub struct MongoStore {
+    tenants: Collection<TenantDoc>,
+    api_keys: Collection<ApiKeyDoc>,
+    databases: Collection<DatabaseDoc>,
+    operations: Collection<OperationDoc>,
+    counters: Collection<Document>,
+    locks: Collection<Document>,
+    database: mongodb::Database,
+    indexes: std::sync::Arc<OnceCell<()>>,
+}
+
+impl MongoStore {
+    /// A store on `database` at `uri`. Does not connect: the driver connects
+    /// on first use, so a process starts even while the server is down.
+    pub async fn new(uri: &str, database: &str) -> Result<Self> {
+        Self::with_server_selection_timeout(uri, database, DEFAULT_SERVER_SELECTION_TIMEOUT).await
+    }
+
+    /// Like [`MongoStore::new`], with the time an operation waits for a
+    /// server (used when the URI does not set `serverSelectionTimeoutMS`).
+    pub async fn with_server_selection_timeout(
+        uri: &str,
+        database: &str,
+        timeout: Duration,
+    ) -> Result<Self> {
+        // Parsing only resolves DNS for `mongodb+srv` URIs; it never connects.
+        let mut options = ClientOptions::parse(uri).await.map_err(store_err)?;
+        options.server_selection_timeout.get_or_insert(timeout);
+        options.connect_timeout.get_or_insert(timeout);
+        let client = Client::with_options(options).map_err(store_err)?;
+        let db = client.database(database);
+        Ok(MongoStore {
+            tenants: db.collection("tenants"),
+            api_keys: db.collection("api_keys"),
+            databases: db.collection("databases"),
+            operations: db.collection("operations"),
+            counters: db.collection("counters"),
+            locks: db.collection("locks"),
+            database: db,
+            indexes: Default::default(),
+        })
+    }
+
+    /// Creates the indexes (idempotent). Inserts that rely on a unique index
+    /// call this first, once per process.
+    pub async fn ensure_indexes(&self) -> Result<()> {
+        self.indexes
+            .get_or_try_init(|| self.create_indexes())
+            .await
+            .map(|_| ())
+    }
+
+    async fn create_indexes(&self) -> Result<()> {
+        const INDEXES: [IndexSpec; 9] = [
+            ("tenants", "name_unique", &[("name", 1)], true),
+            ("api_keys", "tenant", &[("tenant_id", 1)], false),
+            ("databases", "name_key_unique", &[("name_key", 1)], true),
+            (
+                "databases",
+                "tenant_id",
+                &[("tenant_id", 1), ("_id", 1)],
+                false,
+            ),
+            ("databases", "status", &[("status", 1)], false),
+            (
+                "operations",
+                "database_created",
+                &[("database_id", 1), ("created_at", -1)],
+                false,
+            ),
+            (
+                "operations",
+                "tenant_created",
+                &[("tenant_id", 1), ("created_at", -1)],
+                false,
+            ),
+            (
+                "operations",
+                "created",
+                &[("created_at", -1), ("_id", -1)],
+                false,
+            ),
+            ("operations", "status", &[("status", 1)], false),
+        ];
+        for (collection, name, keys, unique) in INDEXES {
+            let keys: Document = keys
+                .iter()
+                .map(|(k, dir)| (k.to_string(), Bson::Int32(*dir)))
+                .collect();
+            let options = IndexOptions::builder()
+                .name(name.to_string())
+                .unique(unique)
+                .build();
+            // One index per command: FerretDB 1.24 drops the connection when
+            // a createIndexes naming several indexes finds them all existing.
+            self.database
+                .collection::<Document>(collection)
+                .create_index(IndexModel::builder().keys(keys).options(options).build())
+                .await.map_err(store_err)?;
+        }
+        Ok(())
+    }
+
+    /// The underlying database handle (for administration and tests).
+    pub fn database(&self) -> &mongodb::Database {
+        &self.database
+    }
+}
+
+/// Collection, index name, keys with their directions, and uniqueness.
+type IndexSpec = (
+    &'static str,
+    &'static str,
+    &'static [(&'static str, i32)],
+    bool,
+);
+
+/// A date as stored: milliseconds, the precision of a BSON date.
+fn bdate(t: DateTime<Utc>) -> bson::DateTime {
+    bson::DateTime::from_millis(t.timestamp_millis())
+}
+
+fn cdate(t: bson::DateTime) -> Result<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(t.timestamp_millis())
+        .ok_or_else(|| Error::Store(format!("date out of range: {t}").into()))
+}
+
+fn int(v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| Error::Store(format!("{v} does not fit a 64-bit signed integer").into()))
+}
+
+fn uint<T: TryFrom<i64>>(v: i64, field: &str) -> Result<T> {
+    T::try_from(v).map_err(|_| Error::Store(format!("stored {field} out of range: {v}").into()))
+}
+
+fn bson_err(e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Store(Box::new(e))
+}
+
+/// The driver's error as the store's: a duplicate key is a conflict.
+fn store_err(e: mongodb::error::Error) -> Error {
+    if is_duplicate_key(&e) {
+        return Error::Conflict(e.to_string());
+    }
+    Error::Store(Box::new(e))
+}
+
+fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == 11000,
+        ErrorKind::Command(c) => c.code == 11000,
+        ErrorKind::InsertMany(i) => i
+            .write_errors
+            .as_ref()
+            .is_some_and(|ws| ws.iter().any(|w| w.code == 11000)),
+        _ => false,
+    }
+}
+
+fn name_key(tenant_id: &str, name: &str) -> String {
+    format!("{tenant_id}/{name}")
+}
+
+fn deleted_name_key(tenant_id: &str, name: &str, id: &str) -> String {
+    format!("{tenant_id}/{name}/deleted/{id}")
+}
+
+fn opt_date(t: Option<DateTime<Utc>>) -> Bson {
+    t.map_or(Bson::Null, |t| Bson::DateTime(bdate(t)))
+}
+
+fn opt_str(s: Option<String>) -> Bson {
+    s.map_or(Bson::Null, Bson::String)
+}
+
+#[derive(Serialize, Deserialize)]
+struct TenantDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    name: String,
+    created_at: bson::DateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ApiKeyDoc {
+    #[serde(rename = "_id")]
+    key_hash: String,
+    prefix: String,
+    tenant_id: String,
+    created_at: bson::DateTime,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConditionDoc {
+    #[serde(rename = "type")]
+    type_: String,
+    status: String,
+    reason: String,
+    message: String,
+    last_transition_time: bson::DateTime,
+}
+
+impl From<&Condition> for ConditionDoc {
+    fn from(c: &Condition) -> Self {
+        ConditionDoc {
+            type_: c.type_.clone(),
+            status: c.status.clone(),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+            last_transition_time: bdate(c.last_transition_time),
+        }
+    }
+}
+
+impl TryFrom<ConditionDoc> for Condition {
+    type Error = Error;
+    fn try_from(c: ConditionDoc) -> Result<Self> {
+        Ok(Condition {
+            type_: c.type_,
+            status: c.status,
+            reason: c.reason,
+            message: c.message,
+            last_transition_time: cdate(c.last_transition_time)?,
+        })
+    }
+}
+
+/// A database as stored; integers are i64 because BSON has no unsigned types.
+#[derive(Serialize, Deserialize)]
+struct DatabaseDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    name_key: String,
+    tenant_id: String,
+    name: String,
+    engine: Engine,
+    version: String,
+    size: Size,
+    replicas: i64,
+    storage_gb: i64,
+    current_size: Option<Size>,
+    current_replicas: Option<i64>,
+    current_storage_gb: Option<i64>,
+    deletion_requested: bool,
+    generation: i64,
+    observed_generation: i64,
+    status: DatabaseStatus,
+    conditions: Vec<ConditionDoc>,
+    active_operation_id: Option<String>,
+    operation_seq: i64,
+    created_at: bson::DateTime,
+    updated_at: bson::DateTime,
+}
+
+impl DatabaseDoc {
+    fn from_domain(d: &Database) -> Result<Self> {
+        let name_key = if d.status == DatabaseStatus::Deleted {
+            deleted_name_key(&d.tenant_id, &d.name, &d.id)
+        } else {
+            name_key(&d.tenant_id, &d.name)
+        };
+        Ok(DatabaseDoc {
+            id: d.id.clone(),
+            name_key,
+            tenant_id: d.tenant_id.clone(),
+            name: d.name.clone(),
+            engine: d.engine,
+            version: d.version.clone(),
+            size: d.size,
+            replicas: d.replicas.into(),
+            storage_gb: d.storage_gb.into(),
+            current_size: d.current_size,
+            current_replicas: d.current_replicas.map(Into::into),
+            current_storage_gb: d.current_storage_gb.map(Into::into),
+            deletion_requested: d.deletion_requested,
+            generation: int(d.generation)?,
+            observed_generation: int(d.observed_generation)?,
+            status: d.status,
+            conditions: d.conditions.iter().map(ConditionDoc::from).collect(),
+            active_operation_id: d.active_operation_id.clone(),
+            operation_seq: int(d.operation_seq)?,
+            created_at: bdate(d.created_at),
+            updated_at: bdate(d.updated_at),
+        })
+    }
+
+    fn into_domain(self) -> Result<Database> {
+        Ok(Database {
+            id: self.id,
+            tenant_id: self.tenant_id,
+            name: self.name,
+            engine: self.engine,
+            version: self.version,
+            size: self.size,
+            replicas: uint(self.replicas, "replicas")?,
+            storage_gb: uint(self.storage_gb, "storage_gb")?,
+            current_size: self.current_size,
+            current_replicas: self
+                .current_replicas
+                .map(|v| uint(v, "current_replicas"))
+                .transpose()?,
+            current_storage_gb: self
+                .current_storage_gb
+                .map(|v| uint(v, "current_storage_gb"))
+                .transpose()?,
+            deletion_requested: self.deletion_requested,
+            generation: uint(self.generation, "generation")?,
+            observed_generation: uint(self.observed_generation, "observed_generation")?,
+            status: self.status,
+            conditions: self
+                .conditions
+                .into_iter()
+                .map(Condition::try_from)
+                .collect::<Result<_>>()?,
+            active_operation_id: self.active_operation_id,
+            operation_seq: uint(self.operation_seq, "operation_seq")?,
+            created_at: cdate(self.created_at)?,
+            updated_at: cdate(self.updated_at)?,
+        })
+    }
+}
+
+/// An operation as stored.
+#[derive(Serialize, Deserialize)]
+struct OperationDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    database_id: String,
+    tenant_id: String,
+    #[serde(rename = "type")]
+    type_: OperationType,
+    desired_state: DesiredState,
+    target_generation: i64,
+    status: OperationStatus,
+    attempts: i64,
+    error: Option<String>,
+    ops_request_name: Option<String>,
+    ops_request_phase: Option<String>,
+    claimed_until: Option<bson::DateTime>,
+    #[serde(default)]
+    claimed_by: Option<String>,
+    next_attempt_at: Option<bson::DateTime>,
+    created_at: bson::DateTime,
+    updated_at: bson::DateTime,
+    finished_at: Option<bson::DateTime>,
+}
+
+impl OperationDoc {
+    fn from_domain(o: &Operation) -> Result<Self> {
+        Ok(OperationDoc {
+            id: o.id.clone(),
+            database_id: o.database_id.clone(),
+            tenant_id: o.tenant_id.clone(),
+            type_: o.type_(),
+            desired_state: o.action.desired_state(),
+            target_generation: int(o.target_generation)?,
+            status: o.status,
+            attempts: o.attempts.into(),
+            error: o.error.clone(),
+            ops_request_name: o.ops_request_name.clone(),
+            ops_request_phase: o.ops_request_phase.clone(),
+            claimed_until: o.claimed_until.map(bdate),
+            claimed_by: o.claimed_by.clone(),
+            next_attempt_at: o.next_attempt_at.map(bdate),
+            created_at: bdate(o.created_at),
+            updated_at: bdate(o.updated_at),
+            finished_at: o.finished_at.map(bdate),
+        })
+    }
+
+    fn into_domain(self) -> Result<Operation> {
+        let action = Action::from_wire(self.type_, &self.desired_state).ok_or_else(|| {
+            Error::Store(
+                format!(
+                    "stored operation {} of type {} lacks its target",
+                    self.id,
+                    self.type_.as_str()
+                )
+                .into(),
+            )
+        })?;
+        Ok(Operation {
+            id: self.id,
+            database_id: self.database_id,
+            tenant_id: self.tenant_id,
+            action,
+            target_generation: uint(self.target_generation, "target_generation")?,
+            status: self.status,
+            attempts: uint(self.attempts, "attempts")?,
+            error: self.error,
+            ops_request_name: self.ops_request_name,
+            ops_request_phase: self.ops_request_phase,
+            claimed_until: self.claimed_until.map(cdate).transpose()?,
+            claimed_by: self.claimed_by,
+            next_attempt_at: self.next_attempt_at.map(cdate).transpose()?,
+            created_at: cdate(self.created_at)?,
+            updated_at: cdate(self.updated_at)?,
+            finished_at: self.finished_at.map(cdate).transpose()?,
+        })
+    }
+}
+
+/// The `$set` of an operation update: only the fields it sets.
+fn operation_set(update: &OperationUpdate) -> Document {
+    let mut set = Document::new();
+    if let Some(s) = update.status {
+        set.insert("status", s.as_str());
+    }
+    if let Some(a) = update.attempts {
+        set.insert("attempts", i64::from(a));
+    }
+    if let Some(e) = &update.error {
+        set.insert("error", opt_str(e.clone()));
+    }
+    if let Some(n) = &update.ops_request_name {
+        set.insert("ops_request_name", opt_str(n.clone()));
+    }
+    if let Some(p) = &update.ops_request_phase {
+        set.insert("ops_request_phase", opt_str(p.clone()));
+    }
+    if let Some(t) = update.claimed_until {
+        set.insert("claimed_until", opt_date(t));
+    }
+    if let Some(t) = update.next_attempt_at {
+        set.insert("next_attempt_at", opt_date(t));
+    }
+    if let Some(t) = update.finished_at {
+        set.insert("finished_at", opt_date(t));
+    }
+    set
+}
+
+/// A held write lock on one record. Released explicitly after the write;
+/// a write whose future is dropped releases it in the background.
+struct WriteLock {
+    locks: Collection<Document>,
+    key: String,
+    token: String,
+    held: bool,
+}
+
+impl WriteLock {
+    fn filter(&self) -> Document {
+        doc! {"_id": &self.key, "token": &self.token}
+    }
+
+    async fn release(mut self) {
+        self.held = false;
+        if let Err(e) = self.locks.delete_one(self.filter()).await {
+            tracing::warn!(key = %self.key, error = %e, "write lock not released; it expires by itself");
+        }
+    }
+}
+
+impl Drop for WriteLock {
+    fn drop(&mut self) {
+        if self.held
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            let (locks, filter) = (self.locks.clone(), self.filter());
+            runtime.spawn(async move { locks.delete_one(filter).await });
+        }
+    }
+}
+
+impl MongoStore {
+    /// Takes the write lock on record `id` of `collection`, waiting (with
+    /// backoff) while another writer holds it.
+    async fn lock(&self, collection: &str, id: &str) -> Result<WriteLock> {
+        let key = format!("{collection}/{id}");
+        let token = random_token(16);
+        let deadline = Instant::now() + LOCK_WAIT;
+        let mut backoff = Duration::from_millis(1);
+        loop {
+            let now = Utc::now();
+            let lock = doc! {"_id": &key, "token": &token, "expires_at": bdate(now + LOCK_LEASE)};
+            match self.locks.insert_one(lock).await.map_err(store_err) {
+                Ok(_) => {
+                    return Ok(WriteLock {
+                        locks: self.locks.clone(),
+                        key,
+                        token,
+                        held: true,
+                    });
+                }
+                Err(Error::Conflict(_)) => {}
+                Err(e) => return Err(e),
+            }
+            let holder = self.locks.find_one(doc! {"_id": &key}).await.map_err(store_err)?;
+            if let Some(holder) = holder
+                && holder
+                    .get_datetime("expires_at")
+                    .is_ok_and(|t| *t < bdate(now))
+            {
+                // Its holder died. The token in the filter keeps us from
+                // deleting a lock another writer has just taken over.
+                let stale = holder.get_str("token").unwrap_or_default();
+                self.locks
+                    .delete_one(doc! {"_id": &key, "token": stale})
+                    .await.map_err(store_err)?;
+                continue;
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Store(format!(
+                    "timed out waiting for the write lock on {key}"
+                ).into()));
+            }
+            // Jitter keeps waiting writers from retrying in lockstep.
+            let pause = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
+            tokio::time::sleep(pause).await;
+            backoff = (backoff * 2).min(LOCK_MAX_BACKOFF);
+        }
+    }
+
+    /// Runs `write` (a lazy future) while holding the lock on the record.
+    async fn locked<T>(
+        &self,
+        collection: &str,
+        id: &str,
+        write: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let lock = self.lock(collection, id).await?;
+        let out = write.await;
+        lock.release().await;
+        out
+    }
+
+    /// Under the database's write lock, applies `update` (stamping
+    /// `updated_at`) if the database matches `filter`; returns it after.
+    async fn modify_database(
+        &self,
+        id: &str,
+        filter: Document,
+        update: Document,
+    ) -> Result<Option<Database>> {
+        self.locked("databases", id, async {
+            self.databases
+                .find_one_and_update(filter, stamped(update)?)
+                .return_document(ReturnDocument::After)
+                .await.map_err(store_err)?
+                .map(DatabaseDoc::into_domain)
+                .transpose()
+        })
+        .await
+    }
+
+    /// Like [`MongoStore::modify_database`], for an operation.
+    async fn modify_operation(
+        &self,
+        id: &str,
+        filter: Document,
+        update: Document,
+    ) -> Result<Option<Operation>> {
+        self.locked("operations", id, async {
+            self.operations
+                .find_one_and_update(filter, stamped(update)?)
+                .return_document(ReturnDocument::After)
+                .await.map_err(store_err)?
+                .map(OperationDoc::into_domain)
+                .transpose()
+        })
+        .await
+    }
+}
+
+/// `update` that also sets `updated_at` to now: taken under the lock, so
+/// the writes to one record carry increasing times.
+fn stamped(mut update: Document) -> Result<Document> {
+    let now = bdate(Utc::now());
+    match update.get_document_mut("$set") {
+        Ok(set) => {
+            set.insert("updated_at", now);
+        }
+        Err(bson::document::ValueAccessError::NotPresent) => {
+            update.insert("$set", doc! {"updated_at": now});
+        }
+        Err(e) => return Err(bson_err(e)),
+    }
+    Ok(update)
+}
+
+#[async_trait]
+impl Store for MongoStore {
+    async fn ping(&self) -> Result<()> {
+        self.database.run_command(doc! {"ping": 1}).await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
+        self.ensure_indexes().await?;
+        self.tenants
+            .insert_one(TenantDoc {
+                id: tenant.id.clone(),
+                name: tenant.name.clone(),
+                created_at: bdate(tenant.created_at),
+            })
+            .await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
+        self.tenants
+            .find_one(doc! {"_id": id})
+            .await.map_err(store_err)?
+            .map(|t| {
+                Ok(Tenant {
+                    id: t.id,
+                    name: t.name,
+                    created_at: cdate(t.created_at)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> Result<()> {
+        self.api_keys
+            .insert_one(ApiKeyDoc {
+                key_hash: key.key_hash.clone(),
+                prefix: key.prefix.clone(),
+                tenant_id: key.tenant_id.clone(),
+                created_at: bdate(key.created_at),
+            })
+            .await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
+        self.api_keys
+            .find_one(doc! {"_id": key_hash})
+            .await.map_err(store_err)?
+            .map(|k| {
+                Ok(ApiKeyRecord {
+                    key_hash: k.key_hash,
+                    prefix: k.prefix,
+                    tenant_id: k.tenant_id,
+                    created_at: cdate(k.created_at)?,
+                })
+            })
+            .transpose()
+    }
+
+    async fn insert_database(&self, db: &Database) -> Result<()> {
+        self.ensure_indexes().await?;
+        self.databases
+            .insert_one(DatabaseDoc::from_domain(db)?)
+            .await.map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn get_database(&self, id: &str) -> Result<Option<Database>> {
+        self.databases
+            .find_one(doc! {"_id": id})
+            .await.map_err(store_err)?
+            .map(DatabaseDoc::into_domain)
+            .transpose()
+    }
+
+    async fn list_databases(&self, query: &DatabaseQuery) -> Result<Vec<Database>> {
+        let mut filter = Document::new();
+        if let Some(t) = &query.tenant_id {
+            filter.insert("tenant_id", t.as_str());
+        }
+        if let Some(e) = query.engine {
+            filter.insert("engine", e.as_str());
+        }
+        match (query.status, query.exclude_deleted) {
+            (Some(DatabaseStatus::Deleted), true) => return Ok(Vec::new()),
+            (Some(s), _) => {
+                filter.insert("status", s.as_str());
+            }
+            (None, true) => {
+                filter.insert("status", doc! {"$ne": DatabaseStatus::Deleted.as_str()});
+            }
+            (None, false) => {}
+        }
+        if let Some(after) = &query.after_id {
+            filter.insert("_id", doc! {"$gt": after.as_str()});
+        }
+        let mut find = self.databases.find(filter).sort(doc! {"_id": 1});
+        if let Some(limit) = query.limit {
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let docs: Vec<DatabaseDoc> = find.await.map_err(store_err)?.try_collect().await.map_err(store_err)?;
+        docs.into_iter().map(DatabaseDoc::into_domain).collect()
+    }
+
+    async fn update_desired(
+        &self,
+        id: &str,
+        expected_generation: u64,
+        change: &DesiredChange,
+    ) -> Result<Option<Database>> {
+        let mut set = Document::new();
+        if let Some(s) = change.size {
+            set.insert("size", s.as_str());
+        }
+        if let Some(r) = change.replicas {
+            set.insert("replicas", i64::from(r));
+        }
+        if let Some(g) = change.storage_gb {
+            set.insert("storage_gb", i64::from(g));
+        }
+        if change.delete {
+            set.insert("deletion_requested", true);
+        }
+        if let Some(s) = change.status {
+            set.insert("status", s.as_str());
+        }
+        let filter = doc! {
+            "_id": id,
+            "generation": int(expected_generation)?,
+            "deletion_requested": false,
+        };
+        let update = doc! {"$set": set, "$inc": {"generation": 1_i64}};
+        self.modify_database(id, filter, update).await
+    }
+
+    async fn update_observed(&self, id: &str, update: &ObservedUpdate) -> Result<bool> {
+        let mut set = Document::new();
+        if let Some(s) = update.current_size {
+            set.insert("current_size", s.as_str());
+        }
+        if let Some(r) = update.current_replicas {
+            set.insert("current_replicas", i64::from(r));
+        }
+        if let Some(g) = update.current_storage_gb {
+            set.insert("current_storage_gb", i64::from(g));
+        }
+        if let Some(g) = update.observed_generation {
+            set.insert("observed_generation", int(g)?);
+        }
+        if let Some(s) = update.status {
+            set.insert("status", s.as_str());
+        }
+        if let Some(c) = &update.conditions {
+            let docs: Vec<ConditionDoc> = c.iter().map(ConditionDoc::from).collect();
+            set.insert("conditions", bson::to_bson(&docs).map_err(bson_err)?);
+        }
+        let updated = self
+            .modify_database(id, doc! {"_id": id}, doc! {"$set": set})
+            .await?;
+        Ok(updated.is_some())
+    }
+
+    async fn begin_operation(
+        &self,
+        id: &str,
+        operation_id: &str,
+        expected_seq: u64,
+    ) -> Result<bool> {
+        let filter = doc! {
+            "_id": id,
+            "active_operation_id": Bson::Null,
+            "operation_seq": int(expected_seq)?,
+        };
+        let update = doc! {
+            "$set": {"active_operation_id": operation_id},
+            "$inc": {"operation_seq": 1_i64},
+        };
+        Ok(self.modify_database(id, filter, update).await?.is_some())
+    }
+
+    async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool> {
+        let filter = doc! {"_id": id, "active_operation_id": operation_id};
+        let update = doc! {"$set": {"active_operation_id": Bson::Null}};
+        Ok(self.modify_database(id, filter, update).await?.is_some())
+    }
+
+    async fn finalize_deletion(&self, id: &str) -> Result<bool> {
+        // Tenant and name never change, so reading them first cannot race.
+        let Some(db) = self.databases.find_one(doc! {"_id": id}).await.map_err(store_err)? else {
+            return Ok(false);
+        };
+        let update = doc! {"$set": {
+            "status": DatabaseStatus::Deleted.as_str(),
+            "name_key": deleted_name_key(&db.tenant_id, &db.name, &db.id),
+        }};
+        Ok(self
+            .modify_database(id, doc! {"_id": id}, update)
+            .await?
+            .is_some())
+    }
+
+    async fn insert_operation(&self, op: &Operation) -> Result<bool> {
+        match self
+            .operations
+            .insert_one(OperationDoc::from_domain(op)?)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) => match store_err(e) {
+                // The only unique key is `_id`: the operation already exists.
+                Error::Conflict(_) => Ok(false),
+                e => Err(e),
+            },
+        }
+    }
+
+    async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
+        self.operations
+            .find_one(doc! {"_id": id})
+            .await.map_err(store_err)?
+            .map(OperationDoc::into_domain)
+            .transpose()
+    }
+
+    async fn list_operations(&self, query: &OperationQuery) -> Result<Vec<Operation>> {
+        let mut filter = Document::new();
+        if let Some(t) = &query.tenant_id {
+            filter.insert("tenant_id", t.as_str());
+        }
+        if let Some(d) = &query.database_id {
+            filter.insert("database_id", d.as_str());
+        }
+        if !query.statuses.is_empty() {
+            let s: Vec<&str> = query.statuses.iter().map(|s| s.as_str()).collect();
+            filter.insert("status", doc! {"$in": s});
+        }
+        if let Some((at, id)) = &query.before {
+            let at = bdate(*at);
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"created_at": {"$lt": at}},
+                    doc! {"created_at": at, "_id": {"$lt": id.as_str()}},
+                ],
+            );
+        }
+        let mut find = self
+            .operations
+            .find(filter)
+            .sort(doc! {"created_at": -1, "_id": -1});
+        if let Some(limit) = query.limit {
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let docs: Vec<OperationDoc> = find.await.map_err(store_err)?.try_collect().await.map_err(store_err)?;
+        docs.into_iter().map(OperationDoc::into_domain).collect()
+    }
+
+    async fn update_operation(
+        &self,
+        id: &str,
+        expected: &[OperationStatus],
+        update: &OperationUpdate,
+    ) -> Result<Option<Operation>> {
+        if expected.is_empty() {
+            return Ok(None);
+        }
+        let statuses: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
+        let filter = doc! {"_id": id, "status": {"$in": statuses}};
+        self.modify_operation(id, filter, doc! {"$set": operation_set(update)})
+            .await
+    }
+
+    async fn update_claimed_operation(
+        &self,
+        id: &str,
+        claim: &str,
+        update: &OperationUpdate,
+    ) -> Result<Option<Operation>> {
+        let filter = doc! {
+            "_id": id,
+            "status": OperationStatus::Running.as_str(),
+            "claimed_by": claim,
+        };
+        self.modify_operation(id, filter, doc! {"$set": operation_set(update)})
+            .await
+    }
+
+    async fn claim_operation(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        claim: &str,
+    ) -> Result<Option<Operation>> {
+        let running = OperationStatus::Running.as_str();
+        // A running operation without a claim has no worker either.
+        let filter = doc! {
+            "_id": id,
+            "$or": [
+                {"status": OperationStatus::Pending.as_str()},
+                {"status": running, "claimed_until": {"$lt": bdate(now)}},
+                {"status": running, "claimed_until": Bson::Null},
+            ],
+        };
+        let update =
+            doc! {"$set": {"status": running, "claimed_until": bdate(until), "claimed_by": claim}};
+        self.modify_operation(id, filter, update).await
+    }
+
+    async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64> {
+        let counter = self
+            .locked("counters", name, async {
+                Ok(self
+                    .counters
+                    .find_one_and_update(doc! {"_id": name}, doc! {"$inc": {"value": by}})
+                    .upsert(true)
+                    .return_document(ReturnDocument::After)
+                    .await.map_err(store_err)?)
+            })
+            .await?
+            .ok_or_else(|| Error::Store(format!("counter {name} missing after upsert").into()))?;
+        match counter.get("value") {
+            Some(Bson::Double(v)) => Ok(*v),
+            Some(Bson::Int32(v)) => Ok(f64::from(*v)),
+            other => Err(Error::Store(format!("counter {name} holds {other:?}").into())),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 //!
 //! Every engine difference comes from the engine table ([`crate::engine`]);
 //! the bodies built here are checked against the upstream CRDs under strict
-//! field validation by the rig tests (`shared/tests/standin_kube.rs`).
+//! field validation by the rig tests (`shared/standin/tests/kube.rs`).
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};

@@ -138,7 +138,7 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A Rust source of binary `name` (its crate or the shared library) changed
+/// A Rust source of binary `name` (its crate or a library crate) changed
 /// after the binary was built, if any.
 fn newer_source(name: &str, binary: &Path) -> Option<PathBuf> {
     let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
@@ -149,7 +149,16 @@ fn newer_source(name: &str, binary: &Path) -> Option<PathBuf> {
         STANDIN_BIN => root.join("tests").join(name),
         _ => return None,
     };
-    let mut dirs = vec![krate.join("src"), root.join("shared/src")];
+    // The binary's crate and every library crate under shared/.
+    let mut dirs = vec![krate.join("src")];
+    dirs.extend(
+        std::fs::read_dir(root.join("shared"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path().join("src"))
+            .filter(|p| p.is_dir()),
+    );
     while let Some(dir) = dirs.pop() {
         for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
             let path = entry.path();

@@ -101,28 +101,36 @@ impl EmbeddedCluster {
                  resource TEXT NOT NULL, namespace TEXT NOT NULL, name TEXT NOT NULL,
                  body TEXT NOT NULL, PRIMARY KEY (resource, namespace, name));
              CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);",
-        ).map_err(cluster_err)?;
+        )
+        .map_err(cluster_err)?;
         let last_rv: u64 = db
             .query_row("SELECT value FROM meta WHERE key = 'last_rv'", [], |r| {
                 r.get(0)
             })
-            .optional().map_err(cluster_err)?
+            .optional()
+            .map_err(cluster_err)?
             .unwrap_or(0);
         let mut objects = BTreeMap::new();
         {
-            let mut stmt = db.prepare("SELECT resource, namespace, name, body FROM objects").map_err(cluster_err)?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                ))
-            }).map_err(cluster_err)?;
+            let mut stmt = db
+                .prepare("SELECT resource, namespace, name, body FROM objects")
+                .map_err(cluster_err)?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, String>(3)?,
+                    ))
+                })
+                .map_err(cluster_err)?;
             for row in rows {
                 let (resource, namespace, name, body) = row.map_err(cluster_err)?;
                 let value: Value = serde_json::from_str(&body).map_err(|e| {
-                    Error::Store(format!("corrupt object {resource} {namespace}/{name}: {e}").into())
+                    Error::Store(
+                        format!("corrupt object {resource} {namespace}/{name}: {e}").into(),
+                    )
                 })?;
                 objects.insert(
                     Key {
@@ -198,14 +206,16 @@ impl State {
                     tx.execute(
                         "DELETE FROM objects WHERE resource = ?1 AND namespace = ?2 AND name = ?3",
                         params![key.resource, key.namespace, key.name],
-                    ).map_err(cluster_err)?;
+                    )
+                    .map_err(cluster_err)?;
                 }
             }
             tx.execute(
                 "INSERT INTO meta (key, value) VALUES ('last_rv', ?1)
                  ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 params![self.last_rv as i64],
-            ).map_err(cluster_err)?;
+            )
+            .map_err(cluster_err)?;
             tx.commit().map_err(cluster_err)?;
         }
         match value {

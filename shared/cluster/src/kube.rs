@@ -80,7 +80,11 @@ impl KubeCluster {
     /// Sends one request, counting it.
     async fn send(&self, request: http::Request<Vec<u8>>) -> Result<Value> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        Ok(self.client.request::<Value>(request).await.map_err(kube_err)?)
+        Ok(self
+            .client
+            .request::<Value>(request)
+            .await
+            .map_err(kube_err)?)
     }
 
     fn leases(&self, namespace: &str) -> Api<Lease> {
@@ -131,7 +135,12 @@ impl Cluster for KubeCluster {
         let mut out = Vec::new();
         loop {
             let mut page = self
-                .send(request.list(&params).map_err(kube::Error::BuildRequest).map_err(kube_err)?)
+                .send(
+                    request
+                        .list(&params)
+                        .map_err(kube::Error::BuildRequest)
+                        .map_err(kube_err)?,
+                )
                 .await?;
             if let Some(items) = page.get_mut("items").and_then(Value::as_array_mut) {
                 for mut item in items.drain(..) {
@@ -158,7 +167,8 @@ impl Cluster for KubeCluster {
     async fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<Value>> {
         let request = Request::new(url_path(kind, namespace))
             .get(name, &Default::default())
-            .map_err(kube::Error::BuildRequest).map_err(kube_err)?;
+            .map_err(kube::Error::BuildRequest)
+            .map_err(kube_err)?;
         match self.send(request).await {
             Ok(v) => Ok(Some(v)),
             Err(Error::NotFound(_)) => Ok(None),
@@ -189,7 +199,8 @@ impl Cluster for KubeCluster {
     ) -> Result<Value> {
         let request = Request::new(url_path(kind, namespace))
             .patch(name, &strict_patch(), &Patch::Merge(patch))
-            .map_err(kube::Error::BuildRequest).map_err(kube_err)?;
+            .map_err(kube::Error::BuildRequest)
+            .map_err(kube_err)?;
         self.send(request).await
     }
 
@@ -202,14 +213,16 @@ impl Cluster for KubeCluster {
     ) -> Result<Value> {
         let request = Request::new(url_path(kind, namespace))
             .patch_subresource("status", name, &strict_patch(), &Patch::Merge(patch))
-            .map_err(kube::Error::BuildRequest).map_err(kube_err)?;
+            .map_err(kube::Error::BuildRequest)
+            .map_err(kube_err)?;
         self.send(request).await
     }
 
     async fn delete(&self, kind: &Kind, namespace: &str, name: &str) -> Result<bool> {
         let request = Request::new(url_path(kind, namespace))
             .delete(name, &DeleteParams::default())
-            .map_err(kube::Error::BuildRequest).map_err(kube_err)?;
+            .map_err(kube::Error::BuildRequest)
+            .map_err(kube_err)?;
         match self.send(request).await {
             Ok(_) => Ok(true),
             Err(Error::NotFound(_)) => Ok(false),

@@ -9,20 +9,20 @@ use std::time::Duration;
 use chrono::Utc;
 use dbaas_cluster::embedded::EmbeddedCluster;
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_control::reconciler::{PassReport, Reconciler, ReconcilerConfig};
+use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
 use dbaas_core::domain::{
     Database, DatabaseStatus, OperationStatus, OperationType, Size, random_token,
 };
-use dbaas_core::engine::Engine;
 use dbaas_core::drift::Change;
+use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{self, DeletionPolicy};
 use dbaas_core::naming;
 use dbaas_queue::Queue;
 use dbaas_queue::embedded::SqliteQueue;
-use dbaas_control::reconciler::{PassReport, Reconciler, ReconcilerConfig};
 use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
 use dbaas_store::embedded::SqliteStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
-use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -568,9 +568,10 @@ async fn delete_removes_the_cr_and_finalizes_for_every_engine() {
             "{engine}: CR gone"
         );
         let ops = l.operations(&id).await;
-        assert!(ops.iter().any(
-            |o| o.type_() == OperationType::Deprovision && o.status == OperationStatus::Succeeded
-        ));
+        assert!(
+            ops.iter().any(|o| o.type_() == OperationType::Deprovision
+                && o.status == OperationStatus::Succeeded)
+        );
     }
 }
 

@@ -593,14 +593,7 @@ mod tests {
     fn ops_field_paths_follow_the_engine_table() {
         let v = ops_request_object(Engine::Mysql, "a", "n", "d", &Change::Replicas(5), &[]);
         assert_eq!(v["spec"]["horizontalScaling"]["member"], 5);
-        let v = ops_request_object(
-            Engine::Mongodb,
-            "a",
-            "n",
-            "d",
-            &Change::StorageGb(30),
-            &[],
-        );
+        let v = ops_request_object(Engine::Mongodb, "a", "n", "d", &Change::StorageGb(30), &[]);
         assert_eq!(
             v["spec"]["volumeExpansion"],
             json!({"mode": "Online", "replicaSet": "30Gi"})
@@ -641,8 +634,7 @@ mod tests {
             json!({"requests": {"cpu": "3", "memory": "1Gi"}});
         assert_eq!(ObservedDatabase::from_value(&obj).unwrap().size, None);
 
-        let mut op =
-            ops_request_object(Engine::Redis, "a", "n", "d", &Change::Replicas(1), &[]);
+        let mut op = ops_request_object(Engine::Redis, "a", "n", "d", &Change::Replicas(1), &[]);
         op["metadata"]["creationTimestamp"] = json!("2025-01-01T00:00:00Z");
         op["status"] = json!({"phase": "Failed", "conditions": [
             {"type": "Failed", "status": "True", "reason": "Boom", "message": "it broke",

@@ -94,7 +94,8 @@ impl RedisQueue {
                     .set_number_of_retries(2);
                 ConnectionManager::new_lazy_with_config(self.client.clone(), config)
             })
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         Ok(manager.clone())
     }
 
@@ -111,7 +112,8 @@ impl RedisQueue {
         Ok(self
             .client
             .get_multiplexed_async_connection_with_config(&config)
-            .await.map_err(queue_err)?)
+            .await
+            .map_err(queue_err)?)
     }
 
     async fn take(&self, timeout: Duration) -> Result<Option<String>> {
@@ -123,7 +125,8 @@ impl RedisQueue {
                 .arg("RIGHT")
                 .arg("LEFT")
                 .query_async(&mut self.conn().await?)
-                .await.map_err(queue_err)?);
+                .await
+                .map_err(queue_err)?);
         }
         let mut conn = self.blocking_conn().await?;
         conn.set_response_timeout(timeout + BLOCKING_GRACE);
@@ -134,7 +137,8 @@ impl RedisQueue {
             .arg("LEFT")
             .arg(timeout.as_secs_f64())
             .query_async(&mut conn)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         // Only a connection that answered goes back: after an error its
         // state is unknown. (If this future is dropped mid-BLMOVE, the id
         // may still move; `processing()` then gives it a time.)
@@ -153,7 +157,8 @@ impl Queue for RedisQueue {
             .arg(&self.pending)
             .arg(operation_id)
             .query_async::<()>(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         Ok(())
     }
 
@@ -166,7 +171,8 @@ impl Queue for RedisQueue {
             .arg(&id)
             .arg(Utc::now().timestamp_millis())
             .query_async::<()>(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         Ok(Some(id))
     }
 
@@ -183,7 +189,8 @@ impl Queue for RedisQueue {
             .arg(operation_id)
             .ignore()
             .query_async::<()>(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         Ok(())
     }
 
@@ -194,7 +201,8 @@ impl Queue for RedisQueue {
             .key(&self.since)
             .arg(operation_id)
             .invoke_async::<i64>(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         Ok(())
     }
 
@@ -204,7 +212,8 @@ impl Queue for RedisQueue {
             .arg(0)
             .arg(-1)
             .query_async(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         // The list's head is the newest.
         ids.reverse();
         Ok(ids)
@@ -217,12 +226,13 @@ impl Queue for RedisQueue {
             .key(&self.since)
             .arg(now.timestamp_millis())
             .invoke_async(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         flat.chunks_exact(2)
             .map(|pair| {
-                let millis: i64 = pair[1]
-                    .parse()
-                    .map_err(|_| Error::Queue(format!("bad time {:?} for {}", pair[1], pair[0]).into()))?;
+                let millis: i64 = pair[1].parse().map_err(|_| {
+                    Error::Queue(format!("bad time {:?} for {}", pair[1], pair[0]).into())
+                })?;
                 Ok(InProcess {
                     operation_id: pair[0].clone(),
                     since: DateTime::from_timestamp_millis(millis),
@@ -234,7 +244,8 @@ impl Queue for RedisQueue {
     async fn ping(&self) -> Result<()> {
         redis::cmd("PING")
             .query_async::<String>(&mut self.conn().await?)
-            .await.map_err(queue_err)?;
+            .await
+            .map_err(queue_err)?;
         Ok(())
     }
 }

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dbaas_core::domain::random_token;
+use dbaas_queue::Queue;
 use dbaas_queue::embedded::SqliteQueue;
 use dbaas_queue::redis::RedisQueue;
-use dbaas_queue::Queue;
 use dbaas_testkit::queue_suite;
 
 fn temp_dir() -> PathBuf {

@@ -82,14 +82,20 @@ pub enum ApiError {
     Unprocessable(Vec<FieldError>),
     #[error("rate limit exceeded, retry in {}s", retry_after_secs(*.retry_after))]
     TooManyRequests { retry_after: Duration },
-    /// A dependency (the store) failed; the request may be retried.
-    #[error("{0}")]
-    Unavailable(String),
+    /// A dependency (the store) failed; the request may be retried. The
+    /// cause is logged (by `log_server_errors`), never sent.
+    #[error("{detail}")]
+    Unavailable {
+        detail: String,
+        #[source]
+        cause: Option<dbaas_core::Error>,
+    },
     #[error("the request did not finish within {} ms", .0.as_millis())]
     Timeout(Duration),
-    /// A bug: a handler panicked.
+    /// A bug: a handler panicked (no cause), or a call failed in a way no
+    /// request should cause.
     #[error("internal error")]
-    Internal,
+    Internal(#[source] Option<dbaas_core::Error>),
 }
 
 fn summary(errors: &[FieldError]) -> String {
@@ -149,9 +155,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
 
@@ -168,9 +174,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => "unsupported-media-type",
             ApiError::Unprocessable(_) => "validation",
             ApiError::TooManyRequests { .. } => "rate-limited",
-            ApiError::Unavailable(_) => "unavailable",
+            ApiError::Unavailable { .. } => "unavailable",
             ApiError::Timeout(_) => "timeout",
-            ApiError::Internal => "internal",
+            ApiError::Internal(_) => "internal",
         }
     }
 
@@ -193,19 +199,52 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The store could not answer: the client may retry.
+    pub fn unavailable(detail: impl Into<String>, cause: Option<dbaas_core::Error>) -> Self {
+        ApiError::Unavailable {
+            detail: detail.into(),
+            cause,
+        }
+    }
+}
+
 impl From<dbaas_core::Error> for ApiError {
-    /// Store failures are the client's to retry, not bugs: 503, never 500.
-    /// The store's own message stays in the log; it can name internals.
+    /// A store that is down or slow is the client's to retry: 503. Anything
+    /// else from below is a bug: 500. The cause stays in the log (it can
+    /// name internals), written once by `log_server_errors`.
     fn from(e: dbaas_core::Error) -> Self {
+        use dbaas_core::Error;
         match e {
-            dbaas_core::Error::Conflict(_) => {
+            Error::Conflict(_) => {
                 ApiError::conflict("the request conflicts with an existing resource")
             }
-            other => {
-                tracing::error!(error = %other, "store call failed");
-                ApiError::Unavailable("the store is unavailable; retry later".to_owned())
+            e @ (Error::Store(_) | Error::Timeout(_)) => {
+                ApiError::unavailable("the store is unavailable; retry later", Some(e))
             }
+            e => ApiError::Internal(Some(e)),
         }
+    }
+}
+
+/// Why a request failed on the server's side, attached to a 5xx response
+/// for `log_server_errors`: the error and its sources, one line.
+#[derive(Debug, Clone)]
+pub struct ServerErrorCause(pub std::sync::Arc<str>);
+
+impl ServerErrorCause {
+    fn of(e: &ApiError) -> Self {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            text.push_str(": ");
+            text.push_str(&s.to_string());
+            source = s.source();
+        }
+        if matches!(e, ApiError::Internal(None)) {
+            text.push_str(": a handler panicked");
+        }
+        ServerErrorCause(text.into())
     }
 }
 
@@ -213,6 +252,11 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let body = serde_json::to_vec(&self.problem()).expect("a problem always serializes");
         let mut response = (self.status(), body).into_response();
+        if self.status().is_server_error() {
+            response
+                .extensions_mut()
+                .insert(ServerErrorCause::of(&self));
+        }
         let headers = response.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         match &self {
@@ -259,5 +303,15 @@ mod tests {
         let e: ApiError = dbaas_core::Error::Store("connection refused".into()).into();
         assert_eq!(e.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert!(!e.to_string().contains("connection refused"));
+        let r = e.into_response();
+        let cause = r.extensions().get::<ServerErrorCause>().expect("a cause");
+        assert!(cause.0.contains("connection refused"), "{}", cause.0);
+    }
+
+    #[test]
+    fn other_errors_from_below_are_bugs() {
+        let e: ApiError = dbaas_core::Error::Config("no such thing".into()).into();
+        assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(e.problem().detail, "internal error");
     }
 }

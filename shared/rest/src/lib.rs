@@ -117,8 +117,9 @@ pub fn router(state: AppState) -> Router {
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO)),
         )
+        .layer(middleware::from_fn(log_server_errors))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal.into_response()))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal(None).into_response()))
         .layer(middleware::from_fn_with_state(state.limits.request_timeout, deadline));
 
     Router::new()
@@ -165,4 +166,14 @@ async fn not_found(req: Request) -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::MethodNotAllowed
+}
+
+/// The one place server errors are logged: every 5xx answer carries its
+/// cause (`ServerErrorCause`), written here once, inside the request's span.
+async fn log_server_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(cause) = response.extensions().get::<error::ServerErrorCause>() {
+        tracing::error!(status = response.status().as_u16(), cause = %cause.0, "request failed");
+    }
+    response
 }

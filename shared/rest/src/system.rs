@@ -69,10 +69,13 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
     match tokio::time::timeout(budget, state.store.ping()).await {
         Ok(Ok(())) => Ok(Json(json!({"status": "ready"}))),
         Ok(Err(e)) => Err(e.into()),
-        Err(_) => Err(ApiError::Unavailable(format!(
-            "the store did not answer a ping within {} ms",
-            budget.as_millis()
-        ))),
+        Err(_) => Err(ApiError::unavailable(
+            format!(
+                "the store did not answer a ping within {} ms",
+                budget.as_millis()
+            ),
+            None,
+        )),
     }
 }
 
@@ -80,10 +83,10 @@ pub async fn readyz(State(state): State<AppState>) -> Result<Json<Value>, ApiErr
 #[utoipa::path(get, path = "/metrics", tag = "system",
     responses((status = 200, description = "Metrics", body = String, content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<impl IntoResponse, ApiError> {
-    let text = state.metrics.render().map_err(|e| {
-        tracing::error!(error = %e, "encoding metrics failed");
-        ApiError::Internal
-    })?;
+    let text = state
+        .metrics
+        .render()
+        .map_err(|e| ApiError::Internal(Some(dbaas_core::Error::Metrics(Box::new(e)))))?;
     Ok(([(header::CONTENT_TYPE, prometheus::TEXT_FORMAT)], text))
 }
 

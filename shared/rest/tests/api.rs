@@ -14,12 +14,12 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
-use dbaas_rest::{AppState, Limits, router};
 use dbaas_core::domain::{
     Action, ApiKeyRecord, Database, DatabaseStatus, Operation, OperationStatus, OperationType,
     Size, Tenant, hash_api_key, random_token,
 };
 use dbaas_core::drift::Change;
+use dbaas_rest::{AppState, Limits, router};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{
     DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,

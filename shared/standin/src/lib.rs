@@ -90,7 +90,9 @@ impl StepReport {
         self.transitions.push(Transition {
             kind: kind.kind,
             namespace: dbaas_core::kubedb::namespace_of(obj).to_string(),
-            name: dbaas_core::kubedb::name_of(obj).unwrap_or_default().to_string(),
+            name: dbaas_core::kubedb::name_of(obj)
+                .unwrap_or_default()
+                .to_string(),
             to: to.into(),
         });
     }

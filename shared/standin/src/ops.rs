@@ -10,11 +10,11 @@ use super::{
     set_condition,
 };
 use dbaas_cluster::Kind;
+use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::{Error, Result};
-use dbaas_core::drift::Change;
 use dbaas_core::kubedb::{
-    DatabasePhase, ObservedOpsRequest,  OpsPhase, name_of, namespace_of, resources_value,
+    DatabasePhase, ObservedOpsRequest, OpsPhase, name_of, namespace_of, resources_value,
     storage_of, timestamp,
 };
 use dbaas_core::quantity;

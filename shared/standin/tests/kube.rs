@@ -7,14 +7,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use dbaas_core::Error;
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::Error;
 use dbaas_core::domain::Size;
-use dbaas_core::engine::Engine;
 use dbaas_core::drift::Change;
+use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{
-    DATABASE_ID_LABEL, DeletionPolicy, ObservedDatabase, ObservedOpsRequest, database_object, ops_request_object,
+    DATABASE_ID_LABEL, DeletionPolicy, ObservedDatabase, ObservedOpsRequest, database_object,
+    ops_request_object,
 };
 use dbaas_testkit::standin_suite;
 use futures::StreamExt;

@@ -20,7 +20,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
-use dbaas_core::domain::{ApiKeyRecord, Database, DatabaseStatus, Operation, OperationStatus, Tenant};
+use dbaas_core::domain::{
+    ApiKeyRecord, Database, DatabaseStatus, Operation, OperationStatus, Tenant,
+};
 use dbaas_core::error::{Error, Result};
 
 const SCHEMA: &str = "
@@ -97,7 +99,9 @@ impl SqliteStore {
             // A panic inside `f` rolled its transaction back, so the
             // connection behind a poisoned lock is still consistent.
             let mut conn = conn.lock().unwrap_or_else(PoisonError::into_inner);
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(store_err)?;
+            let tx = conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(store_err)?;
             let out = f(&tx)?;
             tx.commit().map_err(store_err)?;
             Ok(out)
@@ -204,7 +208,8 @@ fn normalize_operation(mut op: Operation) -> Operation {
 fn load<T: DeserializeOwned>(tx: &Transaction<'_>, table: &str, id: &str) -> Result<Option<T>> {
     let sql = format!("SELECT doc FROM {table} WHERE id = ?1");
     tx.query_row(&sql, [id], |r| r.get::<_, String>(0))
-        .optional().map_err(store_err)?
+        .optional()
+        .map_err(store_err)?
         .map(|doc| from_json(&doc))
         .transpose()
 }
@@ -213,7 +218,8 @@ fn save_database(tx: &Transaction<'_>, db: &Database) -> Result<()> {
     tx.execute(
         "UPDATE databases SET name_key = ?2, status = ?3, doc = ?4 WHERE id = ?1",
         params![db.id, name_key(db), db.status.as_str(), to_json(db)?],
-    ).map_err(store_err)?;
+    )
+    .map_err(store_err)?;
     Ok(())
 }
 
@@ -250,7 +256,8 @@ fn modify_operation(
     tx.execute(
         "UPDATE operations SET status = ?2, doc = ?3 WHERE id = ?1",
         params![op.id, op.status.as_str(), to_json(&op)?],
-    ).map_err(store_err)?;
+    )
+    .map_err(store_err)?;
     Ok(Some(op))
 }
 
@@ -261,8 +268,10 @@ fn query_docs<T: DeserializeOwned>(
 ) -> Result<Vec<T>> {
     let mut stmt = tx.prepare(sql).map_err(store_err)?;
     let docs = stmt
-        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0)).map_err(store_err)?
-        .collect::<rusqlite::Result<Vec<_>>>().map_err(store_err)?;
+        .query_map(rusqlite::params_from_iter(args), |r| r.get::<_, String>(0))
+        .map_err(store_err)?
+        .collect::<rusqlite::Result<Vec<_>>>()
+        .map_err(store_err)?;
     docs.iter().map(|d| from_json(d)).collect()
 }
 
@@ -273,8 +282,12 @@ fn limit_value(limit: usize) -> Value {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        self.tx(|tx| Ok(tx.query_row("SELECT 1", [], |_| Ok(())).map_err(store_err)?))
-            .await
+        self.tx(|tx| {
+            Ok(tx
+                .query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(store_err)?)
+        })
+        .await
     }
 
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
@@ -284,7 +297,8 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO tenants (id, name, doc) VALUES (?1, ?2, ?3)",
                 params![t.id, t.name, to_json(&t)?],
-            ).map_err(store_err)?;
+            )
+            .map_err(store_err)?;
             Ok(())
         })
         .await
@@ -302,7 +316,8 @@ impl Store for SqliteStore {
             tx.execute(
                 "INSERT INTO api_keys (key_hash, tenant_id, doc) VALUES (?1, ?2, ?3)",
                 params![k.key_hash, k.tenant_id, to_json(&k)?],
-            ).map_err(store_err)?;
+            )
+            .map_err(store_err)?;
             Ok(())
         })
         .await
@@ -316,7 +331,8 @@ impl Store for SqliteStore {
                 [&key_hash],
                 |r| r.get::<_, String>(0),
             )
-            .optional().map_err(store_err)?
+            .optional()
+            .map_err(store_err)?
             .map(|doc| from_json(&doc))
             .transpose()
         })
@@ -337,7 +353,8 @@ impl Store for SqliteStore {
                     db.status.as_str(),
                     to_json(&db)?
                 ],
-            ).map_err(store_err)?;
+            )
+            .map_err(store_err)?;
             Ok(())
         })
         .await
@@ -631,13 +648,15 @@ impl Store for SqliteStore {
     async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64> {
         let name = name.to_string();
         self.tx(move |tx| {
-            Ok(tx.query_row(
-                "INSERT INTO counters (name, value) VALUES (?1, ?2)
+            Ok(tx
+                .query_row(
+                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value
                  RETURNING value",
-                params![name, by],
-                |r| r.get::<_, f64>(0),
-            ).map_err(store_err)?)
+                    params![name, by],
+                    |r| r.get::<_, f64>(0),
+                )
+                .map_err(store_err)?)
         })
         .await
     }

@@ -35,8 +35,8 @@ use tokio::time::Instant;
 
 use super::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
 use dbaas_core::domain::{
-    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus,
-    OperationType, Size, Tenant, random_token,
+    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, DesiredState, Operation,
+    OperationStatus, OperationType, Size, Tenant, random_token,
 };
 use dbaas_core::engine::Engine;
 use dbaas_core::error::{Error, Result};
@@ -154,7 +154,8 @@ impl MongoStore {
             self.database
                 .collection::<Document>(collection)
                 .create_index(IndexModel::builder().keys(keys).options(options).build())
-                .await.map_err(store_err)?;
+                .await
+                .map_err(store_err)?;
         }
         Ok(())
     }
@@ -184,7 +185,8 @@ fn cdate(t: bson::DateTime) -> Result<DateTime<Utc>> {
 }
 
 fn int(v: u64) -> Result<i64> {
-    i64::try_from(v).map_err(|_| Error::Store(format!("{v} does not fit a 64-bit signed integer").into()))
+    i64::try_from(v)
+        .map_err(|_| Error::Store(format!("{v} does not fit a 64-bit signed integer").into()))
 }
 
 fn uint<T: TryFrom<i64>>(v: i64, field: &str) -> Result<T> {
@@ -545,7 +547,11 @@ impl MongoStore {
                 Err(Error::Conflict(_)) => {}
                 Err(e) => return Err(e),
             }
-            let holder = self.locks.find_one(doc! {"_id": &key}).await.map_err(store_err)?;
+            let holder = self
+                .locks
+                .find_one(doc! {"_id": &key})
+                .await
+                .map_err(store_err)?;
             if let Some(holder) = holder
                 && holder
                     .get_datetime("expires_at")
@@ -556,13 +562,14 @@ impl MongoStore {
                 let stale = holder.get_str("token").unwrap_or_default();
                 self.locks
                     .delete_one(doc! {"_id": &key, "token": stale})
-                    .await.map_err(store_err)?;
+                    .await
+                    .map_err(store_err)?;
                 continue;
             }
             if Instant::now() >= deadline {
-                return Err(Error::Store(format!(
-                    "timed out waiting for the write lock on {key}"
-                ).into()));
+                return Err(Error::Store(
+                    format!("timed out waiting for the write lock on {key}").into(),
+                ));
             }
             // Jitter keeps waiting writers from retrying in lockstep.
             let pause = backoff.mul_f64(rand::rng().random_range(0.5..1.5));
@@ -596,7 +603,8 @@ impl MongoStore {
             self.databases
                 .find_one_and_update(filter, stamped(update)?)
                 .return_document(ReturnDocument::After)
-                .await.map_err(store_err)?
+                .await
+                .map_err(store_err)?
                 .map(DatabaseDoc::into_domain)
                 .transpose()
         })
@@ -614,7 +622,8 @@ impl MongoStore {
             self.operations
                 .find_one_and_update(filter, stamped(update)?)
                 .return_document(ReturnDocument::After)
-                .await.map_err(store_err)?
+                .await
+                .map_err(store_err)?
                 .map(OperationDoc::into_domain)
                 .transpose()
         })
@@ -641,7 +650,10 @@ fn stamped(mut update: Document) -> Result<Document> {
 #[async_trait]
 impl Store for MongoStore {
     async fn ping(&self) -> Result<()> {
-        self.database.run_command(doc! {"ping": 1}).await.map_err(store_err)?;
+        self.database
+            .run_command(doc! {"ping": 1})
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
@@ -653,14 +665,16 @@ impl Store for MongoStore {
                 name: tenant.name.clone(),
                 created_at: bdate(tenant.created_at),
             })
-            .await.map_err(store_err)?;
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
     async fn get_tenant(&self, id: &str) -> Result<Option<Tenant>> {
         self.tenants
             .find_one(doc! {"_id": id})
-            .await.map_err(store_err)?
+            .await
+            .map_err(store_err)?
             .map(|t| {
                 Ok(Tenant {
                     id: t.id,
@@ -679,14 +693,16 @@ impl Store for MongoStore {
                 tenant_id: key.tenant_id.clone(),
                 created_at: bdate(key.created_at),
             })
-            .await.map_err(store_err)?;
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
     async fn find_api_key(&self, key_hash: &str) -> Result<Option<ApiKeyRecord>> {
         self.api_keys
             .find_one(doc! {"_id": key_hash})
-            .await.map_err(store_err)?
+            .await
+            .map_err(store_err)?
             .map(|k| {
                 Ok(ApiKeyRecord {
                     key_hash: k.key_hash,
@@ -702,14 +718,16 @@ impl Store for MongoStore {
         self.ensure_indexes().await?;
         self.databases
             .insert_one(DatabaseDoc::from_domain(db)?)
-            .await.map_err(store_err)?;
+            .await
+            .map_err(store_err)?;
         Ok(())
     }
 
     async fn get_database(&self, id: &str) -> Result<Option<Database>> {
         self.databases
             .find_one(doc! {"_id": id})
-            .await.map_err(store_err)?
+            .await
+            .map_err(store_err)?
             .map(DatabaseDoc::into_domain)
             .transpose()
     }
@@ -739,7 +757,12 @@ impl Store for MongoStore {
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let docs: Vec<DatabaseDoc> = find.await.map_err(store_err)?.try_collect().await.map_err(store_err)?;
+        let docs: Vec<DatabaseDoc> = find
+            .await
+            .map_err(store_err)?
+            .try_collect()
+            .await
+            .map_err(store_err)?;
         docs.into_iter().map(DatabaseDoc::into_domain).collect()
     }
 
@@ -827,7 +850,12 @@ impl Store for MongoStore {
 
     async fn finalize_deletion(&self, id: &str) -> Result<bool> {
         // Tenant and name never change, so reading them first cannot race.
-        let Some(db) = self.databases.find_one(doc! {"_id": id}).await.map_err(store_err)? else {
+        let Some(db) = self
+            .databases
+            .find_one(doc! {"_id": id})
+            .await
+            .map_err(store_err)?
+        else {
             return Ok(false);
         };
         let update = doc! {"$set": {
@@ -858,7 +886,8 @@ impl Store for MongoStore {
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
         self.operations
             .find_one(doc! {"_id": id})
-            .await.map_err(store_err)?
+            .await
+            .map_err(store_err)?
             .map(OperationDoc::into_domain)
             .transpose()
     }
@@ -892,7 +921,12 @@ impl Store for MongoStore {
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
-        let docs: Vec<OperationDoc> = find.await.map_err(store_err)?.try_collect().await.map_err(store_err)?;
+        let docs: Vec<OperationDoc> = find
+            .await
+            .map_err(store_err)?
+            .try_collect()
+            .await
+            .map_err(store_err)?;
         docs.into_iter().map(OperationDoc::into_domain).collect()
     }
 
@@ -956,14 +990,17 @@ impl Store for MongoStore {
                     .find_one_and_update(doc! {"_id": name}, doc! {"$inc": {"value": by}})
                     .upsert(true)
                     .return_document(ReturnDocument::After)
-                    .await.map_err(store_err)?)
+                    .await
+                    .map_err(store_err)?)
             })
             .await?
             .ok_or_else(|| Error::Store(format!("counter {name} missing after upsert").into()))?;
         match counter.get("value") {
             Some(Bson::Double(v)) => Ok(*v),
             Some(Bson::Int32(v)) => Ok(f64::from(*v)),
-            other => Err(Error::Store(format!("counter {name} holds {other:?}").into())),
+            other => Err(Error::Store(
+                format!("counter {name} holds {other:?}").into(),
+            )),
         }
     }
 }

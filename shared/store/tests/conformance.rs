@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dbaas_core::domain::{Tenant, random_token};
+use dbaas_store::Store;
 use dbaas_store::embedded::SqliteStore;
 use dbaas_store::mongo::MongoStore;
-use dbaas_store::Store;
 use dbaas_testkit::store_suite;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

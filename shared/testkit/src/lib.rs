@@ -4,5 +4,6 @@
 //! ships depends on it.
 
 pub mod queue_suite;
+pub mod rig;
 pub mod standin_suite;
 pub mod store_suite;

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use futures::future::join_all;
 
-use dbaas_queue::Queue;
 use dbaas_core::domain::random_token;
+use dbaas_queue::Queue;
 
 /// Runs every check that needs nothing but the queue.
 pub async fn run_all(queue: &dyn Queue) {

@@ -13,7 +13,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use chrono::Utc;
 use serde_json::{Value, json};
 
-use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::{Size, random_token};
 use dbaas_core::drift::Change;
@@ -22,6 +21,7 @@ use dbaas_core::kubedb::{
     DATABASE_ID_LABEL, DatabaseManifest, DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER,
     ObservedDatabase, ObservedOpsRequest, OpsPhase, database_object, ops_request_object,
 };
+use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
 
 /// Creates a fresh namespace named `<prefix>-<random>` and returns its name.
 pub async fn namespace(cluster: &dyn Cluster, prefix: &str) -> String {
@@ -349,15 +349,7 @@ pub async fn skipped_and_serialized(cluster: Arc<dyn Cluster>, ns: &str) {
     // Names order requests created within the same second.
     create_op(c, engine, ns, "skip-1", "skip", Change::Replicas(4)).await;
     create_op(c, engine, ns, "skip-2", "skip", Change::Replicas(5)).await;
-    create_op(
-        c,
-        engine,
-        ns,
-        "skip-3",
-        "skip",
-        Change::StorageGb(20),
-    )
-    .await;
+    create_op(c, engine, ns, "skip-3", "skip", Change::StorageGb(20)).await;
     step(&s).await;
     for name in ["skip-1", "skip-2", "skip-3"] {
         assert_eq!(
@@ -424,15 +416,7 @@ pub async fn finished_requests_skip_nothing(cluster: Arc<dyn Cluster>, ns: &str)
         op(c, engine, ns, "fin-z").await.phase,
         Some(OpsPhase::Failed)
     );
-    create_op(
-        c,
-        engine,
-        ns,
-        "fin-a",
-        "fin",
-        Change::StorageGb(30),
-    )
-    .await;
+    create_op(c, engine, ns, "fin-a", "fin", Change::StorageGb(30)).await;
     for _ in 0..3 {
         step(&s).await;
     }
@@ -694,15 +678,7 @@ pub async fn stateless_restart(cluster: Arc<dyn Cluster>, ns: &str) {
         DeletionPolicy::WipeOut,
     )
     .await;
-    create_op(
-        c,
-        engine,
-        ns,
-        "restart-h",
-        "restart",
-        Change::Replicas(2),
-    )
-    .await;
+    create_op(c, engine, ns, "restart-h", "restart", Change::Replicas(2)).await;
     step(&first).await;
     step(&first).await;
     drop(first);

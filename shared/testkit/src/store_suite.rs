@@ -7,14 +7,16 @@
 use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 
-use dbaas_store::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
 use dbaas_core::domain::{
-    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, Operation, OperationStatus, Spec,
-    Size, Tenant, hash_api_key, new_api_key, random_token,
+    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, Operation, OperationStatus, Size,
+    Spec, Tenant, hash_api_key, new_api_key, random_token,
 };
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Error;
+use dbaas_store::{
+    DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,
+};
 
 /// Runs every check.
 pub async fn run_all(store: &dyn Store) {
@@ -908,18 +910,16 @@ pub async fn claim_operation(store: &dyn Store) {
 
     // Concurrent claims: one winner.
     let late = until2 + Duration::seconds(1);
-    let results = join_all(
-        (0..8).map(|i| {
-            let token = format!("c{i}");
-            let id = &op.id;
-            async move {
-                let r = store
-                    .claim_operation(id, late, late + Duration::seconds(30 + i), &token)
-                    .await;
-                (token, r)
-            }
-        }),
-    )
+    let results = join_all((0..8).map(|i| {
+        let token = format!("c{i}");
+        let id = &op.id;
+        async move {
+            let r = store
+                .claim_operation(id, late, late + Duration::seconds(30 + i), &token)
+                .await;
+            (token, r)
+        }
+    }))
     .await;
     let winners: Vec<String> = results
         .into_iter()

@@ -11,7 +11,8 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::Ctx;
-use crate::util::{Proc, Spread, free_port, loadavg, proc_kb, token, wait_http_ok};
+use crate::util::{Proc, Spread, loadavg, proc_kb, token, wait_http_ok};
+use dbaas_testkit::rig::free_port;
 
 /// Databases the load is spread over.
 const DATABASES: usize = 64;
@@ -397,8 +398,7 @@ pub async fn run(
         .await;
         let _ = server.proc.stop();
         if let Some(db) = &server.mongodb_database
-            && let Ok(store) =
-                dbaas_store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, db).await
+            && let Ok(store) = dbaas_store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, db).await
         {
             let _ = store.database().drop().await;
         }

@@ -10,7 +10,8 @@ use serde::Serialize;
 
 use crate::Ctx;
 use crate::scale::Scenario;
-use crate::util::{Proc, Spread, free_port, loadavg, proc_kb, token, wait_http_ok};
+use crate::util::{Proc, Spread, loadavg, proc_kb, token, wait_http_ok};
+use dbaas_testkit::rig::free_port;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ColdStart {
@@ -178,8 +179,7 @@ pub async fn run(ctx: &Ctx, runs: usize) -> anyhow::Result<ColdResults> {
         None,
     ));
     rest.push(r);
-    if let Ok(store) = dbaas_store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, &db).await
-    {
+    if let Ok(store) = dbaas_store::mongo::MongoStore::new(&ctx.rig.mongodb_uri, &db).await {
         let _ = store.database().drop().await;
     }
 

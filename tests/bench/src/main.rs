@@ -17,34 +17,8 @@ mod util;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-
-/// Where the rig's servers are (`source target/rig/env`).
-#[derive(Debug, Clone)]
-pub struct Rig {
-    pub mongodb_uri: String,
-    pub redis_url: String,
-    pub kubeconfig: PathBuf,
-}
-
-impl Rig {
-    fn from_env() -> anyhow::Result<Rig> {
-        let var = |n: &str| {
-            std::env::var(n)
-                .ok()
-                .filter(|v| !v.trim().is_empty())
-                .with_context(|| {
-                    format!("{n} is unset: run `just rig-up` and `source target/rig/env`")
-                })
-        };
-        Ok(Rig {
-            mongodb_uri: var("MONGODB_URI")?,
-            redis_url: var("REDIS_URL")?,
-            kubeconfig: var("KUBECONFIG")?.into(),
-        })
-    }
-}
+pub use dbaas_testkit::rig::Rig;
 
 /// What every section needs.
 pub struct Ctx {
@@ -166,7 +140,7 @@ fn default_oha() -> PathBuf {
 
 async fn run(args: RunArgs) -> anyhow::Result<()> {
     let started = Instant::now();
-    let rig = Rig::from_env()?;
+    let rig = Rig::try_from_env().map_err(anyhow::Error::msg)?;
     let logs = args.out.join("logs");
     let _ = std::fs::remove_dir_all(&logs);
     std::fs::create_dir_all(&logs)?;

@@ -9,9 +9,7 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, SubsecRound, Utc};
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
-use dbaas_core::domain::{
-    self, Action, Condition, Database, DatabaseStatus, Operation, Size,
-};
+use dbaas_core::domain::{self, Action, Condition, Database, DatabaseStatus, Operation, Size};
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{self, DatabaseManifest, DeletionPolicy};

@@ -272,14 +272,6 @@ pub fn wait_http_ok(
     }
 }
 
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
-}
-
 /// A short random lowercase token.
 pub fn token(len: usize) -> String {
     dbaas_core::domain::random_token(len)

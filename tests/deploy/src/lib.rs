@@ -29,67 +29,12 @@ use kube::discovery::{Scope, pinned_kind};
 use serde_json::Value;
 use tokio::process::{Child, Command};
 
-/// What to do when the rig is missing.
-pub const RIG_HINT: &str = "start the test rig with `just rig-up` and `source target/rig/env`";
-/// What to do when a binary is missing.
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .expect("the repository root exists")
-}
-
-/// Where the rig's servers are, from `target/rig/env`.
-#[derive(Debug, Clone)]
-pub struct Rig {
-    pub kubeconfig: PathBuf,
-    pub mongodb_uri: String,
-    pub redis_url: String,
-    pub prometheus_url: String,
-    pub pushgateway_url: String,
-}
-
-impl Rig {
-    /// Reads the rig's variables; fails the test, naming what is unset.
-    pub fn from_env() -> Rig {
-        let names = [
-            "KUBECONFIG",
-            "MONGODB_URI",
-            "REDIS_URL",
-            "PROMETHEUS_URL",
-            "PUSHGATEWAY_URL",
-        ];
-        let missing: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| std::env::var(n).map_or(true, |v| v.trim().is_empty()))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "the deployment tests need the test rig, but {} unset: {RIG_HINT}",
-            missing.join(", ")
-        );
-        let var = |n: &str| std::env::var(n).expect("checked above");
-        let kubeconfig = PathBuf::from(var("KUBECONFIG"));
-        assert!(
-            kubeconfig.is_file(),
-            "KUBECONFIG={} is not a file: {RIG_HINT}",
-            kubeconfig.display()
-        );
-        Rig {
-            kubeconfig,
-            mongodb_uri: var("MONGODB_URI"),
-            redis_url: var("REDIS_URL"),
-            prometheus_url: var("PROMETHEUS_URL").trim_end_matches('/').to_string(),
-            pushgateway_url: var("PUSHGATEWAY_URL").trim_end_matches('/').to_string(),
-        }
-    }
-
-    /// An admin client of the rig's API server.
-    pub async fn client(&self) -> Client {
-        client_for(&self.kubeconfig).await
-    }
 }
 
 /// A client from a kubeconfig file.
@@ -307,7 +252,8 @@ pub fn unique_id() -> String {
     dbaas_core::domain::random_token(8).to_lowercase()
 }
 
-pub use dbaas_e2e::{bin_dir, binary, log_tail};
+pub use dbaas_e2e::{bin_dir, binary};
+pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
 
 /// Processes started by a test, each logging to its own file; killed when
 /// dropped.
@@ -393,12 +339,6 @@ impl Proc {
             );
         }
     }
-}
-
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// Runs an instant PromQL query; returns the result vector (or scalar as

@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dbaas_deploy_tests::{
-    Applier, Proc, Procs, Rig, binary, free_port, log_tail, prom_query, render, repo_root,
-    sample_values, unique_id,
+    Applier, Proc, Procs, Rig, binary, client_for, free_port, log_tail, prom_query, render,
+    repo_root, sample_values, unique_id,
 };
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
@@ -344,7 +344,7 @@ impl Flow {
         let id = unique_id();
         let namespace = format!("deploy-{id}");
         let procs = Procs::new(&namespace);
-        let applier = Applier::new(rig.client().await);
+        let applier = Applier::new(client_for(&rig.kubeconfig).await);
         for o in rbac_for(&namespace, &id) {
             applier
                 .apply(&o, false)
@@ -620,7 +620,7 @@ impl Flow {
     /// Removes what the flow created (only after a pass, so a failure
     /// leaves its evidence).
     async fn finish(self) {
-        let applier = Applier::new(self.rig.client().await);
+        let applier = Applier::new(client_for(&self.rig.kubeconfig).await);
         for o in rbac_for(&self.namespace, &self.id).iter().rev() {
             applier.delete(o).await;
         }

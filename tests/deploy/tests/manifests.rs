@@ -6,10 +6,10 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use dbaas_deploy_tests::{Applier, Rig, describe, find, render, repo_root};
 use dbaas_cluster::Kind;
 use dbaas_core::engine::Engine;
 use dbaas_core::naming::DEFAULT_NAMESPACE;
+use dbaas_deploy_tests::{Applier, Rig, client_for, describe, find, render, repo_root};
 use serde_json::{Value, json};
 
 /// Every kustomization in the repository.
@@ -80,7 +80,7 @@ fn cron_period(cron: &str) -> i64 {
 #[tokio::test]
 async fn every_kustomization_renders_and_the_api_server_accepts_every_object() {
     let rig = Rig::from_env();
-    let applier = Applier::new(rig.client().await);
+    let applier = Applier::new(client_for(&rig.kubeconfig).await);
     let rendered: Vec<(&str, Vec<Value>)> =
         KUSTOMIZATIONS.iter().map(|k| (*k, render(k))).collect();
 
@@ -154,7 +154,7 @@ async fn every_kustomization_renders_and_the_api_server_accepts_every_object() {
 #[tokio::test]
 async fn the_dry_run_rejects_unknown_fields() {
     let rig = Rig::from_env();
-    let applier = Applier::new(rig.client().await);
+    let applier = Applier::new(client_for(&rig.kubeconfig).await);
     let bad_cm = json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "strict-check", "namespace": "default"}, "data": {"a": "b"}, "spec": {}});
     let err = applier

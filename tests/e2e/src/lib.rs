@@ -38,8 +38,8 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::{Child, Command};
 
-/// What to do when the rig is missing.
-pub const RIG_HINT: &str = "run `just rig-up` and `source target/rig/env`";
+pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
+
 /// What to do when a binary is missing.
 pub const BUILD_HINT: &str = "build them first with `cargo build --workspace --bins`";
 
@@ -51,55 +51,6 @@ const WORKER_TIMEOUT: Duration = Duration::from_secs(90);
 const MAX_WORKERS_PER_ROUND: usize = 25;
 /// Pause between two rounds of the loop.
 const ROUND_PAUSE: Duration = Duration::from_millis(200);
-
-/// Where the rig's servers are, from the environment `target/rig/env` sets.
-#[derive(Debug, Clone)]
-pub struct Rig {
-    pub mongodb_uri: String,
-    pub redis_url: String,
-    pub kubeconfig: PathBuf,
-    pub pushgateway_url: String,
-    pub prometheus_url: String,
-}
-
-impl Rig {
-    /// Reads the rig's variables; fails the test, never skips it, when one
-    /// is unset.
-    pub fn from_env() -> Rig {
-        let names = [
-            "MONGODB_URI",
-            "REDIS_URL",
-            "KUBECONFIG",
-            "PUSHGATEWAY_URL",
-            "PROMETHEUS_URL",
-        ];
-        let missing: Vec<&str> = names
-            .iter()
-            .copied()
-            .filter(|n| std::env::var(n).map_or(true, |v| v.trim().is_empty()))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "the end-to-end tests need the test rig, but {} {} unset: {RIG_HINT}",
-            missing.join(", "),
-            if missing.len() == 1 { "is" } else { "are" },
-        );
-        let var = |n: &str| std::env::var(n).expect("checked above");
-        let kubeconfig = PathBuf::from(var("KUBECONFIG"));
-        assert!(
-            kubeconfig.is_file(),
-            "KUBECONFIG={} is not a file: {RIG_HINT}",
-            kubeconfig.display()
-        );
-        Rig {
-            mongodb_uri: var("MONGODB_URI"),
-            redis_url: var("REDIS_URL"),
-            kubeconfig,
-            pushgateway_url: var("PUSHGATEWAY_URL"),
-            prometheus_url: var("PROMETHEUS_URL"),
-        }
-    }
-}
 
 /// The directory holding the workspace's binaries: `target/<profile>`, the
 /// parent of the `deps` directory this test executable runs from.
@@ -220,19 +171,6 @@ impl Proc {
         );
         status
     }
-}
-
-/// The last lines of a log file, for failure messages.
-pub fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<unreadable: {e}>"));
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(60)..].join("\n")
-}
-
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    listener.local_addr().expect("local address").port()
 }
 
 /// The HTTP API as a tenant sees it (and the admin routes).

@@ -1,11 +1,11 @@
 //! The three flow examples of the design (declarative-architecture.md),
 //! end to end through the binaries.
 
-use dbaas_e2e::{TestEnv, engine_of, name, names, new_database, phase, s};
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::Size;
 use dbaas_core::drift::Change;
 use dbaas_core::kubedb::{ObservedDatabase, ObservedOpsRequest};
+use dbaas_e2e::{TestEnv, engine_of, name, names, new_database, phase, s};
 use serde_json::{Value, json};
 
 fn of_type<'a>(ops: &'a [Value], type_: &str) -> Vec<&'a Value> {

@@ -1,15 +1,15 @@
 //! Every engine through its life: create, scale, delete; every OpsRequest
 //! accepted by the API server under strict field validation.
 
-use dbaas_e2e::{TestEnv, cr_name, engine_of, name, names, new_database, phase, s};
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::Size;
+use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Error;
-use dbaas_core::drift::Change;
 use dbaas_core::kubedb::{
     DATABASE_ID_LABEL, ObservedDatabase, ObservedOpsRequest, ops_request_object,
 };
+use dbaas_e2e::{TestEnv, cr_name, engine_of, name, names, new_database, phase, s};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use chrono::Utc;
-use dbaas_e2e::{TestEnv, log_tail, names, new_database, s};
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_e2e::{TestEnv, log_tail, names, new_database, s};
 use serde_json::{Value, json};
 
 const LEASE: &str = "dbaas-reconciler";

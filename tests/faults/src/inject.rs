@@ -19,8 +19,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dbaas_core::Result;
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::Result;
 use dbaas_core::domain::{ApiKeyRecord, Database, Operation, OperationStatus, Tenant};
 use dbaas_queue::{InProcess, Queue};
 use dbaas_store::{

@@ -255,7 +255,7 @@ impl ApiProcess {
             "{} not found: build it first with `cargo build --workspace --bins`",
             bin.display()
         );
-        let port = servers::free_port();
+        let port = dbaas_testkit::rig::free_port();
         std::fs::create_dir_all(log_dir).expect("create the log directory");
         let log = log_dir.join(format!("api-{port}.log"));
         let file = std::fs::File::create(&log).expect("create the API log");

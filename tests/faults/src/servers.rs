@@ -2,6 +2,7 @@
 //! touched. Each keeps its port (and data directory) across restarts, so
 //! clients reconnect to the same address, as after a real outage.
 
+use dbaas_testkit::rig::free_port;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -14,12 +15,6 @@ pub fn repo_root() -> PathBuf {
         .join("../..")
         .canonicalize()
         .expect("repo root")
-}
-
-/// A free TCP port on the loopback interface.
-pub fn free_port() -> u16 {
-    let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local address").port()
 }
 
 /// One server process on a fixed port.

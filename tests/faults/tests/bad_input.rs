@@ -13,11 +13,11 @@
 
 use std::time::{Duration, Instant};
 
+use dbaas_core::domain::random_token;
 use dbaas_faults::{
     ApiProcess, Summary, count, create_database, drop_mongo_database, rig_var, seed, target_dir,
     tenant_and_key,
 };
-use dbaas_core::domain::random_token;
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};

@@ -26,10 +26,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use dbaas_faults::inject::{CrashAt, Faulty};
-use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
 use dbaas_core::domain::{
     Database, DatabaseStatus, Operation, OperationStatus, OperationType, Size, new_database_id,
     random_token,
@@ -37,13 +37,13 @@ use dbaas_core::domain::{
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{DATABASE_ID_LABEL, DeletionPolicy};
 use dbaas_core::naming;
+use dbaas_faults::inject::{CrashAt, Faulty};
+use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
-use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -172,7 +172,8 @@ impl Lane {
                 Ok(Err(e)) => return Err(format!("a clean worker failed: {e}")),
                 Ok(Ok(Outcome::Succeeded(_))) => {
                     if let Some(op) = op {
-                        self.worker_traces.insert(op.type_(), self.faulty.inj.trace());
+                        self.worker_traces
+                            .insert(op.type_(), self.faulty.inj.trace());
                     }
                 }
                 Ok(Ok(_)) => {}
@@ -366,11 +367,7 @@ impl Lane {
             match owner {
                 Some((op, attempt)) if attempt >= 1 && attempt <= op.attempts => {
                     per_change
-                        .entry((
-                            op.type_(),
-                            op.target_generation,
-                            format!("{:?}", op.action),
-                        ))
+                        .entry((op.type_(), op.target_generation, format!("{:?}", op.action)))
                         .or_default()
                         .push(op.id.clone());
                 }

@@ -19,15 +19,15 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var};
-use dbaas_core::Result;
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_core::Result;
 use dbaas_core::domain::{Database, OperationType, Size, random_token};
 use dbaas_core::engine::Engine;
+use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var};
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{OperationQuery, Store};
 use serde_json::Value;

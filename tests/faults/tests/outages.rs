@@ -16,23 +16,23 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use dbaas_cluster::Cluster;
+use dbaas_cluster::kube::KubeCluster;
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_control::worker::{Worker, WorkerConfig};
+use dbaas_core::domain::{DatabaseStatus, random_token};
+use dbaas_core::kubedb::DeletionPolicy;
 use dbaas_faults::inject::Faulty;
 use dbaas_faults::servers::{self, Server, Shared, repo_root, scratch};
 use dbaas_faults::{
     Summary, create_database, drop_mongo_database, drop_redis_prefix, rig_var, serve_api,
     tenant_and_key,
 };
-use dbaas_cluster::Cluster;
-use dbaas_cluster::kube::KubeCluster;
-use dbaas_core::domain::{DatabaseStatus, random_token};
-use dbaas_core::kubedb::DeletionPolicy;
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{OperationQuery, Store};
-use dbaas_control::worker::{Worker, WorkerConfig};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 

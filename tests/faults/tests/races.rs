@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use dbaas_faults::{Summary, count, drop_mongo_database, rig_var, seed, serve_api, tenant_and_key};
 use dbaas_core::domain::{Condition, DatabaseStatus, Size, random_token};
+use dbaas_faults::{Summary, count, drop_mongo_database, rig_var, seed, serve_api, tenant_and_key};
 use dbaas_store::embedded::SqliteStore;
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{ObservedUpdate, Store};

@@ -6,19 +6,19 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use dbaas_faults::inject::Faulty;
 use dbaas_cluster::Cluster;
 use dbaas_cluster::embedded::EmbeddedCluster;
+use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
+use dbaas_control::worker::{Worker, WorkerConfig};
 use dbaas_core::domain::{Database, DatabaseStatus, Operation, OperationStatus, Size};
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::DeletionPolicy;
+use dbaas_faults::inject::Faulty;
 use dbaas_queue::Queue;
 use dbaas_queue::embedded::SqliteQueue;
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::embedded::SqliteStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
-use dbaas_control::worker::{Worker, WorkerConfig};
 
 const NS: &str = "dbaas-databases";
 

@@ -10,10 +10,10 @@
 use std::time::Instant;
 
 use base64::Engine as _;
-use dbaas_e2e::{TestEnv, cr_name, new_database, s};
-use dbaas_faults::Summary;
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::random_token;
+use dbaas_e2e::{TestEnv, cr_name, new_database, s};
+use dbaas_faults::Summary;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 

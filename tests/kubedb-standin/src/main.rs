@@ -67,7 +67,10 @@ async fn main() -> anyhow::Result<()> {
     };
     tracing::info!(?config, "kubedb stand-in starting");
     Standin::new(std::sync::Arc::new(cluster), config)
-        .run(Duration::from_millis(cli.poll_interval_ms), shutdown_signal())
+        .run(
+            Duration::from_millis(cli.poll_interval_ms),
+            shutdown_signal(),
+        )
         .await;
     tracing::info!("kubedb stand-in stopped");
     Ok(())

@@ -32,19 +32,27 @@ impl Default for PassMetrics {
     fn default() -> Self {
         let registry = Registry::new();
         let r = &registry;
-        let counter = |name: &str, help: &str| {
-            register(r, &Counter::new(name, help).expect("valid metric"))
-        };
+        let counter =
+            |name: &str, help: &str| register(r, &Counter::new(name, help).expect("valid metric"));
         let gauge =
             |name: &str, help: &str| register(r, &Gauge::new(name, help).expect("valid metric"));
         let counter_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(r, &CounterVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register(
+                r,
+                &CounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         let gauge_vec = |name: &str, help: &str, labels: &[&str]| {
-            register(r, &GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"))
+            register(
+                r,
+                &GaugeVec::new(Opts::new(name, help), labels).expect("valid metric"),
+            )
         };
         PassMetrics {
-            cycles: counter("dbaas_reconciliation_cycle_total", "Reconciliation passes run."),
+            cycles: counter(
+                "dbaas_reconciliation_cycle_total",
+                "Reconciliation passes run.",
+            ),
             cycle_duration: gauge(
                 "dbaas_reconciliation_cycle_duration_seconds",
                 "Duration of the last pass.",
@@ -130,7 +138,9 @@ impl PassMetrics {
             .observe(store, &[], &report.resolved_drift_seconds)
             .await?;
         for (id, field, _) in &report.drifted {
-            self.state_drift.with_label_values(&[id.as_str(), field]).set(1.0);
+            self.state_drift
+                .with_label_values(&[id.as_str(), field])
+                .set(1.0);
         }
         let drifted: HashSet<&str> = report
             .drifted
@@ -140,9 +150,8 @@ impl PassMetrics {
         self.databases_drifted.set(drifted.len() as f64);
         self.databases.set(report.databases_seen as f64);
         let oldest = report.drifted.iter().map(|(_, _, since)| *since).min();
-        self.oldest_drift_age.set(
-            oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0),
-        );
+        self.oldest_drift_age
+            .set(oldest.map_or(0.0, |t| (Utc::now() - t).num_milliseconds() as f64 / 1000.0));
         self.queue_depth
             .with_label_values(&["pending"])
             .set(report.pending_depth as f64);

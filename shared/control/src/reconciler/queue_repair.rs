@@ -12,7 +12,6 @@ use tracing::info;
 use super::{PassReport, Reconciler};
 
 impl Reconciler<'_> {
-
     /// Makes the queue agree with the store.
     pub(super) async fn repair_queue(
         &self,

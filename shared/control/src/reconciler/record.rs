@@ -11,7 +11,6 @@ use dbaas_store::ObservedUpdate;
 use super::{PassReport, Reconciler};
 
 impl Reconciler<'_> {
-
     /// Writes observed fields, status and conditions, where they changed.
     pub(super) async fn record(
         &self,

@@ -14,7 +14,6 @@ use tracing::{debug, info};
 use super::{ClusterView, PassReport, Reconciler};
 
 impl Reconciler<'_> {
-
     /// Settles one database, given its unfinished operations (`own_ops`);
     /// returns an operation id to enqueue, if any.
     pub(super) async fn reconcile_database(

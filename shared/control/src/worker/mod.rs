@@ -187,13 +187,18 @@ impl Worker<'_> {
             token: &token,
         };
         let Some(db) = self.store.get_database(&op.database_id).await? else {
-            self.finish(&claimed, OperationStatus::Cancelled, Some("database record is gone".into()))
-                .await?;
+            self.finish(
+                &claimed,
+                OperationStatus::Cancelled,
+                Some("database record is gone".into()),
+            )
+            .await?;
             self.queue.ack(&id).await?;
             return Ok(Outcome::Dropped(id));
         };
         if db.active_operation_id.as_deref() != Some(op.id.as_str()) {
-            self.finish(&claimed, OperationStatus::Superseded, None).await?;
+            self.finish(&claimed, OperationStatus::Superseded, None)
+                .await?;
             self.queue.ack(&id).await?;
             return Ok(Outcome::Dropped(id));
         }
@@ -277,8 +282,13 @@ impl Worker<'_> {
                     deletion_policy: self.config.deletion_policy,
                 };
                 self.cluster.ensure_namespace(ns).await?;
-                self.create(op, &kind, &kubedb::database_object(&manifest), "database resource")
-                    .await?;
+                self.create(
+                    op,
+                    &kind,
+                    &kubedb::database_object(&manifest),
+                    "database resource",
+                )
+                .await?;
                 Target::Database {
                     kind,
                     name: cr_name,
@@ -328,7 +338,11 @@ impl Worker<'_> {
     /// attempt created it already.
     async fn create(&self, op: &Operation, kind: &Kind, object: &Value, what: &str) -> Result<()> {
         let name = object["metadata"]["name"].as_str().unwrap_or_default();
-        match self.cluster.create(kind, &self.config.namespace, object).await {
+        match self
+            .cluster
+            .create(kind, &self.config.namespace, object)
+            .await
+        {
             Ok(_) => info!(operation_id = %op.id, name, "{what} created"),
             Err(Error::AlreadyExists(_)) => {
                 info!(operation_id = %op.id, name, "{what} exists; adopting it")
@@ -387,7 +401,11 @@ impl Worker<'_> {
 
     /// Records the new current state and the success; `None` when the
     /// claim was lost before anything was written.
-    async fn record_success(&self, claimed: &Claimed<'_>, db: &Database) -> Result<Option<Outcome>> {
+    async fn record_success(
+        &self,
+        claimed: &Claimed<'_>,
+        db: &Database,
+    ) -> Result<Option<Outcome>> {
         let op = claimed.op;
         if !self.renew(claimed, None).await? {
             return Ok(None);
@@ -403,7 +421,10 @@ impl Worker<'_> {
             };
             self.store.update_observed(&db.id, &update).await?;
         }
-        if !self.finish(claimed, OperationStatus::Succeeded, None).await? {
+        if !self
+            .finish(claimed, OperationStatus::Succeeded, None)
+            .await?
+        {
             return Ok(None);
         }
         self.store.end_operation(&db.id, &op.id).await?;

@@ -9,8 +9,8 @@ export DBAAS_CRDS_DIR := env_var_or_default("DBAAS_CRDS_DIR", justfile_directory
 dev *ARGS:
     cargo run --release -p dbaas-local -- {{ARGS}}
 
-# Run every test: installs what they need, brings the rig up if it is down, tears down what it started.
-test:
+# Run every test: the lints first, then installs what the tests need, brings the rig up if it is down, tears down what it started.
+test: lint
     bash tests/rig/with-rig.sh bash -c 'cargo build --workspace --bins && cargo test --workspace --no-fail-fast'
 
 # Start the test rig (Redis, FerretDB, kube-apiserver + etcd with the CRDs, Prometheus, Pushgateway).
@@ -26,8 +26,9 @@ rig-down:
 fetch-crds DIR="crds":
     bash tests/rig/fetch-crds.sh {{DIR}}
 
-# Lints.
+# Lints: rustfmt and clippy, warnings as errors.
 lint:
+    rustup component add rustfmt clippy >/dev/null 2>&1 || true
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 

@@ -46,36 +46,39 @@ rand() { openssl rand -hex "${1:-24}"; }
 
 # --- credentials ---------------------------------------------------------------------
 creds=$gen/credentials.env
-if [[ ! -s $creds || ${DBAAS_ROTATE:-0} == 1 ]]; then
-  umask 077
-  case $(basename "$overlay") in
-    rig)
-      # The rig's FerretDB and Redis are test servers without authentication
-      # (tests/rig/up.sh); only the admin token is a credential here.
-      cat >"$creds.tmp" <<EOF
+umask 077
+if [[ $(basename "$overlay") == rig ]]; then
+  # The rig's own FerretDB (no authentication: a test server) and Redis
+  # (a password generated when the rig came up): taken from the rig on
+  # every deploy; the admin token is generated once and kept.
+  rig_dir="${RIG_DIR:-$repo/target/rig-cluster}"
+  [[ -s $rig_dir/redis/password ]] || die "the rig at $rig_dir is not up in cluster mode (just cluster-up)"
+  redis_pw=$(<"$rig_dir/redis/password")
+  token=$(sed -n 's/^admin-token=//p' "$creds" 2>/dev/null || true)
+  [[ -n $token && ${DBAAS_ROTATE:-0} != 1 ]] || token=$(rand 32)
+  cat >"$creds.tmp" <<EOF
 mongodb-uri=mongodb://mongodb.dbaas.svc.cluster.local:27017/
-redis-url=redis://redis.dbaas.svc.cluster.local:6379/0
-redis-password=
-admin-token=$(rand 32)
+redis-url=redis://:$redis_pw@redis.dbaas.svc.cluster.local:6379/0
+redis-password=$redis_pw
+admin-token=$token
 EOF
-      ;;
-    *)
-      # In-cluster MongoDB and Redis (the kind overlay's backing services)
-      # get fresh passwords; so do the admin token and Grafana.
-      mongo_pw=$(rand) redis_pw=$(rand)
-      cat >"$creds.tmp" <<EOF
+  mv "$creds.tmp" "$creds"
+elif [[ ! -s $creds || ${DBAAS_ROTATE:-0} == 1 ]]; then
+  # In-cluster MongoDB and Redis (the kind overlay's backing services) get
+  # fresh passwords; so do the admin token and Grafana.
+  mongo_pw=$(rand) redis_pw=$(rand)
+  cat >"$creds.tmp" <<EOF
 mongodb-uri=mongodb://dbaas:$mongo_pw@mongodb.dbaas.svc.cluster.local:27017/?authSource=admin
 redis-url=redis://:$redis_pw@redis.dbaas.svc.cluster.local:6379/0
 redis-password=$redis_pw
 admin-token=$(rand 32)
 EOF
-      printf 'username=dbaas\npassword=%s\n' "$mongo_pw" >"$gen/mongodb-root.env"
-      printf 'password=%s\n' "$(rand)" >"$gen/grafana-admin.env"
-      ;;
-  esac
+  printf 'username=dbaas\npassword=%s\n' "$mongo_pw" >"$gen/mongodb-root.env"
+  printf 'password=%s\n' "$(rand)" >"$gen/grafana-admin.env"
   mv "$creds.tmp" "$creds"
   log "generated credentials in $creds (untracked)"
 fi
+umask 022
 
 # --- where the rig's servers are (rig overlay) -------------------------------------
 if [[ $(basename "$overlay") == rig ]]; then

@@ -65,6 +65,16 @@ rig_node_ip() {
   [[ -n $ip ]] && echo "$ip"
 }
 
+# rig_redis_cli ARGS...: redis-cli with the rig's Redis password, if it has
+# one (cluster mode, see up.sh).
+rig_redis_cli() {
+  if [[ -s $RIG_DIR/redis/password ]]; then
+    REDISCLI_AUTH=$(<"$RIG_DIR/redis/password") redis-cli "$@"
+  else
+    redis-cli "$@"
+  fi
+}
+
 # Admin client TLS options for curl against the API server.
 kube_curl() {
   curl -sS --cacert "$RIG_DIR/pki/ca.crt" --cert "$RIG_DIR/pki/admin.crt" \
@@ -120,7 +130,7 @@ rig_healthy() {
         etcd) curl -sf -m 2 "http://127.0.0.1:$ETCD_PORT/health" >/dev/null && good=1 ;;
         kube-apiserver) [[ $(kube_curl -m 2 "https://127.0.0.1:$KUBE_PORT/readyz" 2>/dev/null) == ok ]] && good=1 ;;
         ferretdb) mongo_ping "$MONGO_PORT" && good=1 ;;
-        redis) [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && good=1 ;;
+        redis) [[ $(rig_redis_cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && good=1 ;;
         pushgateway) curl -sf -m 2 "http://127.0.0.1:$PUSHGATEWAY_PORT/-/ready" >/dev/null && good=1 ;;
         prometheus) curl -sf -m 2 "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" >/dev/null && good=1 ;;
       esac

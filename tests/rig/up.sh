@@ -137,7 +137,16 @@ start etcd "$etcd_bin" --name rig --data-dir "$RIG_DIR/etcd" \
 start ferretdb env FERRETDB_LISTEN="$pod_reachable:$MONGO_PORT" \
   FERRETDB_DIR="$RIG_DIR/ferretdb" "$ferretdb_bin"
 
-start redis redis-server --bind 127.0.0.1 ${NODE_IP:+"$NODE_IP"} --port "$REDIS_PORT" \
+redis_conf=()
+if [[ $RIG_CLUSTER == 1 ]]; then
+  # Reachable from pods: a generated password (Redis refuses non-loopback
+  # clients without one), in a config file rather than on the command line.
+  (umask 077 && openssl rand -hex 24 >"$RIG_DIR/redis/password")
+  printf 'requirepass %s\n' "$(<"$RIG_DIR/redis/password")" >"$RIG_DIR/redis/redis.conf"
+  chmod 600 "$RIG_DIR/redis/redis.conf"
+  redis_conf=("$RIG_DIR/redis/redis.conf")
+fi
+start redis redis-server "${redis_conf[@]}" --bind 127.0.0.1 ${NODE_IP:+"$NODE_IP"} --port "$REDIS_PORT" \
   --save '' --appendonly no --daemonize no --dir "$RIG_DIR/redis" --logfile ''
 
 # --web.enable-admin-api lets tests wipe pushed groups between cases.
@@ -294,7 +303,7 @@ start kube-apiserver "$kube_bin" \
   "${kube_mode_flags[@]}"
 
 mongo_ping_port() { mongo_ping "$MONGO_PORT"; }
-redis_ping() { [[ $(redis-cli -h 127.0.0.1 -p "$REDIS_PORT" ping) == PONG ]]; }
+redis_ping() { [[ $(rig_redis_cli -h 127.0.0.1 -p "$REDIS_PORT" ping) == PONG ]]; }
 wait_for ferretdb 30 mongo_ping_port
 wait_for redis 30 redis_ping
 wait_for pushgateway 30 curl -sf -m 1 "http://127.0.0.1:$PUSHGATEWAY_PORT/-/ready"
@@ -367,7 +376,11 @@ rig_log "CRDs established, namespace default present ($(elapsed))"
   printf 'export RIG_DIR=%q\n' "$RIG_DIR"
   printf 'export KUBECONFIG=%q\n' "$RIG_DIR/kubeconfig"
   printf 'export MONGODB_URI=%q\n' "mongodb://127.0.0.1:$MONGO_PORT/"
-  printf 'export REDIS_URL=%q\n' "redis://127.0.0.1:$REDIS_PORT/"
+  if [[ -s $RIG_DIR/redis/password ]]; then
+    printf 'export REDIS_URL=%q\n' "redis://:$(<"$RIG_DIR/redis/password")@127.0.0.1:$REDIS_PORT/"
+  else
+    printf 'export REDIS_URL=%q\n' "redis://127.0.0.1:$REDIS_PORT/"
+  fi
   printf 'export PROMETHEUS_URL=%q\n' "http://127.0.0.1:$PROMETHEUS_PORT"
   printf 'export PUSHGATEWAY_URL=%q\n' "http://127.0.0.1:$PUSHGATEWAY_PORT"
   if [[ $RIG_CLUSTER == 1 ]]; then printf 'export RIG_NODE_IP=%q\n' "$NODE_IP"; fi

@@ -260,6 +260,16 @@ cat >"$CLUSTER_DIR/cni/net.d/10-dbaas-rig.conflist" <<EOF
   ]
 }
 EOF
+# Nothing from the pods or to a Service address leaves the machine: the
+# pods' bridge is made here with the Service range routed onto it (an
+# address kube-proxy has not translated yet goes nowhere instead of out
+# through the default route), and pods may reach only pods and this host.
+ip link show "$BRIDGE" >/dev/null 2>&1 || ip link add "$BRIDGE" type bridge
+ip addr replace "${POD_CIDR%.*}.1/${POD_CIDR#*/}" dev "$BRIDGE"
+ip link set "$BRIDGE" up
+ip route replace 10.0.0.0/24 dev "$BRIDGE"
+iptables -C FORWARD -s "$CLUSTER_CIDR" ! -d "$CLUSTER_CIDR" -j REJECT 2>/dev/null ||
+  iptables -I FORWARD 1 -s "$CLUSTER_CIDR" ! -d "$CLUSTER_CIDR" -j REJECT
 start containerd containerd --config "$CLUSTER_DIR/containerd/config.toml"
 wait_until containerd 60 ctr --address "$CONTAINERD_SOCK" version
 clog "containerd up ($CONTAINERD_SOCK)"

@@ -80,11 +80,10 @@ impl KubeCluster {
     /// Sends one request, counting it.
     async fn send(&self, request: http::Request<Vec<u8>>) -> Result<Value> {
         self.calls.fetch_add(1, Ordering::Relaxed);
-        Ok(self
-            .client
+        self.client
             .request::<Value>(request)
             .await
-            .map_err(kube_err)?)
+            .map_err(kube_err)
     }
 
     fn leases(&self, namespace: &str) -> Api<Lease> {

@@ -23,6 +23,7 @@ use dbaas_queue::embedded::SqliteQueue;
 use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
 use dbaas_store::embedded::SqliteStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
+use dbaas_testkit::config::{reconciler_config, worker_config};
 use serde_json::json;
 use tokio::sync::watch;
 
@@ -68,24 +69,13 @@ impl Loop {
             queue: Arc::new(SqliteQueue::in_memory().unwrap()),
             cluster,
             reconciler: ReconcilerConfig {
-                namespace: NS.into(),
-                lease_name: "dbaas-reconciler".into(),
-                holder: "test".into(),
                 lease_ttl: Duration::from_secs(60),
-                max_attempts: 3,
-                processing_deadline: Duration::ZERO,
-                pushgateway_url: None,
+                ..reconciler_config(NS, "test")
             },
             worker: WorkerConfig {
-                namespace: NS.into(),
-                dequeue_timeout: Duration::from_millis(10),
-                claim_ttl: Duration::from_secs(30),
                 poll_interval: Duration::from_millis(5),
                 operation_deadline: Duration::from_secs(20),
-                retry_backoff: Duration::ZERO,
-                max_retry_backoff: Duration::ZERO,
-                deletion_policy: DeletionPolicy::WipeOut,
-                pushgateway_url: None,
+                ..worker_config(NS)
             },
             stop,
         }

@@ -109,24 +109,23 @@ impl RedisQueue {
             return Ok(conn);
         }
         let config = AsyncConnectionConfig::new().set_connection_timeout(Some(CONNECT_TIMEOUT));
-        Ok(self
-            .client
+        self.client
             .get_multiplexed_async_connection_with_config(&config)
             .await
-            .map_err(queue_err)?)
+            .map_err(queue_err)
     }
 
     async fn take(&self, timeout: Duration) -> Result<Option<String>> {
         if timeout < Duration::from_millis(1) {
             // Redis counts BLMOVE timeouts in milliseconds, and 0 waits forever.
-            return Ok(redis::cmd("LMOVE")
+            return redis::cmd("LMOVE")
                 .arg(&self.pending)
                 .arg(&self.processing)
                 .arg("RIGHT")
                 .arg("LEFT")
                 .query_async(&mut self.conn().await?)
                 .await
-                .map_err(queue_err)?);
+                .map_err(queue_err);
         }
         let mut conn = self.blocking_conn().await?;
         conn.set_response_timeout(timeout + BLOCKING_GRACE);

@@ -282,12 +282,8 @@ fn limit_value(limit: usize) -> Value {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> Result<()> {
-        self.tx(|tx| {
-            Ok(tx
-                .query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(store_err)?)
-        })
-        .await
+        self.tx(|tx| tx.query_row("SELECT 1", [], |_| Ok(())).map_err(store_err))
+            .await
     }
 
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
@@ -648,15 +644,14 @@ impl Store for SqliteStore {
     async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64> {
         let name = name.to_string();
         self.tx(move |tx| {
-            Ok(tx
-                .query_row(
-                    "INSERT INTO counters (name, value) VALUES (?1, ?2)
+            tx.query_row(
+                "INSERT INTO counters (name, value) VALUES (?1, ?2)
                  ON CONFLICT (name) DO UPDATE SET value = value + excluded.value
                  RETURNING value",
-                    params![name, by],
-                    |r| r.get::<_, f64>(0),
-                )
-                .map_err(store_err)?)
+                params![name, by],
+                |r| r.get::<_, f64>(0),
+            )
+            .map_err(store_err)
         })
         .await
     }

@@ -985,13 +985,12 @@ impl Store for MongoStore {
     async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64> {
         let counter = self
             .locked("counters", name, async {
-                Ok(self
-                    .counters
+                self.counters
                     .find_one_and_update(doc! {"_id": name}, doc! {"$inc": {"value": by}})
                     .upsert(true)
                     .return_document(ReturnDocument::After)
                     .await
-                    .map_err(store_err)?)
+                    .map_err(store_err)
             })
             .await?
             .ok_or_else(|| Error::Store(format!("counter {name} missing after upsert").into()))?;

@@ -3,6 +3,7 @@
 //! ports, an in-process control loop). A dev-dependency only: nothing that
 //! ships depends on it.
 
+pub mod config;
 pub mod queue_suite;
 pub mod rig;
 pub mod standin_suite;

@@ -100,13 +100,15 @@ fn newer_source(name: &str, binary: &Path) -> Option<PathBuf> {
         STANDIN_BIN => root.join("tests").join(name),
         _ => return None,
     };
-    // The binary's crate and every library crate under shared/.
+    // The binary's crate and every library crate under shared/ that ships
+    // (the testkit is a dev-dependency only).
     let mut dirs = vec![krate.join("src")];
     dirs.extend(
         std::fs::read_dir(root.join("shared"))
             .into_iter()
             .flatten()
             .flatten()
+            .filter(|e| e.file_name() != "testkit")
             .map(|e| e.path().join("src"))
             .filter(|p| p.is_dir()),
     );

@@ -35,7 +35,7 @@ use dbaas_core::domain::{
     random_token,
 };
 use dbaas_core::engine::Engine;
-use dbaas_core::kubedb::{DATABASE_ID_LABEL, DeletionPolicy};
+use dbaas_core::kubedb::DATABASE_ID_LABEL;
 use dbaas_core::naming;
 use dbaas_faults::inject::{CrashAt, Faulty};
 use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
@@ -44,6 +44,7 @@ use dbaas_queue::redis::RedisQueue;
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
+use dbaas_testkit::config::{reconciler_config, worker_config};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -686,24 +687,19 @@ async fn crash_trials_in_process() {
         let queue: Arc<dyn Queue> =
             Arc::new(RedisQueue::new(&redis_url, &prefix).expect("redis url"));
         let rcfg = ReconcilerConfig {
-            namespace: namespace.clone(),
             lease_name: format!("faults-lane-{n}"),
-            holder: String::new(),
             lease_ttl: Duration::from_secs(1),
             max_attempts: 5,
-            processing_deadline: Duration::ZERO,
-            pushgateway_url: None,
+            ..reconciler_config(&namespace, "")
         };
         let wcfg = WorkerConfig {
-            namespace: namespace.clone(),
             dequeue_timeout: Duration::from_millis(200),
             claim_ttl: Duration::from_millis(1500),
             poll_interval: Duration::from_millis(50),
             operation_deadline: Duration::from_secs(60),
             retry_backoff: Duration::from_millis(100),
             max_retry_backoff: Duration::from_secs(1),
-            deletion_policy: DeletionPolicy::WipeOut,
-            pushgateway_url: None,
+            ..worker_config(&namespace)
         };
         lanes.push(Lane {
             n,

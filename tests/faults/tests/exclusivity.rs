@@ -30,6 +30,7 @@ use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{OperationQuery, Store};
+use dbaas_testkit::config::reconciler_config;
 use serde_json::Value;
 use tokio::sync::Notify;
 
@@ -172,13 +173,9 @@ async fn many_reconcilers_one_pass_per_round() {
                 );
                 tokio::spawn(async move {
                     let config = ReconcilerConfig {
-                        namespace,
-                        lease_name: "dbaas-reconciler".into(),
-                        holder: format!("contender-{round}-{c}"),
                         lease_ttl: Duration::from_secs(60),
-                        max_attempts: 3,
                         processing_deadline: Duration::from_secs(60),
-                        pushgateway_url: None,
+                        ..reconciler_config(&namespace, &format!("contender-{round}-{c}"))
                     };
                     Reconciler {
                         store: &*store,

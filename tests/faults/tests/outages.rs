@@ -21,7 +21,6 @@ use dbaas_cluster::kube::KubeCluster;
 use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
 use dbaas_control::worker::{Worker, WorkerConfig};
 use dbaas_core::domain::{DatabaseStatus, random_token};
-use dbaas_core::kubedb::DeletionPolicy;
 use dbaas_faults::inject::Faulty;
 use dbaas_faults::servers::{self, Server, Shared, repo_root, scratch};
 use dbaas_faults::{
@@ -33,6 +32,7 @@ use dbaas_queue::redis::RedisQueue;
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{OperationQuery, Store};
+use dbaas_testkit::config::{reconciler_config, worker_config};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -83,24 +83,17 @@ impl World {
             queue,
             cluster,
             rcfg: ReconcilerConfig {
-                namespace: namespace.clone(),
-                lease_name: "dbaas-reconciler".into(),
-                holder: "outage-test".into(),
-                lease_ttl: Duration::from_secs(30),
                 max_attempts: 5,
-                processing_deadline: Duration::ZERO,
-                pushgateway_url: None,
+                ..reconciler_config(&namespace, "outage-test")
             },
             wcfg: WorkerConfig {
-                namespace,
                 dequeue_timeout: Duration::from_millis(200),
                 claim_ttl: Duration::from_millis(1500),
                 poll_interval: Duration::from_millis(50),
                 operation_deadline: Duration::from_secs(60),
                 retry_backoff: Duration::from_millis(100),
                 max_retry_backoff: Duration::from_secs(1),
-                deletion_policy: DeletionPolicy::WipeOut,
-                pushgateway_url: None,
+                ..worker_config(&namespace)
             },
             summary: Summary::new(label),
             stop_standin: tx,

@@ -12,13 +12,13 @@ use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
 use dbaas_control::worker::{Worker, WorkerConfig};
 use dbaas_core::domain::{Database, DatabaseStatus, Operation, OperationStatus, Size};
 use dbaas_core::engine::Engine;
-use dbaas_core::kubedb::DeletionPolicy;
 use dbaas_faults::inject::Faulty;
 use dbaas_queue::Queue;
 use dbaas_queue::embedded::SqliteQueue;
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::embedded::SqliteStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
+use dbaas_testkit::config::{reconciler_config, worker_config};
 
 const NS: &str = "dbaas-databases";
 
@@ -47,25 +47,10 @@ fn parts() -> Parts {
         queue: Arc::new(SqliteQueue::in_memory().expect("queue")),
         cluster,
         standin,
-        rcfg: ReconcilerConfig {
-            namespace: NS.into(),
-            lease_name: "dbaas-reconciler".into(),
-            holder: "regression".into(),
-            lease_ttl: Duration::from_secs(30),
-            max_attempts: 3,
-            processing_deadline: Duration::ZERO,
-            pushgateway_url: None,
-        },
+        rcfg: reconciler_config(NS, "regression"),
         wcfg: WorkerConfig {
-            namespace: NS.into(),
             dequeue_timeout: Duration::ZERO,
-            claim_ttl: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(10),
-            operation_deadline: Duration::from_secs(30),
-            retry_backoff: Duration::ZERO,
-            max_retry_backoff: Duration::ZERO,
-            deletion_policy: DeletionPolicy::WipeOut,
-            pushgateway_url: None,
+            ..worker_config(NS)
         },
     }
 }

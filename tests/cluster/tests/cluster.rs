@@ -88,7 +88,10 @@ impl Rest {
 
 /// A name unique to this run, so the test can run again on the same rig.
 fn run_name(prefix: &str) -> String {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     format!("{prefix}-{}", secs % 100_000)
 }
 
@@ -248,13 +251,16 @@ async fn functions_run_for_real_on_the_node() {
                 .list(&ListParams::default().labels("scaledjob.keda.sh/name=dbaas-worker"))
                 .await
                 .ok()?;
-            let running = all.items.iter().any(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0);
-        let done: Vec<Job> = all
-            .items
-            .into_iter()
-            .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) == 1)
-            .collect();
-        (!running && done.len() >= 2).then_some(done)
+            let running = all
+                .items
+                .iter()
+                .any(|j| j.status.as_ref().and_then(|s| s.active).unwrap_or(0) > 0);
+            let done: Vec<Job> = all
+                .items
+                .into_iter()
+                .filter(|j| j.status.as_ref().and_then(|s| s.succeeded).unwrap_or(0) == 1)
+                .collect();
+            (!running && done.len() >= 2).then_some(done)
         },
     )
     .await;
@@ -368,9 +374,17 @@ async fn functions_run_for_real_on_the_node() {
     // --- 10. a worker pod killed mid-operation: replaced, and the operation
     // is carried out once
     let (code, patched) = rest
-        .call(reqwest::Method::PATCH, &path, &key, Some(json!({"replicas": 3})))
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            &key,
+            Some(json!({"replicas": 3})),
+        )
         .await;
-    assert!(code == 200 || code == 202, "patch replicas: {code} {patched}");
+    assert!(
+        code == 200 || code == 202,
+        "patch replicas: {code} {patched}"
+    );
     let pods = Api::<Pod>::namespaced(client.clone(), NS);
     let victim = wait_for("a running worker pod", Duration::from_secs(180), || async {
         let l = pods
@@ -383,18 +397,35 @@ async fn functions_run_for_real_on_the_node() {
             .and_then(|p| p.metadata.name)
     })
     .await;
-    pods.delete(&victim, &DeleteParams { grace_period_seconds: Some(0), ..Default::default() })
-        .await
-        .expect("kill the worker pod");
-    step(&format!("killed worker pod {victim} mid-operation (SIGKILL)"));
+    pods.delete(
+        &victim,
+        &DeleteParams {
+            grace_period_seconds: Some(0),
+            ..Default::default()
+        },
+    )
+    .await
+    .expect("kill the worker pod");
+    step(&format!(
+        "killed worker pod {victim} mid-operation (SIGKILL)"
+    ));
     let started = Instant::now();
-    wait_for("current_replicas 3 after the kill", Duration::from_secs(420), || async {
-        let (_, d) = rest.call(reqwest::Method::GET, &path, &key, None).await;
-        (d["current_replicas"] == 3 && d["status"] == "ready").then_some(())
-    })
+    wait_for(
+        "current_replicas 3 after the kill",
+        Duration::from_secs(420),
+        || async {
+            let (_, d) = rest.call(reqwest::Method::GET, &path, &key, None).await;
+            (d["current_replicas"] == 3 && d["status"] == "ready").then_some(())
+        },
+    )
     .await;
     let (_, ops) = rest
-        .call(reqwest::Method::GET, &format!("/api/v1/operations?database_id={id}"), &key, None)
+        .call(
+            reqwest::Method::GET,
+            &format!("/api/v1/operations?database_id={id}"),
+            &key,
+            None,
+        )
         .await;
     let scale: Vec<&Value> = ops["items"]
         .as_array()
@@ -411,11 +442,20 @@ async fn functions_run_for_real_on_the_node() {
         .expect("PostgresOpsRequests")
         .items
         .into_iter()
-        .filter(|o| o.metadata.name.as_deref().is_some_and(|n| n.starts_with(&op_id)))
+        .filter(|o| {
+            o.metadata
+                .name
+                .as_deref()
+                .is_some_and(|n| n.starts_with(&op_id))
+        })
         .filter(|o| o.data["status"]["phase"] == "Successful")
         .filter_map(|o| o.metadata.name)
         .collect();
-    assert_eq!(succeeded.len(), 1, "the scale-out carried out once: {succeeded:?}");
+    assert_eq!(
+        succeeded.len(),
+        1,
+        "the scale-out carried out once: {succeeded:?}"
+    );
     step(&format!(
         "after the kill: operation {op_id} succeeded (attempts {}) in {} s, one Successful OpsRequest {succeeded:?}",
         scale[0]["attempts"],

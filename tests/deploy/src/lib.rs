@@ -16,7 +16,7 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
@@ -27,7 +27,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::core::{ApiResource, DynamicObject, Resource};
 use kube::discovery::{Scope, pinned_kind};
 use serde_json::Value;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
 /// The repository's root directory.
 pub fn repo_root() -> PathBuf {
@@ -253,6 +253,7 @@ pub fn unique_id() -> String {
 }
 
 pub use dbaas_e2e::{bin_dir, binary};
+pub use dbaas_testkit::process::Proc;
 pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
 
 /// Processes started by a test, each logging to its own file; killed when
@@ -260,13 +261,6 @@ pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
 pub struct Procs {
     pub logs: PathBuf,
     seq: AtomicU32,
-}
-
-/// A process a test started.
-pub struct Proc {
-    pub role: String,
-    pub child: Child,
-    pub log: PathBuf,
 }
 
 impl Procs {
@@ -306,37 +300,6 @@ impl Procs {
             role: role.to_string(),
             child,
             log,
-        }
-    }
-}
-
-impl Proc {
-    /// Waits up to `timeout` for the exit; kills it and fails the test past it.
-    pub async fn wait(mut self, timeout: Duration) -> ExitStatus {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(Ok(status)) => status,
-            Ok(Err(e)) => panic!("waiting for {} failed: {e}", self.role),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                panic!(
-                    "{} did not exit within {timeout:?}; its log ({}):\n{}",
-                    self.role,
-                    self.log.display(),
-                    log_tail(&self.log)
-                );
-            }
-        }
-    }
-
-    /// Fails the test if the process has exited.
-    pub fn check_alive(&mut self) {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            panic!(
-                "{} exited ({status}); its log ({}):\n{}",
-                self.role,
-                self.log.display(),
-                log_tail(&self.log)
-            );
         }
     }
 }

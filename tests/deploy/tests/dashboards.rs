@@ -530,7 +530,7 @@ impl Flow {
             .procs
             .spawn("reconciler", "dbaas-reconciler", &env, &[]);
         let log = p.log.clone();
-        let status = p.wait(Duration::from_secs(60)).await;
+        let (status, _) = p.wait(Duration::from_secs(60)).await;
         assert!(
             status.success(),
             "dbaas-reconciler exited {status}; log ({}):\n{}",
@@ -555,7 +555,7 @@ impl Flow {
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
             let p = self.procs.spawn("worker", "dbaas-worker", &env, &[]);
             let log = p.log.clone();
-            let status = p.wait(Duration::from_secs(90)).await;
+            let (status, _) = p.wait(Duration::from_secs(90)).await;
             assert!(
                 matches!(status.code(), Some(0 | 3)),
                 "dbaas-worker exited {status}; log ({}):\n{}",

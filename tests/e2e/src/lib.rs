@@ -20,9 +20,8 @@
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::Stdio;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -36,8 +35,9 @@ use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio::process::{Child, Command};
+use tokio::process::Command;
 
+pub use dbaas_testkit::process::Proc;
 pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
 
 /// What to do when a binary is missing.
@@ -135,45 +135,6 @@ pub const API_BIN: &str = "dbaas-api";
 pub const RECONCILER_BIN: &str = "dbaas-reconciler";
 pub const WORKER_BIN: &str = "dbaas-worker";
 pub const STANDIN_BIN: &str = "kubedb-standin";
-
-/// A process the test started; killed when dropped.
-pub struct Proc {
-    pub role: String,
-    pub child: Child,
-    pub log: PathBuf,
-}
-
-impl Proc {
-    /// Waits up to `timeout` for the exit; kills it and fails the test past it.
-    pub async fn wait(mut self, timeout: Duration) -> (ExitStatus, PathBuf) {
-        match tokio::time::timeout(timeout, self.child.wait()).await {
-            Ok(Ok(status)) => (status, self.log),
-            Ok(Err(e)) => panic!("waiting for {} failed: {e}", self.role),
-            Err(_) => {
-                let _ = self.child.kill().await;
-                panic!(
-                    "{} did not exit within {timeout:?}; its log ({}):\n{}",
-                    self.role,
-                    self.log.display(),
-                    log_tail(&self.log)
-                );
-            }
-        }
-    }
-
-    /// Sends SIGKILL (`kill -9`) and waits for the process to be gone.
-    pub async fn kill9(mut self) -> ExitStatus {
-        self.child.start_kill().expect("SIGKILL sent");
-        let status = self.child.wait().await.expect("killed process reaped");
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "{} was not killed by SIGKILL: {status}",
-            self.role
-        );
-        status
-    }
-}
 
 /// The HTTP API as a tenant sees it (and the admin routes).
 pub struct ApiClient {

@@ -546,16 +546,22 @@ struct SecondRig {
 }
 
 impl SecondRig {
+    /// up.sh picks free ports and then binds them; a test running beside
+    /// this one can take a port in between (seen in CI: etcd's peer port),
+    /// so a failed start is tried again. up.sh stops what it started first.
     fn up() -> SecondRig {
         let dir = dbaas_faults::target_dir().join("faults-rig");
-        let status = std::process::Command::new("bash")
-            .arg(repo_root().join("tests/rig/up.sh"))
-            .env("RIG_DIR", &dir)
-            .status()
-            .expect("run tests/rig/up.sh");
+        let started = (0..3).any(|_| {
+            std::process::Command::new("bash")
+                .arg(repo_root().join("tests/rig/up.sh"))
+                .env("RIG_DIR", &dir)
+                .status()
+                .expect("run tests/rig/up.sh")
+                .success()
+        });
         assert!(
-            status.success(),
-            "the second rig did not come up (RIG_DIR={})",
+            started,
+            "the second rig did not come up in 3 tries (RIG_DIR={})",
             dir.display()
         );
         SecondRig { dir }

@@ -3,14 +3,10 @@
 //! deterministic. The same roles run as processes on the real rig in
 //! `tests/e2e`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use dbaas_cluster::embedded::EmbeddedCluster;
-use dbaas_cluster::{Cluster, Kind};
-use dbaas_control::reconciler::{PassReport, Reconciler, ReconcilerConfig};
-use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
+use dbaas_cluster::Kind;
 use dbaas_core::domain::{
     Database, DatabaseStatus, OperationStatus, OperationType, Size, random_token,
 };
@@ -18,119 +14,59 @@ use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{self, DeletionPolicy};
 use dbaas_core::naming;
-use dbaas_queue::Queue;
-use dbaas_queue::embedded::SqliteQueue;
-use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
-use dbaas_store::embedded::SqliteStore;
-use dbaas_store::{DesiredChange, OperationQuery, Store};
-use dbaas_testkit::config::{reconciler_config, worker_config};
+use dbaas_standin::{FAIL_ANNOTATION, StandinConfig};
+use dbaas_store::{DesiredChange, OperationQuery};
+use dbaas_testkit::control_loop::Loop;
 use serde_json::json;
-use tokio::sync::watch;
 
 const NS: &str = "loop";
 
-struct Loop {
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
-    cluster: Arc<dyn Cluster>,
-    reconciler: ReconcilerConfig,
-    worker: WorkerConfig,
-    stop: watch::Sender<bool>,
+/// The testkit's loop over embedded parts, with the scenario helpers below.
+struct Fixture(Loop);
+
+impl std::ops::Deref for Fixture {
+    type Target = Loop;
+    fn deref(&self) -> &Loop {
+        &self.0
+    }
 }
 
-impl Loop {
+impl Fixture {
     /// Embedded parts; the stand-in runs in the background when `operator`.
-    async fn new(operator: bool) -> Loop {
-        let cluster: Arc<dyn Cluster> = Arc::new(EmbeddedCluster::in_memory());
-        cluster.ensure_namespace(NS).await.unwrap();
-        let (stop, stopped) = watch::channel(false);
+    async fn new(operator: bool) -> Fixture {
+        let mut l = Loop::embedded(NS).await;
+        l.reconciler.lease_ttl = Duration::from_secs(60);
+        l.worker.poll_interval = Duration::from_millis(5);
+        l.worker.operation_deadline = Duration::from_secs(20);
         if operator {
-            let standin = Standin::new(
-                cluster.clone(),
+            l.spawn_standin(
                 StandinConfig {
                     provision_delay: Duration::ZERO,
                     phase_delay: Duration::ZERO,
                     failure_ratio: 0.0,
-                    namespaces: vec![NS.into()],
                     seed: 1,
+                    ..Default::default()
                 },
+                Duration::from_millis(5),
             );
-            let mut stopped = stopped.clone();
-            tokio::spawn(async move {
-                standin
-                    .run(Duration::from_millis(5), async move {
-                        let _ = stopped.wait_for(|s| *s).await;
-                    })
-                    .await;
-            });
         }
-        Loop {
-            store: Arc::new(SqliteStore::in_memory().unwrap()),
-            queue: Arc::new(SqliteQueue::in_memory().unwrap()),
-            cluster,
-            reconciler: ReconcilerConfig {
-                lease_ttl: Duration::from_secs(60),
-                ..reconciler_config(NS, "test")
-            },
-            worker: WorkerConfig {
-                poll_interval: Duration::from_millis(5),
-                operation_deadline: Duration::from_secs(20),
-                ..worker_config(NS)
-            },
-            stop,
-        }
-    }
-
-    async fn pass(&self) -> PassReport {
-        Reconciler {
-            store: &*self.store,
-            queue: &*self.queue,
-            cluster: &*self.cluster,
-            config: &self.reconciler,
-        }
-        .run_pass()
-        .await
-        .expect("pass")
-    }
-
-    /// Runs workers until the queue is empty; returns their outcomes.
-    async fn work(&self) -> Vec<Outcome> {
-        let mut outcomes = Vec::new();
-        loop {
-            let w = Worker {
-                store: &*self.store,
-                queue: &*self.queue,
-                cluster: &*self.cluster,
-                config: &self.worker,
-            };
-            match w.run_once(std::future::pending()).await.expect("worker") {
-                Outcome::Idle => return outcomes,
-                o => outcomes.push(o),
-            }
-        }
+        Fixture(l)
     }
 
     /// Pass and work until the database is ready and in sync (or `rounds` run out).
-    async fn converge(&self, id: &str, rounds: usize) -> Database {
-        for _ in 0..rounds {
-            self.pass().await;
-            self.work().await;
-            let db = self.db(id).await;
-            if db.status == DatabaseStatus::Ready
-                && db.in_sync()
-                && db.active_operation_id.is_none()
-            {
-                return db;
-            }
+    async fn settle(&self, id: &str, rounds: usize) -> Database {
+        match self.0.converge(id, rounds).await.expect("pass or worker") {
+            Some(db) => db,
+            None => panic!(
+                "did not converge in {rounds} rounds: {:?}",
+                self.db(id).await
+            ),
         }
-        panic!(
-            "did not converge in {rounds} rounds: {:?}",
-            self.db(id).await
-        );
     }
 
     async fn db(&self, id: &str) -> Database {
-        self.store
+        self.parts
+            .store
             .get_database(id)
             .await
             .unwrap()
@@ -147,13 +83,14 @@ impl Loop {
             storage_gb,
             Utc::now(),
         );
-        self.store.insert_database(&db).await.unwrap();
+        self.parts.store.insert_database(&db).await.unwrap();
         db.id
     }
 
     async fn patch(&self, id: &str, change: DesiredChange) {
         let db = self.db(id).await;
-        self.store
+        self.parts
+            .store
             .update_desired(id, db.generation, &change)
             .await
             .unwrap()
@@ -161,14 +98,16 @@ impl Loop {
     }
 
     async fn ops_requests(&self, engine: Engine) -> Vec<serde_json::Value> {
-        self.cluster
+        self.parts
+            .cluster
             .list(&Kind::ops_request(engine), NS)
             .await
             .unwrap()
     }
 
     async fn operations(&self, id: &str) -> Vec<dbaas_core::domain::Operation> {
-        self.store
+        self.parts
+            .store
             .list_operations(&OperationQuery {
                 database_id: Some(id.into()),
                 ..Default::default()
@@ -182,7 +121,7 @@ impl Loop {
     /// it); returns the database and operation ids.
     async fn claimed_scale_out(&self, claimed_until: chrono::DateTime<Utc>) -> (String, String) {
         let id = self.create(Engine::Postgres, Size::Small, 1, 20).await;
-        self.converge(&id, 5).await;
+        self.settle(&id, 5).await;
         self.patch(
             &id,
             DesiredChange {
@@ -191,14 +130,16 @@ impl Loop {
             },
         )
         .await;
-        assert_eq!(self.pass().await.operations_created, 1);
+        assert_eq!(self.pass().await.expect("pass").operations_created, 1);
         let op_id = self
+            .parts
             .queue
             .dequeue(Duration::from_millis(10))
             .await
             .unwrap()
             .expect("queued");
-        self.store
+        self.parts
+            .store
             .claim_operation(&op_id, Utc::now(), claimed_until, "a-worker-that-died")
             .await
             .unwrap()
@@ -212,17 +153,11 @@ impl Loop {
     }
 }
 
-impl Drop for Loop {
-    fn drop(&mut self) {
-        let _ = self.stop.send(true);
-    }
-}
-
 #[tokio::test]
 async fn provision_then_user_scales_with_one_ops_request() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
-    let db = l.converge(&id, 5).await;
+    let db = l.settle(&id, 5).await;
     assert_eq!(
         (db.current_size, db.current_replicas, db.current_storage_gb),
         (Some(Size::Small), Some(1), Some(20))
@@ -236,7 +171,7 @@ async fn provision_then_user_scales_with_one_ops_request() {
         },
     )
     .await;
-    let db = l.converge(&id, 5).await;
+    let db = l.settle(&id, 5).await;
     assert_eq!(db.current_size, Some(Size::Large));
     assert_eq!(db.observed_generation, db.generation);
     assert_eq!(l.ops_requests(Engine::Postgres).await.len(), 1);
@@ -255,9 +190,9 @@ async fn provision_then_user_scales_with_one_ops_request() {
 
 #[tokio::test]
 async fn rapid_updates_make_one_operation_for_the_final_value() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let id = l.create(Engine::Mongodb, Size::Small, 3, 20).await;
-    l.converge(&id, 5).await;
+    l.settle(&id, 5).await;
     l.patch(
         &id,
         DesiredChange {
@@ -274,7 +209,7 @@ async fn rapid_updates_make_one_operation_for_the_final_value() {
         },
     )
     .await;
-    let db = l.converge(&id, 5).await;
+    let db = l.settle(&id, 5).await;
     assert_eq!(db.current_size, Some(Size::Large));
     let reqs = l.ops_requests(Engine::Mongodb).await;
     assert_eq!(reqs.len(), 1, "{reqs:?}");
@@ -286,11 +221,12 @@ async fn rapid_updates_make_one_operation_for_the_final_value() {
 
 #[tokio::test]
 async fn manual_change_to_the_cr_is_reverted() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let id = l.create(Engine::Postgres, Size::Medium, 3, 50).await;
-    l.converge(&id, 5).await;
+    l.settle(&id, 5).await;
     let name = l.cr_name(&id).await;
-    l.cluster
+    l.parts
+        .cluster
         .merge_patch(
             &Kind::database(Engine::Postgres),
             NS,
@@ -300,16 +236,17 @@ async fn manual_change_to_the_cr_is_reverted() {
         .await
         .unwrap();
 
-    l.pass().await;
+    l.pass().await.expect("pass");
     assert_eq!(
         l.db(&id).await.current_replicas,
         Some(5),
         "the pass records what the CR shows"
     );
-    l.work().await;
-    let db = l.converge(&id, 5).await;
+    l.work().await.expect("worker");
+    let db = l.settle(&id, 5).await;
     assert_eq!(db.current_replicas, Some(3));
     let cr = l
+        .parts
         .cluster
         .get(&Kind::database(Engine::Postgres), NS, &name)
         .await
@@ -321,7 +258,7 @@ async fn manual_change_to_the_cr_is_reverted() {
 #[tokio::test]
 async fn in_flight_ops_request_is_not_planned_again() {
     // No operator: the request stays in flight.
-    let l = Loop::new(false).await;
+    let l = Fixture::new(false).await;
     let id = l.create(Engine::Mysql, Size::Small, 3, 20).await;
     let db = l.db(&id).await;
     let name = l.cr_name(&id).await;
@@ -338,11 +275,13 @@ async fn in_flight_ops_request_is_not_planned_again() {
         deletion_policy: DeletionPolicy::WipeOut,
     };
     let kind = Kind::database(Engine::Mysql);
-    l.cluster
+    l.parts
+        .cluster
         .create(&kind, NS, &kubedb::database_object(&manifest))
         .await
         .unwrap();
-    l.cluster
+    l.parts
+        .cluster
         .merge_patch_status(&kind, NS, &name, &json!({"status": {"phase": "Ready"}}))
         .await
         .unwrap();
@@ -354,7 +293,8 @@ async fn in_flight_ops_request_is_not_planned_again() {
         &Change::Replicas(5),
         &[],
     );
-    l.cluster
+    l.parts
+        .cluster
         .create(&Kind::ops_request(Engine::Mysql), NS, &someone_elses)
         .await
         .unwrap();
@@ -367,7 +307,7 @@ async fn in_flight_ops_request_is_not_planned_again() {
     )
     .await;
 
-    let report = l.pass().await;
+    let report = l.pass().await.expect("pass");
     assert_eq!(report.operations_created, 0, "{report:?}");
     assert!(
         report.drifts.is_empty(),
@@ -378,12 +318,13 @@ async fn in_flight_ops_request_is_not_planned_again() {
 
 #[tokio::test]
 async fn failures_are_retried_then_surface_then_a_patch_recovers() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let id = l.create(Engine::Redis, Size::Small, 1, 20).await;
-    l.converge(&id, 5).await;
+    l.settle(&id, 5).await;
     let name = l.cr_name(&id).await;
     let kind = Kind::database(Engine::Redis);
-    l.cluster
+    l.parts
+        .cluster
         .merge_patch(
             &kind,
             NS,
@@ -402,8 +343,8 @@ async fn failures_are_retried_then_surface_then_a_patch_recovers() {
     .await;
 
     for _ in 0..6 {
-        l.pass().await;
-        l.work().await;
+        l.pass().await.expect("pass");
+        l.work().await.expect("worker");
     }
     let db = l.db(&id).await;
     assert_eq!(db.status, DatabaseStatus::Failed, "{db:?}");
@@ -439,7 +380,8 @@ async fn failures_are_retried_then_surface_then_a_patch_recovers() {
         "one OpsRequest per attempt"
     );
 
-    l.cluster
+    l.parts
+        .cluster
         .merge_patch(
             &kind,
             NS,
@@ -456,7 +398,7 @@ async fn failures_are_retried_then_surface_then_a_patch_recovers() {
         },
     )
     .await;
-    let db = l.converge(&id, 5).await;
+    let db = l.settle(&id, 5).await;
     assert_eq!(db.current_storage_gb, Some(40));
     assert!(db.conditions.iter().all(|c| c.type_ != "Failed"));
     let ops = l.operations(&id).await;
@@ -469,9 +411,9 @@ async fn failures_are_retried_then_surface_then_a_patch_recovers() {
 
 #[tokio::test]
 async fn a_pending_operation_for_an_old_generation_is_superseded() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let id = l.create(Engine::Mariadb, Size::Small, 1, 20).await;
-    l.converge(&id, 5).await;
+    l.settle(&id, 5).await;
     l.patch(
         &id,
         DesiredChange {
@@ -480,7 +422,7 @@ async fn a_pending_operation_for_an_old_generation_is_superseded() {
         },
     )
     .await;
-    l.pass().await; // plans medium; no worker runs
+    l.pass().await.expect("pass"); // plans medium; no worker runs
     l.patch(
         &id,
         DesiredChange {
@@ -489,8 +431,8 @@ async fn a_pending_operation_for_an_old_generation_is_superseded() {
         },
     )
     .await;
-    l.pass().await; // supersedes medium, plans large
-    let db = l.converge(&id, 5).await;
+    l.pass().await.expect("pass"); // supersedes medium, plans large
+    let db = l.settle(&id, 5).await;
     assert_eq!(db.current_size, Some(Size::Large));
     let ops = l.operations(&id).await;
     let statuses: Vec<_> = ops
@@ -512,27 +454,27 @@ async fn a_pending_operation_for_an_old_generation_is_superseded() {
 
 #[tokio::test]
 async fn an_orphaned_running_operation_is_requeued_and_adopted() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     // A worker takes the id and dies after claiming: the claim expires and
     // the queue has lost the id altogether (a Redis restart, say).
     let (id, op_id) = l
         .claimed_scale_out(Utc::now() - chrono::Duration::seconds(1))
         .await;
-    l.queue.ack(&op_id).await.unwrap();
+    l.parts.queue.ack(&op_id).await.unwrap();
 
-    let db = l.converge(&id, 5).await;
+    let db = l.settle(&id, 5).await;
     assert_eq!(db.current_replicas, Some(3));
     assert_eq!(l.ops_requests(Engine::Postgres).await.len(), 1);
-    let op = l.store.get_operation(&op_id).await.unwrap().unwrap();
+    let op = l.parts.store.get_operation(&op_id).await.unwrap().unwrap();
     assert_eq!((op.status, op.attempts), (OperationStatus::Succeeded, 1));
 }
 
 #[tokio::test]
 async fn delete_removes_the_cr_and_finalizes_for_every_engine() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     for engine in Engine::ALL {
         let id = l.create(engine, Size::Micro, 1, 10).await;
-        l.converge(&id, 5).await;
+        l.settle(&id, 5).await;
         let name = l.cr_name(&id).await;
         l.patch(
             &id,
@@ -544,13 +486,14 @@ async fn delete_removes_the_cr_and_finalizes_for_every_engine() {
         )
         .await;
         for _ in 0..5 {
-            l.pass().await;
-            l.work().await;
+            l.pass().await.expect("pass");
+            l.work().await.expect("worker");
         }
         let db = l.db(&id).await;
         assert_eq!(db.status, DatabaseStatus::Deleted, "{engine}: {db:?}");
         assert!(
-            l.cluster
+            l.parts
+                .cluster
                 .get(&Kind::database(engine), NS, &name)
                 .await
                 .unwrap()
@@ -567,22 +510,24 @@ async fn delete_removes_the_cr_and_finalizes_for_every_engine() {
 
 #[tokio::test]
 async fn a_held_lease_makes_the_pass_a_no_op() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
     assert!(
-        l.cluster
+        l.parts
+            .cluster
             .try_acquire_lease(NS, "dbaas-reconciler", "someone-else", 60, Utc::now())
             .await
             .unwrap()
     );
-    let report = l.pass().await;
+    let report = l.pass().await.expect("pass");
     assert!(report.skipped);
     assert!(l.operations(&id).await.is_empty());
-    l.cluster
+    l.parts
+        .cluster
         .release_lease(NS, "dbaas-reconciler", "someone-else")
         .await
         .unwrap();
-    assert!(!l.pass().await.skipped);
+    assert!(!l.pass().await.expect("pass").skipped);
     assert_eq!(l.operations(&id).await.len(), 1);
 }
 
@@ -593,15 +538,15 @@ async fn a_held_lease_makes_the_pass_a_no_op() {
 /// planned (and an OpsRequest made) a second time.
 #[tokio::test]
 async fn an_operation_ending_during_the_reads_is_not_planned_again() {
-    let l = Loop::new(true).await;
+    let l = Fixture::new(true).await;
     let (id, op_id) = l
         .claimed_scale_out(Utc::now() + chrono::Duration::seconds(60))
         .await;
     // What the second read sees: the worker already released the database
     // (the CR, read at the same time, still has 1 replica).
-    l.store.end_operation(&id, &op_id).await.unwrap();
+    l.parts.store.end_operation(&id, &op_id).await.unwrap();
 
-    let report = l.pass().await;
+    let report = l.pass().await.expect("pass");
     assert_eq!(report.operations_created, 0, "{report:?}");
     assert_eq!(l.operations(&id).await.len(), 2, "provision and the scale");
 }

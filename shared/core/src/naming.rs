@@ -23,6 +23,11 @@ pub fn cr_name(name: &str, id: &str) -> String {
     shorten(&format!("{name}-{suffix}"), MAX_CR_NAME)
 }
 
+/// The auth Secret KubeDB makes for the CR `cr` when the CR names none.
+pub fn auth_secret(cr: &str) -> String {
+    format!("{cr}-auth")
+}
+
 /// `full` if it fits in `max`, else a prefix of it, a dash and 8 hex
 /// characters of its hash; never ends in a dash.
 pub fn shorten(full: &str, max: usize) -> String {

@@ -837,7 +837,7 @@ async fn tenant_isolation(store: Arc<dyn Store>) {
     let (_, bob) = app.tenant("bob").await;
     let db = app.database(&alice, pg("secret")).await;
     let id = id_of(&db);
-    let op = operation(&db, 0, Utc::now());
+    let op = operation(&*store, &db, 0, Utc::now()).await;
     assert!(store.insert_operation(&op).await.unwrap());
 
     // Bob sees exactly what he would see for an id that does not exist.
@@ -1169,25 +1169,23 @@ async fn delete_is_desired_state_and_idempotent(store: Arc<dyn Store>) {
     assert_eq!(deleted["items"][0]["id"], id.as_str());
 }
 
-fn operation(db: &Value, seq: u64, created_at: DateTime<Utc>) -> Operation {
-    let id = id_of(db);
+/// A pending size change of `db` at generation 2, its `seq`-th operation.
+async fn operation(
+    store: &dyn Store,
+    db: &Value,
+    seq: u64,
+    created_at: DateTime<Utc>,
+) -> Operation {
+    let db = store
+        .get_database(&id_of(db))
+        .await
+        .unwrap()
+        .expect("the database");
     Operation {
-        id: Operation::id_for(&id, OperationType::ScaleVertical, 2, seq),
-        database_id: id,
-        tenant_id: db["tenant_id"].as_str().unwrap().to_owned(),
-        action: Action::Change(Change::Size(Size::Large)),
+        id: Operation::id_for(&db.id, OperationType::ScaleVertical, 2, seq),
         target_generation: 2,
-        status: OperationStatus::Pending,
         attempts: 0,
-        error: None,
-        ops_request_name: None,
-        ops_request_phase: None,
-        claimed_until: None,
-        claimed_by: None,
-        next_attempt_at: None,
-        created_at,
-        updated_at: created_at,
-        finished_at: None,
+        ..Operation::planned(&db, Action::Change(Change::Size(Size::Large)), created_at)
     }
 }
 
@@ -1201,13 +1199,13 @@ async fn operations_are_listed_newest_first(store: Arc<dyn Store>) {
     for seq in 0..5 {
         // Two operations share a timestamp: the id breaks the tie.
         let at = base + TimeDelta::milliseconds(10 * (seq as i64 / 2 * 2));
-        let op = operation(&db, seq, at);
+        let op = operation(&*store, &db, seq, at).await;
         assert!(store.insert_operation(&op).await.unwrap());
         ops.push(op);
     }
     assert!(
         store
-            .insert_operation(&operation(&other, 0, base))
+            .insert_operation(&operation(&*store, &other, 0, base).await)
             .await
             .unwrap()
     );

@@ -15,6 +15,7 @@ use dbaas_core::error::{Error, Result};
 use dbaas_core::kubedb::{
     DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER, name_of, namespace_of, timestamp,
 };
+use dbaas_core::naming;
 
 /// The condition that marks the start of provisioning; its time is when
 /// the provisioning delay started.
@@ -236,7 +237,7 @@ impl Standin {
 fn auth_secret_name(obj: &Value) -> String {
     match obj["spec"]["authSecret"]["name"].as_str() {
         Some(n) if !n.is_empty() => n.to_string(),
-        _ => format!("{}-auth", name_of(obj).unwrap_or_default()),
+        _ => naming::auth_secret(name_of(obj).unwrap_or_default()),
     }
 }
 

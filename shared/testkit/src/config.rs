@@ -35,3 +35,34 @@ pub fn worker_config(namespace: &str) -> WorkerConfig {
         pushgateway_url: None,
     }
 }
+
+/// A worker for tests whose servers fail under it: short claims, so another
+/// worker takes over soon, and a backoff that grows but stays short.
+pub fn outage_worker_config(namespace: &str) -> WorkerConfig {
+    WorkerConfig {
+        dequeue_timeout: Duration::from_millis(200),
+        claim_ttl: Duration::from_millis(1500),
+        poll_interval: Duration::from_millis(50),
+        operation_deadline: Duration::from_secs(60),
+        retry_backoff: Duration::from_millis(100),
+        max_retry_backoff: Duration::from_secs(1),
+        ..worker_config(namespace)
+    }
+}
+
+/// Arguments of a `kubedb-standin` process watching `namespace` that moves
+/// objects along in a fraction of a second.
+pub fn standin_args(namespace: &str) -> Vec<String> {
+    [
+        "--namespaces",
+        namespace,
+        "--provision-delay-ms",
+        "300",
+        "--phase-delay-ms",
+        "200",
+        "--poll-interval-ms",
+        "100",
+    ]
+    .map(String::from)
+    .to_vec()
+}

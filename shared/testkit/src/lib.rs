@@ -4,6 +4,7 @@
 //! ships depends on it.
 
 pub mod config;
+pub mod control_loop;
 pub mod process;
 pub mod queue_suite;
 pub mod rig;

@@ -1,6 +1,8 @@
 //! Where the test rig's servers are, and the small process helpers every
 //! test crate needs (one copy, here).
 
+use dbaas_queue::Queue;
+use dbaas_queue::redis::RedisQueue;
 use std::path::{Path, PathBuf};
 
 /// What to do when the rig is missing.
@@ -17,6 +19,36 @@ pub struct Rig {
 }
 
 impl Rig {
+    /// The environment of a reconciler, worker or API process on the rig,
+    /// scoped to a store database, a queue prefix and a namespace.
+    pub fn role_env(
+        &self,
+        mongodb_database: &str,
+        queue_prefix: &str,
+        namespace: &str,
+    ) -> Vec<(&'static str, String)> {
+        vec![
+            ("MONGODB_URI", self.mongodb_uri.clone()),
+            ("MONGODB_DATABASE", mongodb_database.to_string()),
+            ("REDIS_URL", self.redis_url.clone()),
+            ("DBAAS_QUEUE_PREFIX", queue_prefix.to_string()),
+            ("KUBECONFIG", self.kubeconfig.to_string_lossy().into_owned()),
+            ("DBAAS_NAMESPACE", namespace.to_string()),
+            ("RUST_LOG", "info".to_string()),
+            ("NO_COLOR", "1".to_string()),
+        ]
+    }
+
+    /// The rig's Redis as a queue under `prefix`, checked to answer.
+    pub async fn queue(&self, prefix: &str) -> RedisQueue {
+        let queue = RedisQueue::new(&self.redis_url, prefix).expect("a redis url");
+        queue
+            .ping()
+            .await
+            .unwrap_or_else(|e| panic!("redis at {}: {e}; {RIG_HINT}", self.redis_url));
+        queue
+    }
+
     /// Reads the rig's variables; says which are unset.
     pub fn try_from_env() -> Result<Rig, String> {
         let names = [
@@ -73,4 +105,27 @@ pub fn log_tail(path: &Path) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_else(|e| format!("<unreadable: {e}>"));
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(60)..].join("\n")
+}
+
+/// Drops a MongoDB database (clean-up; errors ignored).
+pub async fn drop_mongo_database(uri: &str, name: &str) {
+    if let Ok(client) = mongodb::Client::with_uri_str(uri).await {
+        let _ = client.database(name).drop().await;
+    }
+}
+
+/// Deletes the Redis keys under `prefix:` (clean-up; errors ignored).
+pub async fn drop_redis_prefix(url: &str, prefix: &str) {
+    if let Ok(client) = redis::Client::open(url)
+        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+    {
+        let keys: Vec<String> = redis::cmd("KEYS")
+            .arg(format!("{prefix}:*"))
+            .query_async(&mut conn)
+            .await
+            .unwrap_or_default();
+        if !keys.is_empty() {
+            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
+        }
+    }
 }

@@ -86,27 +86,15 @@ async fn insert_database(store: &dyn Store, tenant_id: &str, name: &str) -> Data
 }
 
 fn sample_operation(db: &Database, id: &str, created_at: DateTime<Utc>) -> Operation {
+    let spec = Spec {
+        size: db.size,
+        replicas: db.replicas,
+        storage_gb: db.storage_gb,
+    };
     Operation {
         id: id.to_string(),
-        database_id: db.id.clone(),
-        tenant_id: db.tenant_id.clone(),
-        action: Action::Provision(Spec {
-            size: db.size,
-            replicas: db.replicas,
-            storage_gb: db.storage_gb,
-        }),
-        target_generation: db.generation,
-        status: OperationStatus::Pending,
         attempts: 0,
-        error: None,
-        ops_request_name: None,
-        ops_request_phase: None,
-        claimed_until: None,
-        claimed_by: None,
-        next_attempt_at: None,
-        created_at,
-        updated_at: created_at,
-        finished_at: None,
+        ..Operation::planned(db, Action::Provision(spec), created_at)
     }
 }
 

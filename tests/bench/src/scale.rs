@@ -161,16 +161,12 @@ impl Scenario {
     /// The environment of a reconciler or worker on this scenario.
     pub fn command(&self, ctx: &Ctx, bin: &str) -> Command {
         let mut cmd = Command::new(ctx.bin(bin));
-        cmd.env("MONGODB_URI", &ctx.rig.mongodb_uri)
-            .env("MONGODB_DATABASE", &self.mongodb_database)
-            .env("REDIS_URL", &ctx.rig.redis_url)
-            .env("DBAAS_QUEUE_PREFIX", &self.queue_prefix)
-            .env("KUBECONFIG", &ctx.rig.kubeconfig)
-            .env("DBAAS_NAMESPACE", &self.namespace)
-            .env("DBAAS_LOG_JSON", "true")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("PUSHGATEWAY_URL");
+        cmd.envs(
+            ctx.rig
+                .role_env(&self.mongodb_database, &self.queue_prefix, &self.namespace),
+        )
+        .env("DBAAS_LOG_JSON", "true")
+        .env_remove("PUSHGATEWAY_URL");
         cmd
     }
 
@@ -374,18 +370,7 @@ impl Scenario {
             eprintln!("  cleaning namespace {}: {e:#}", self.namespace);
         }
         let _ = self.store.database().drop().await;
-        if let Ok(client) = redis::Client::open(rig.redis_url.as_str())
-            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.queue_prefix))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
-        }
+        dbaas_testkit::rig::drop_redis_prefix(&rig.redis_url, &self.queue_prefix).await;
     }
 }
 

@@ -7,17 +7,15 @@
 //!   optionally as a dry run, always with strict field validation, and
 //!   returns the warnings the server sent (Pod Security violations, for
 //!   example) so tests can refuse them too.
-//! - [`Procs`] runs the control plane's binaries as processes, with their
+//! - [`procs`] and [`command`] run the control plane's binaries as processes, with their
 //!   output in log files named in every failure message.
 //!
 //! Every test needs the rig (`just rig-up`, then `source target/rig/env`)
 //! and fails, never skips, without it.
 
 use std::collections::HashMap;
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
@@ -253,55 +251,28 @@ pub fn unique_id() -> String {
 }
 
 pub use dbaas_e2e::{bin_dir, binary};
-pub use dbaas_testkit::process::Proc;
+pub use dbaas_testkit::process::{Proc, Procs};
 pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
 
-/// Processes started by a test, each logging to its own file; killed when
-/// dropped.
-pub struct Procs {
-    pub logs: PathBuf,
-    seq: AtomicU32,
+/// Where test `test`'s processes log.
+pub fn procs(test: &str) -> Procs {
+    Procs::new(bin_dir().join("deploy-logs").join(test))
 }
 
-impl Procs {
-    pub fn new(test: &str) -> Procs {
-        let logs = bin_dir().join("deploy-logs").join(test);
-        std::fs::create_dir_all(&logs).expect("create the log directory");
-        Procs {
-            logs,
-            seq: AtomicU32::new(0),
-        }
-    }
-
-    /// Starts `bin` with `env` (and nothing inherited but PATH and HOME).
-    pub fn spawn(&self, role: &str, bin: &str, env: &[(&str, &str)], args: &[&str]) -> Proc {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let log = self.logs.join(format!("{n:03}-{role}.log"));
-        let file = File::create(&log).expect("create a log file");
-        let mut cmd = Command::new(binary(bin));
-        cmd.env_clear()
-            .envs(
-                ["PATH", "HOME"]
-                    .iter()
-                    .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
-            )
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .envs(env.iter().copied())
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(file.try_clone().expect("clone the log file"))
-            .stderr(file)
-            .kill_on_drop(true);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {role} failed: {e}"));
-        Proc {
-            role: role.to_string(),
-            child,
-            log,
-        }
-    }
+/// `bin` with `env` and `args`, inheriting nothing but PATH and HOME.
+pub fn command(bin: &str, env: &[(&str, &str)], args: &[&str]) -> Command {
+    let mut cmd = Command::new(binary(bin));
+    cmd.env_clear()
+        .envs(
+            ["PATH", "HOME"]
+                .iter()
+                .filter_map(|k| std::env::var(k).ok().map(|v| (*k, v))),
+        )
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .envs(env.iter().copied())
+        .args(args);
+    cmd
 }
 
 /// Runs an instant PromQL query; returns the result vector (or scalar as

@@ -15,11 +15,12 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dbaas_deploy_tests::{
-    Applier, Proc, Procs, Rig, binary, client_for, free_port, log_tail, prom_query, render,
-    repo_root, sample_values, unique_id,
+    Applier, Proc, Procs, Rig, binary, client_for, command, free_port, log_tail, procs, prom_query,
+    render, repo_root, sample_values, unique_id,
 };
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
+use dbaas_testkit::config::standin_args;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
@@ -343,7 +344,7 @@ impl Flow {
         }
         let id = unique_id();
         let namespace = format!("deploy-{id}");
-        let procs = Procs::new(&namespace);
+        let procs = procs(&namespace);
         let applier = Applier::new(client_for(&rig.kubeconfig).await);
         for o in rbac_for(&namespace, &id) {
             applier
@@ -358,11 +359,7 @@ impl Flow {
         let standin_kubeconfig =
             impersonating_kubeconfig(&rig, &procs.logs, &namespace, "kubedb-standin");
         let prefix = format!("deploy:{id}");
-        let queue = RedisQueue::new(&rig.redis_url, &prefix).expect("a redis url");
-        queue
-            .ping()
-            .await
-            .unwrap_or_else(|e| panic!("redis at {}: {e}", rig.redis_url));
+        let queue = rig.queue(&prefix).await;
         let mut flow = Flow {
             database: format!("deploy_{id}"),
             api_base: String::new(),
@@ -388,56 +385,41 @@ impl Flow {
         let port = free_port();
         let listen = format!("127.0.0.1:{port}");
         let admin = format!("admin-{}", unique_id());
-        let api = self.procs.spawn(
+        let api = self.procs.start(
             "api",
-            "dbaas-api",
-            &[
-                ("MONGODB_URI", self.rig.mongodb_uri.as_str()),
-                ("MONGODB_DATABASE", self.database.as_str()),
-                ("DBAAS_LISTEN", listen.as_str()),
-                ("DBAAS_ADMIN_TOKEN", admin.as_str()),
-                ("DBAAS_RATE_LIMIT_PER_SECOND", "1000"),
-                ("DBAAS_RATE_LIMIT_BURST", "2000"),
-            ],
-            &[],
+            command(
+                "dbaas-api",
+                &[
+                    ("MONGODB_URI", self.rig.mongodb_uri.as_str()),
+                    ("MONGODB_DATABASE", self.database.as_str()),
+                    ("DBAAS_LISTEN", listen.as_str()),
+                    ("DBAAS_ADMIN_TOKEN", admin.as_str()),
+                    ("DBAAS_RATE_LIMIT_PER_SECOND", "1000"),
+                    ("DBAAS_RATE_LIMIT_BURST", "2000"),
+                ],
+                &[],
+            ),
         );
         // The stand-in too runs as its ServiceAccount (the kind overlay's Role).
         let kubeconfig = self.standin_kubeconfig.to_string_lossy().into_owned();
-        let standin = self.procs.spawn(
+        let standin = self.procs.start(
             "standin",
-            "kubedb-standin",
-            &[("KUBECONFIG", kubeconfig.as_str())],
-            &[
-                "--namespaces",
-                &self.namespace,
-                "--provision-delay-ms",
-                "300",
-                "--phase-delay-ms",
-                "200",
-                "--poll-interval-ms",
-                "100",
-            ],
+            command(
+                "kubedb-standin",
+                &[("KUBECONFIG", kubeconfig.as_str())],
+                &standin_args(&self.namespace)
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
+            ),
         );
         self.servers = vec![api, standin];
         self.api_base = format!("http://{listen}");
-        let started = Instant::now();
-        loop {
-            self.check_servers();
-            let ready = self
-                .http
-                .get(format!("{}/readyz", self.api_base))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "dbaas-api not ready within 30 s; log:\n{}",
-                log_tail(&self.servers[0].log)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let readyz = format!("{}/readyz", self.api_base);
+        self.servers[0]
+            .wait_ready(&self.http, &readyz, Duration::from_secs(30))
+            .await;
+        self.check_servers();
         let (status, tenant) = self
             .send_as(
                 &admin,
@@ -528,7 +510,7 @@ impl Flow {
         let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
         let p = self
             .procs
-            .spawn("reconciler", "dbaas-reconciler", &env, &[]);
+            .start("reconciler", command("dbaas-reconciler", &env, &[]));
         let log = p.log.clone();
         let (status, _) = p.wait(Duration::from_secs(60)).await;
         assert!(
@@ -553,7 +535,9 @@ impl Flow {
             }
             let env = self.control_env(&self.worker_kubeconfig);
             let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            let p = self.procs.spawn("worker", "dbaas-worker", &env, &[]);
+            let p = self
+                .procs
+                .start("worker", command("dbaas-worker", &env, &[]));
             let log = p.log.clone();
             let (status, _) = p.wait(Duration::from_secs(90)).await;
             assert!(

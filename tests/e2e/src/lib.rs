@@ -18,12 +18,11 @@
 //! every failure message.
 
 use std::collections::BTreeMap;
-use std::fs::{File, OpenOptions};
+use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use dbaas_cluster::kube::KubeCluster;
@@ -37,8 +36,11 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
-pub use dbaas_testkit::process::Proc;
-pub use dbaas_testkit::rig::{RIG_HINT, Rig, free_port, log_tail};
+use dbaas_testkit::config::standin_args;
+pub use dbaas_testkit::process::{Proc, Procs};
+pub use dbaas_testkit::rig::{
+    RIG_HINT, Rig, drop_mongo_database, drop_redis_prefix, free_port, log_tail,
+};
 
 /// What to do when a binary is missing.
 pub const BUILD_HINT: &str = "build them first with `cargo build --workspace --bins`";
@@ -289,7 +291,8 @@ pub struct TestEnv {
     pub namespace: String,
     pub mongodb_database: String,
     pub queue_prefix: String,
-    pub logs: PathBuf,
+    /// The processes' logs, one file each.
+    pub procs: Procs,
     pub api: ApiClient,
     pub cluster: KubeCluster,
     pub queue: RedisQueue,
@@ -298,7 +301,6 @@ pub struct TestEnv {
     admin_token: String,
     api_process: Option<Proc>,
     standin: Option<Proc>,
-    seq: AtomicU32,
 }
 
 impl TestEnv {
@@ -310,8 +312,7 @@ impl TestEnv {
         }
         let id = random_token(6);
         let namespace = naming::shorten(&format!("e2e-{name}-{id}"), 63);
-        let logs = bin_dir().join("e2e-logs").join(&namespace);
-        std::fs::create_dir_all(&logs).expect("create the log directory");
+        let procs = Procs::new(bin_dir().join("e2e-logs").join(&namespace));
         let cluster = KubeCluster::from_kubeconfig(Some(&rig.kubeconfig))
             .await
             .unwrap_or_else(|e| panic!("kubeconfig {}: {e}; {RIG_HINT}", rig.kubeconfig.display()));
@@ -322,11 +323,7 @@ impl TestEnv {
                 panic!("the rig's API server did not create namespace {namespace}: {e}; {RIG_HINT}")
             });
         let queue_prefix = format!("e2e:{namespace}");
-        let queue = RedisQueue::new(&rig.redis_url, &queue_prefix).expect("redis url");
-        queue
-            .ping()
-            .await
-            .unwrap_or_else(|e| panic!("redis at {}: {e}; {RIG_HINT}", rig.redis_url));
+        let queue = rig.queue(&queue_prefix).await;
         let settings = BTreeMap::from(
             [
                 ("DBAAS_RETRY_BACKOFF_SECONDS", "0.2"),
@@ -342,7 +339,7 @@ impl TestEnv {
             rig,
             namespace,
             queue_prefix,
-            logs,
+            procs,
             api: ApiClient {
                 http: reqwest::Client::new(),
                 base: String::new(),
@@ -354,7 +351,6 @@ impl TestEnv {
             admin_token: format!("admin-{}", random_token(24)),
             api_process: None,
             standin: None,
-            seq: AtomicU32::new(0),
         };
         env.start_api().await;
         env.start_standin();
@@ -364,36 +360,13 @@ impl TestEnv {
     /// The environment every control-plane process gets.
     fn base_command(&self, bin: &str) -> Command {
         let mut cmd = Command::new(binary(bin));
-        cmd.env("MONGODB_URI", &self.rig.mongodb_uri)
-            .env("MONGODB_DATABASE", &self.mongodb_database)
-            .env("REDIS_URL", &self.rig.redis_url)
-            .env("DBAAS_QUEUE_PREFIX", &self.queue_prefix)
-            .env("KUBECONFIG", &self.rig.kubeconfig)
-            .env("DBAAS_NAMESPACE", &self.namespace)
-            .env("PUSHGATEWAY_URL", &self.rig.pushgateway_url)
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .env_remove("DBAAS_LOG_JSON")
-            .stdin(Stdio::null())
-            .kill_on_drop(true);
+        cmd.envs(
+            self.rig
+                .role_env(&self.mongodb_database, &self.queue_prefix, &self.namespace),
+        )
+        .env("PUSHGATEWAY_URL", &self.rig.pushgateway_url)
+        .env_remove("DBAAS_LOG_JSON");
         cmd
-    }
-
-    /// Starts `cmd` with its output in a new log file named after `role`.
-    fn spawn(&self, role: &str, mut cmd: Command) -> Proc {
-        let n = self.seq.fetch_add(1, Ordering::Relaxed);
-        let log = self.logs.join(format!("{n:03}-{role}.log"));
-        let file = File::create(&log).expect("create a log file");
-        cmd.stdout(file.try_clone().expect("clone the log file"))
-            .stderr(file);
-        let child = cmd
-            .spawn()
-            .unwrap_or_else(|e| panic!("starting {role} failed: {e}"));
-        Proc {
-            role: role.to_string(),
-            child,
-            log,
-        }
     }
 
     async fn start_api(&mut self) {
@@ -403,34 +376,11 @@ impl TestEnv {
             .env("DBAAS_ADMIN_TOKEN", &self.admin_token)
             .env("DBAAS_RATE_LIMIT_PER_SECOND", "1000")
             .env("DBAAS_RATE_LIMIT_BURST", "2000");
-        let mut proc = self.spawn("api", cmd);
+        let mut proc = self.procs.start("api", cmd);
         self.api.base = format!("http://127.0.0.1:{port}");
-        let started = Instant::now();
-        loop {
-            if let Ok(Some(status)) = proc.child.try_wait() {
-                panic!(
-                    "dbaas-api exited at start ({status}); its log ({}):\n{}",
-                    proc.log.display(),
-                    log_tail(&proc.log)
-                );
-            }
-            let ready = self
-                .api
-                .http
-                .get(format!("{}/readyz", self.api.base))
-                .send()
-                .await;
-            if ready.is_ok_and(|r| r.status().is_success()) {
-                break;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(30),
-                "dbaas-api was not ready within 30 s; its log ({}):\n{}",
-                proc.log.display(),
-                log_tail(&proc.log)
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let readyz = format!("{}/readyz", self.api.base);
+        proc.wait_ready(&self.api.http, &readyz, Duration::from_secs(30))
+            .await;
         self.api_process = Some(proc);
         // A tenant and its key, through the admin routes.
         let token = self.admin_token.clone();
@@ -474,18 +424,10 @@ impl TestEnv {
         cmd.env("KUBECONFIG", &self.rig.kubeconfig)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
-            .args(["--namespaces", &self.namespace])
-            .args([
-                "--provision-delay-ms",
-                "300",
-                "--phase-delay-ms",
-                "200",
-                "--poll-interval-ms",
-                "100",
-            ])
+            .args(standin_args(&self.namespace))
             .stdin(Stdio::null())
             .kill_on_drop(true);
-        self.standin = Some(self.spawn("standin", cmd));
+        self.standin = Some(self.procs.start("standin", cmd));
     }
 
     /// Stops the stand-in (the "operator" is down until restarted).
@@ -527,7 +469,8 @@ impl TestEnv {
 
     /// Starts a reconciler pass without waiting for it.
     pub fn spawn_reconciler(&self, extra: &[(&str, &str)]) -> Proc {
-        self.spawn("reconciler", self.control_command(RECONCILER_BIN, extra))
+        self.procs
+            .start("reconciler", self.control_command(RECONCILER_BIN, extra))
     }
 
     /// Runs one reconciler pass to completion; it must exit 0. Returns its log.
@@ -549,7 +492,8 @@ impl TestEnv {
 
     /// Starts a worker without waiting for it.
     pub fn spawn_worker(&self, extra: &[(&str, &str)]) -> Proc {
-        self.spawn("worker", self.control_command(WORKER_BIN, extra))
+        self.procs
+            .start("worker", self.control_command(WORKER_BIN, extra))
     }
 
     /// Runs one worker to completion: 0 (done or idle) or 3 (the operation
@@ -595,7 +539,7 @@ impl TestEnv {
                 codes.len() < MAX_WORKERS_PER_ROUND,
                 "the queue was not empty after {MAX_WORKERS_PER_ROUND} workers: {:?} (logs in {})",
                 self.pending().await,
-                self.logs.display()
+                self.procs.logs.display()
             );
             codes.push(self.run_worker().await);
         }
@@ -627,7 +571,7 @@ impl TestEnv {
         }
         panic!(
             "{what}: not reached after {max_rounds} rounds (logs in {})",
-            self.logs.display()
+            self.procs.logs.display()
         );
     }
 
@@ -652,7 +596,7 @@ impl TestEnv {
             "database {id}: {what} not reached after {max_rounds} rounds; last seen:\n{}\noperations:\n{}\n(logs in {})",
             serde_json::to_string_pretty(&last).unwrap_or_default(),
             serde_json::to_string_pretty(&self.api.operations(id).await).unwrap_or_default(),
-            self.logs.display()
+            self.procs.logs.display()
         );
     }
 
@@ -719,30 +663,29 @@ impl TestEnv {
             .unwrap_or_else(|e| panic!("patching the CR of {}: {e}", db["id"]))
     }
 
+    /// The auth Secret KubeDB (the stand-in) made for `db`, if it exists.
+    pub async fn auth_secret(&self, db: &Value) -> Option<Value> {
+        self.cluster
+            .get(
+                &Kind::secret(),
+                &self.namespace,
+                &naming::auth_secret(&cr_name(db)),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("reading the auth Secret of {}: {e}", db["id"]))
+    }
+
     /// Stops the servers and removes the store database and queue keys.
     /// Only called by passing tests, so a failure leaves its evidence.
     pub async fn finish(mut self) {
         self.api_process.take();
         self.standin.take();
-        if let Ok(client) = mongodb::Client::with_uri_str(&self.rig.mongodb_uri).await {
-            let _ = client.database(&self.mongodb_database).drop().await;
-        }
-        if let Ok(client) = redis::Client::open(self.rig.redis_url.as_str())
-            && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-        {
-            let keys: Vec<String> = redis::cmd("KEYS")
-                .arg(format!("{}:*", self.queue_prefix))
-                .query_async(&mut conn)
-                .await
-                .unwrap_or_default();
-            if !keys.is_empty() {
-                let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-            }
-        }
+        drop_mongo_database(&self.rig.mongodb_uri, &self.mongodb_database).await;
+        drop_redis_prefix(&self.rig.redis_url, &self.queue_prefix).await;
         let mut note = OpenOptions::new()
             .create(true)
             .append(true)
-            .open(self.logs.join("PASSED"))
+            .open(self.procs.logs.join("PASSED"))
             .ok();
         if let Some(f) = note.as_mut() {
             let _ = writeln!(f, "{}", Utc::now());

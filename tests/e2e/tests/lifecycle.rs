@@ -81,15 +81,7 @@ async fn every_engine_is_created_and_deleted() {
                 Some(20)
             )
         );
-        let secret = env
-            .cluster
-            .get(
-                &Kind::secret(),
-                &env.namespace,
-                &format!("{}-auth", cr_name(&db)),
-            )
-            .await
-            .unwrap();
+        let secret = env.auth_secret(&db).await;
         assert!(
             secret.is_some(),
             "KubeDB (the stand-in) made the auth Secret of {}",
@@ -136,15 +128,7 @@ async fn every_engine_is_created_and_deleted() {
             env.database_cr(&db).await.is_none(),
             "the CR of {id} is gone"
         );
-        let secret = env
-            .cluster
-            .get(
-                &Kind::secret(),
-                &env.namespace,
-                &format!("{}-auth", cr_name(&db)),
-            )
-            .await
-            .unwrap();
+        let secret = env.auth_secret(&db).await;
         assert!(secret.is_none(), "WipeOut removed the auth Secret of {id}");
         let ops = env.api.operations(id).await;
         let mut kinds: Vec<(&str, &str)> = ops

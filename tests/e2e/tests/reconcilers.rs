@@ -154,7 +154,7 @@ async fn paired_until(
     }
     panic!(
         "{what} not reached with paired reconcilers (logs in {})",
-        env.logs.display()
+        env.procs.logs.display()
     );
 }
 

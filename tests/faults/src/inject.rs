@@ -26,6 +26,7 @@ use dbaas_queue::{InProcess, Queue};
 use dbaas_store::{
     DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,
 };
+use dbaas_testkit::control_loop::Parts;
 use serde_json::Value;
 use tokio::sync::watch;
 
@@ -487,26 +488,27 @@ impl Cluster for FaultyCluster {
 /// The three wrappers around one injector.
 pub struct Faulty {
     pub inj: Arc<Injector>,
-    pub store: FaultyStore,
-    pub queue: FaultyQueue,
-    pub cluster: FaultyCluster,
+    /// The wrapped parts, for the roles to use.
+    pub parts: Parts,
 }
 
 impl Faulty {
-    pub fn new(store: Arc<dyn Store>, queue: Arc<dyn Queue>, cluster: Arc<dyn Cluster>) -> Faulty {
+    pub fn new(inner: &Parts) -> Faulty {
         let inj = Injector::new();
         Faulty {
-            store: FaultyStore {
-                inner: store,
-                inj: inj.clone(),
-            },
-            queue: FaultyQueue {
-                inner: queue,
-                inj: inj.clone(),
-            },
-            cluster: FaultyCluster {
-                inner: cluster,
-                inj: inj.clone(),
+            parts: Parts {
+                store: Arc::new(FaultyStore {
+                    inner: inner.store.clone(),
+                    inj: inj.clone(),
+                }),
+                queue: Arc::new(FaultyQueue {
+                    inner: inner.queue.clone(),
+                    inj: inj.clone(),
+                }),
+                cluster: Arc::new(FaultyCluster {
+                    inner: inner.cluster.clone(),
+                    inj: inj.clone(),
+                }),
             },
             inj,
         }

@@ -209,28 +209,7 @@ pub async fn tenant_and_key(
     (tenant_id, key["key"].as_str().expect("key").to_string())
 }
 
-/// Drops a MongoDB database (clean-up of a passing test).
-pub async fn drop_mongo_database(uri: &str, name: &str) {
-    if let Ok(client) = mongodb::Client::with_uri_str(uri).await {
-        let _ = client.database(name).drop().await;
-    }
-}
-
-/// Deletes the Redis keys under `prefix:` (clean-up of a passing test).
-pub async fn drop_redis_prefix(url: &str, prefix: &str) {
-    if let Ok(client) = redis::Client::open(url)
-        && let Ok(mut conn) = client.get_multiplexed_async_connection().await
-    {
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut conn)
-            .await
-            .unwrap_or_default();
-        if !keys.is_empty() {
-            let _: Result<(), _> = redis::cmd("DEL").arg(keys).query_async(&mut conn).await;
-        }
-    }
-}
+pub use dbaas_testkit::rig::{drop_mongo_database, drop_redis_prefix};
 
 /// A `dbaas-api` process on a free port, its output in a log file; killed
 /// when dropped.

@@ -28,8 +28,7 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_control::worker::{Outcome, Worker, WorkerConfig};
+use dbaas_control::worker::Outcome;
 use dbaas_core::domain::{
     Database, DatabaseStatus, Operation, OperationStatus, OperationType, Size, new_database_id,
     random_token,
@@ -37,14 +36,15 @@ use dbaas_core::domain::{
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::DATABASE_ID_LABEL;
 use dbaas_core::naming;
-use dbaas_faults::inject::{CrashAt, Faulty};
+use dbaas_faults::inject::{CrashAt, Faulty, Injector};
 use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
 use dbaas_standin::{Standin, StandinConfig};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
-use dbaas_testkit::config::{reconciler_config, worker_config};
+use dbaas_testkit::config::outage_worker_config;
+use dbaas_testkit::control_loop::{Loop, Parts};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
@@ -93,13 +93,11 @@ struct Tally {
 struct Lane {
     n: u64,
     engine: Engine,
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
-    cluster: Arc<dyn Cluster>,
-    faulty: Faulty,
-    namespace: String,
-    rcfg: ReconcilerConfig,
-    wcfg: WorkerConfig,
+    /// The lane's store and queue and the shared cluster, as they are.
+    real: Parts,
+    /// The roles over the injector's wrappers of `real`.
+    roles: Loop,
+    inj: Arc<Injector>,
     rng: StdRng,
     /// The calls a clean run made, by name: crash points are drawn from
     /// them (a name first, then one of its calls), so rare calls such as
@@ -111,36 +109,28 @@ struct Lane {
 }
 
 impl Lane {
-    fn reconciler_config(&mut self) -> ReconcilerConfig {
+    /// A new Lease holder for the next pass, as each pass is a new process.
+    fn next_holder(&mut self) {
         self.passes += 1;
-        ReconcilerConfig {
-            holder: format!("lane{}-pass{}", self.n, self.passes),
-            ..self.rcfg.clone()
-        }
+        self.roles.reconciler.holder = format!("lane{}-pass{}", self.n, self.passes);
     }
 
     /// One reconciler pass, clean. Returns the calls it made (0 if skipped).
     async fn pass(&mut self) -> Result<u64, String> {
-        let cfg = self.reconciler_config();
-        self.faulty.inj.reset();
-        let r = Reconciler {
-            store: &self.faulty.store,
-            queue: &self.faulty.queue,
-            cluster: &self.faulty.cluster,
-            config: &cfg,
-        };
-        match tokio::time::timeout(RUN_TIMEOUT, r.run_pass()).await {
+        self.next_holder();
+        self.inj.reset();
+        match tokio::time::timeout(RUN_TIMEOUT, self.roles.pass()).await {
             Err(_) => Err(format!(
                 "a clean reconciler pass did not finish within {RUN_TIMEOUT:?}"
             )),
             Ok(Err(e)) => Err(format!("a clean reconciler pass failed: {e}")),
             Ok(Ok(report)) if report.skipped => Ok(0),
             Ok(Ok(_)) => {
-                let trace = self.faulty.inj.trace();
+                let trace = self.inj.trace();
                 if self.pass_trace.is_empty() || trace.contains(&"store.insert_operation") {
                     self.pass_trace = trace;
                 }
-                Ok(self.faulty.inj.calls())
+                Ok(self.inj.calls())
             }
         }
     }
@@ -149,6 +139,7 @@ impl Lane {
     async fn drain(&mut self) -> Result<(), String> {
         for _ in 0..10 {
             let pending = self
+                .real
                 .queue
                 .pending()
                 .await
@@ -156,15 +147,15 @@ impl Lane {
             if pending.is_empty() {
                 return Ok(());
             }
-            let op = self.store.get_operation(&pending[0]).await.ok().flatten();
-            self.faulty.inj.reset();
-            let w = Worker {
-                store: &self.faulty.store,
-                queue: &self.faulty.queue,
-                cluster: &self.faulty.cluster,
-                config: &self.wcfg,
-            };
-            match tokio::time::timeout(RUN_TIMEOUT, w.run_once(std::future::pending())).await {
+            let op = self
+                .real
+                .store
+                .get_operation(&pending[0])
+                .await
+                .ok()
+                .flatten();
+            self.inj.reset();
+            match tokio::time::timeout(RUN_TIMEOUT, self.roles.work_once()).await {
                 Err(_) => {
                     return Err(format!(
                         "a clean worker did not finish within {RUN_TIMEOUT:?}"
@@ -173,8 +164,7 @@ impl Lane {
                 Ok(Err(e)) => return Err(format!("a clean worker failed: {e}")),
                 Ok(Ok(Outcome::Succeeded(_))) => {
                     if let Some(op) = op {
-                        self.worker_traces
-                            .insert(op.type_(), self.faulty.inj.trace());
+                        self.worker_traces.insert(op.type_(), self.inj.trace());
                     }
                 }
                 Ok(Ok(_)) => {}
@@ -213,32 +203,20 @@ impl Lane {
             at,
             after: self.rng.random_bool(0.5),
         };
-        self.faulty.inj.reset();
-        self.faulty.inj.arm_crash(at);
-        let crashed = self.faulty.inj.crashed();
+        self.inj.reset();
+        self.inj.arm_crash(at);
+        let crashed = self.inj.crashed();
         let ended = match role {
             Role::Worker => {
-                let w = Worker {
-                    store: &self.faulty.store,
-                    queue: &self.faulty.queue,
-                    cluster: &self.faulty.cluster,
-                    config: &self.wcfg,
-                };
-                let run = async { w.run_once(std::future::pending()).await.map(|_| ()) };
+                let run = async { self.roles.work_once().await.map(|_| ()) };
                 tokio::time::timeout(RUN_TIMEOUT, async {
                     tokio::select! { r = run => Some(r), () = crashed => None }
                 })
                 .await
             }
             Role::Reconciler => {
-                let cfg = self.reconciler_config();
-                let r = Reconciler {
-                    store: &self.faulty.store,
-                    queue: &self.faulty.queue,
-                    cluster: &self.faulty.cluster,
-                    config: &cfg,
-                };
-                let run = async { r.run_pass().await.map(|_| ()) };
+                self.next_holder();
+                let run = async { self.roles.pass().await.map(|_| ()) };
                 tokio::time::timeout(RUN_TIMEOUT, async {
                     tokio::select! { r = run => Some(r), () = crashed => None }
                 })
@@ -251,7 +229,7 @@ impl Lane {
             )),
             Ok(Some(Err(e))) => Err(format!("the {role:?} failed before its crash point: {e}")),
             Ok(Some(Ok(()))) => Ok(None),
-            Ok(None) => Ok(self.faulty.inj.fired()),
+            Ok(None) => Ok(self.inj.fired()),
         }
     }
 
@@ -262,18 +240,21 @@ impl Lane {
             self.pass().await?;
             self.drain().await?;
             let db = self
+                .real
                 .store
                 .get_database(id)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("the database record is gone")?;
             let queue_empty = self
+                .real
                 .queue
                 .pending()
                 .await
                 .map_err(|e| e.to_string())?
                 .is_empty()
                 && self
+                    .real
                     .queue
                     .processing(Utc::now())
                     .await
@@ -309,7 +290,8 @@ impl Lane {
     }
 
     async fn operations(&self, id: &str) -> Result<Vec<Operation>, String> {
-        self.store
+        self.real
+            .store
             .list_operations(&OperationQuery {
                 database_id: Some(id.to_string()),
                 ..Default::default()
@@ -347,8 +329,12 @@ impl Lane {
             .map(|o| (o.id.clone(), o))
             .collect();
         let requests = self
+            .real
             .cluster
-            .list(&Kind::ops_request(self.engine), &self.namespace)
+            .list(
+                &Kind::ops_request(self.engine),
+                &self.roles.reconciler.namespace,
+            )
             .await
             .map_err(|e| e.to_string())?;
         let mut found = Vec::new();
@@ -464,12 +450,14 @@ impl Lane {
     ) -> Result<(), String> {
         for _ in 0..5 {
             let db = self
+                .real
                 .store
                 .get_database(id)
                 .await
                 .map_err(|e| e.to_string())?
                 .ok_or("database gone")?;
             if self
+                .real
                 .store
                 .update_desired(id, db.generation, change)
                 .await
@@ -571,10 +559,11 @@ impl Lane {
         }
         if step == Step::Delete {
             let cr = self
+                .real
                 .cluster
                 .get(
                     &Kind::database(self.engine),
-                    &self.namespace,
+                    &self.roles.reconciler.namespace,
                     &naming::cr_name(&db.name, &db.id),
                 )
                 .await
@@ -608,7 +597,7 @@ impl Lane {
                 now,
             )
         };
-        if let Err(e) = self.store.insert_database(&db).await {
+        if let Err(e) = self.real.store.insert_database(&db).await {
             self.tally
                 .failures
                 .push(format!("lane {}: inserting the database: {e}", self.n));
@@ -686,31 +675,23 @@ async fn crash_trials_in_process() {
         );
         let queue: Arc<dyn Queue> =
             Arc::new(RedisQueue::new(&redis_url, &prefix).expect("redis url"));
-        let rcfg = ReconcilerConfig {
-            lease_name: format!("faults-lane-{n}"),
-            lease_ttl: Duration::from_secs(1),
-            max_attempts: 5,
-            ..reconciler_config(&namespace, "")
-        };
-        let wcfg = WorkerConfig {
-            dequeue_timeout: Duration::from_millis(200),
-            claim_ttl: Duration::from_millis(1500),
-            poll_interval: Duration::from_millis(50),
-            operation_deadline: Duration::from_secs(60),
-            retry_backoff: Duration::from_millis(100),
-            max_retry_backoff: Duration::from_secs(1),
-            ..worker_config(&namespace)
-        };
-        lanes.push(Lane {
-            n,
-            engine: Engine::ALL[(n as usize + seed as usize) % Engine::ALL.len()],
-            faulty: Faulty::new(store.clone(), queue.clone(), cluster.clone()),
+        let real = Parts {
             store,
             queue,
             cluster: cluster.clone(),
-            namespace: namespace.clone(),
-            rcfg,
-            wcfg,
+        };
+        let faulty = Faulty::new(&real);
+        let mut roles = Loop::new(faulty.parts, &namespace, "");
+        roles.reconciler.lease_name = format!("faults-lane-{n}");
+        roles.reconciler.lease_ttl = Duration::from_secs(1);
+        roles.reconciler.max_attempts = 5;
+        roles.worker = outage_worker_config(&namespace);
+        lanes.push(Lane {
+            n,
+            engine: Engine::ALL[(n as usize + seed as usize) % Engine::ALL.len()],
+            real,
+            roles,
+            inj: faulty.inj,
             rng: StdRng::seed_from_u64(seed.wrapping_mul(1000).wrapping_add(n)),
             worker_traces: HashMap::new(),
             pass_trace: Vec::new(),
@@ -887,7 +868,7 @@ async fn sigkill_worker_processes() {
             assert!(
                 t0.elapsed() < Duration::from_secs(60),
                 "trial {t}: {point:?} not reached in 60 s (logs in {})",
-                env.logs.display()
+                env.procs.logs.display()
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         };

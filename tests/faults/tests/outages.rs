@@ -18,10 +18,8 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 use dbaas_cluster::Cluster;
 use dbaas_cluster::kube::KubeCluster;
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_control::worker::{Worker, WorkerConfig};
 use dbaas_core::domain::{DatabaseStatus, random_token};
-use dbaas_faults::inject::Faulty;
+use dbaas_faults::inject::{Faulty, Injector};
 use dbaas_faults::servers::{self, Server, Shared, repo_root, scratch};
 use dbaas_faults::{
     Summary, create_database, drop_mongo_database, drop_redis_prefix, rig_var, serve_api,
@@ -29,10 +27,11 @@ use dbaas_faults::{
 };
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
-use dbaas_standin::{Standin, StandinConfig};
+use dbaas_standin::StandinConfig;
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{OperationQuery, Store};
-use dbaas_testkit::config::{reconciler_config, worker_config};
+use dbaas_testkit::config::outage_worker_config;
+use dbaas_testkit::control_loop::{Loop, Parts};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 
@@ -42,73 +41,40 @@ const API_TIMEOUT: Duration = Duration::from_secs(5);
 const ADMIN: &str = "faults-outage-admin-token-0123456789";
 
 struct World {
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
-    cluster: Arc<dyn Cluster>,
-    faulty: Faulty,
-    rcfg: ReconcilerConfig,
-    wcfg: WorkerConfig,
+    /// The real parts, the stand-in running on them in the background.
+    real: Loop,
+    /// The same roles and settings through the injector.
+    roles: Loop,
+    inj: Arc<Injector>,
     summary: Summary,
-    stop_standin: tokio::sync::watch::Sender<bool>,
 }
 
 impl World {
-    async fn new(
-        label: &'static str,
-        store: Arc<dyn Store>,
-        queue: Arc<dyn Queue>,
-        cluster: Arc<dyn Cluster>,
-    ) -> World {
+    async fn new(label: &'static str, real: Parts) -> World {
         let namespace = format!("faults-outage-{}", random_token(6));
-        let (tx, mut rx) = tokio::sync::watch::channel(false);
-        let standin = Standin::new(
-            cluster.clone(),
+        let mut real = Loop::new(real, &namespace, "outage-test");
+        real.reconciler.max_attempts = 5;
+        real.worker = outage_worker_config(&namespace);
+        real.spawn_standin(
             StandinConfig {
                 provision_delay: Duration::from_millis(100),
                 phase_delay: Duration::from_millis(100),
-                namespaces: vec![namespace.clone()],
                 ..Default::default()
             },
+            Duration::from_millis(100),
         );
-        tokio::spawn(async move {
-            standin
-                .run(Duration::from_millis(100), async move {
-                    let _ = rx.wait_for(|s| *s).await;
-                })
-                .await
-        });
+        let faulty = Faulty::new(&real.parts);
         World {
-            faulty: Faulty::new(store.clone(), queue.clone(), cluster.clone()),
-            store,
-            queue,
-            cluster,
-            rcfg: ReconcilerConfig {
-                max_attempts: 5,
-                ..reconciler_config(&namespace, "outage-test")
-            },
-            wcfg: WorkerConfig {
-                dequeue_timeout: Duration::from_millis(200),
-                claim_ttl: Duration::from_millis(1500),
-                poll_interval: Duration::from_millis(50),
-                operation_deadline: Duration::from_secs(60),
-                retry_backoff: Duration::from_millis(100),
-                max_retry_backoff: Duration::from_secs(1),
-                ..worker_config(&namespace)
-            },
+            roles: real.over(faulty.parts),
+            real,
+            inj: faulty.inj,
             summary: Summary::new(label),
-            stop_standin: tx,
         }
     }
 
     /// One pass through the injector; it must end (Ok or Err) in time.
     async fn pass(&self) -> Result<(), String> {
-        let r = Reconciler {
-            store: &self.faulty.store,
-            queue: &self.faulty.queue,
-            cluster: &self.faulty.cluster,
-            config: &self.rcfg,
-        };
-        match tokio::time::timeout(FAIL_FAST, r.run_pass()).await {
+        match tokio::time::timeout(FAIL_FAST, self.roles.pass()).await {
             Err(_) => panic!("a reconciler pass hung for {FAIL_FAST:?}"),
             Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
         }
@@ -116,13 +82,7 @@ impl World {
 
     /// One worker through the injector; it must end in time.
     async fn worker(&self) -> Result<(), String> {
-        let w = Worker {
-            store: &self.faulty.store,
-            queue: &self.faulty.queue,
-            cluster: &self.faulty.cluster,
-            config: &self.wcfg,
-        };
-        match tokio::time::timeout(FAIL_FAST, w.run_once(std::future::pending())).await {
+        match tokio::time::timeout(FAIL_FAST, self.roles.work_once()).await {
             Err(_) => panic!("a worker hung for {FAIL_FAST:?}"),
             Ok(r) => r.map(|_| ()).map_err(|e| e.to_string()),
         }
@@ -138,9 +98,9 @@ impl World {
         nth: u32,
         worker: bool,
     ) {
-        self.faulty.inj.reset();
+        self.inj.reset();
         let s = server.clone();
-        self.faulty.inj.on(call, nth, move || servers::kill(&s));
+        self.inj.on(call, nth, move || servers::kill(&s));
         let mut r = if worker {
             self.worker().await
         } else {
@@ -159,7 +119,7 @@ impl World {
                 self.pass().await
             };
         }
-        self.faulty.inj.reset();
+        self.inj.reset();
         assert!(
             !servers_running(server),
             "{what}: the run never reached call {nth} of {call}"
@@ -181,12 +141,12 @@ impl World {
         let started = Instant::now();
         let mut last = String::new();
         loop {
-            self.faulty.inj.reset();
+            self.inj.reset();
             if let Err(e) = self.pass().await {
                 last = format!("pass: {e}");
             }
             for _ in 0..10 {
-                match self.queue.pending().await {
+                match self.real.parts.queue.pending().await {
                     Ok(p) if p.is_empty() => break,
                     Ok(_) => {
                         if let Err(e) = self.worker().await {
@@ -199,8 +159,10 @@ impl World {
                     }
                 }
             }
-            if let Ok(Some(db)) = self.store.get_database(id).await {
+            if let Ok(Some(db)) = self.real.parts.store.get_database(id).await {
                 let open = self
+                    .real
+                    .parts
                     .store
                     .list_operations(&OperationQuery {
                         database_id: Some(id.into()),
@@ -210,12 +172,16 @@ impl World {
                     .map(|ops| ops.iter().filter(|o| !o.status.is_final()).count())
                     .unwrap_or(usize::MAX);
                 let queued = self
+                    .real
+                    .parts
                     .queue
                     .pending()
                     .await
                     .map(|p| p.len())
                     .unwrap_or(usize::MAX)
                     + self
+                        .real
+                        .parts
                         .queue
                         .processing(Utc::now())
                         .await
@@ -248,12 +214,6 @@ impl World {
             );
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = self.stop_standin.send(true);
     }
 }
 
@@ -321,11 +281,19 @@ async fn store_outage() {
     );
     let mongo: Arc<dyn Store> = Arc::new(MongoStore::new(&uri, "dbaas").await.expect("uri"));
     let queue: Arc<dyn Queue> = Arc::new(RedisQueue::new(&redis_url, &prefix).expect("redis url"));
-    let mut w = World::new("outage_store", mongo.clone(), queue, kube).await;
+    let mut w = World::new(
+        "outage_store",
+        Parts {
+            store: mongo.clone(),
+            queue,
+            cluster: kube,
+        },
+    )
+    .await;
     // The API on the same store, through an injector of its own.
-    let api_faults = Faulty::new(mongo.clone(), w.queue.clone(), w.cluster.clone());
+    let api_faults = Faulty::new(&w.real.parts);
     let api_inj = api_faults.inj.clone();
-    let api = serve_api(Arc::new(api_faults.store), ADMIN, API_TIMEOUT).await;
+    let api = serve_api(api_faults.parts.store, ADMIN, API_TIMEOUT).await;
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &api.base, ADMIN, "outage").await;
     let id = create_database(&http, &api.base, &key, json!({"name": "steady", "engine": "postgres", "size": "db.t3.small", "replicas": 1, "storage_gb": 10})).await;
@@ -440,6 +408,8 @@ async fn store_outage() {
     .await;
 
     let db = w
+        .real
+        .parts
         .store
         .get_database(&id)
         .await
@@ -471,7 +441,15 @@ async fn queue_outage() {
     let store: Arc<dyn Store> = Arc::new(MongoStore::new(&uri, &database).await.expect("uri"));
     let queue: Arc<dyn Queue> =
         Arc::new(RedisQueue::new(&redis_url, "dbaas:operations").expect("redis url"));
-    let mut w = World::new("outage_queue", store.clone(), queue, kube).await;
+    let mut w = World::new(
+        "outage_queue",
+        Parts {
+            store: store.clone(),
+            queue,
+            cluster: kube,
+        },
+    )
+    .await;
     let api = serve_api(store.clone(), ADMIN, API_TIMEOUT).await;
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &api.base, ADMIN, "outage").await;
@@ -653,7 +631,15 @@ async fn api_server_outage() {
     );
     let store: Arc<dyn Store> = Arc::new(MongoStore::new(&uri, &database).await.expect("uri"));
     let queue: Arc<dyn Queue> = Arc::new(RedisQueue::new(&redis_url, &prefix).expect("redis url"));
-    let mut w = World::new("outage_api_server", store.clone(), queue, kube).await;
+    let mut w = World::new(
+        "outage_api_server",
+        Parts {
+            store: store.clone(),
+            queue,
+            cluster: kube,
+        },
+    )
+    .await;
     let api = serve_api(store.clone(), ADMIN, API_TIMEOUT).await;
     let http = reqwest::Client::new();
     let (_, key) = tenant_and_key(&http, &api.base, ADMIN, "outage").await;
@@ -665,12 +651,12 @@ async fn api_server_outage() {
     let args = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     {
         let (args, dir) = (args.clone(), rig.dir.clone());
-        w.faulty.inj.reset();
-        w.faulty.inj.on("cluster.list", 3, move || {
+        w.inj.reset();
+        w.inj.on("cluster.list", 3, move || {
             *args.lock().unwrap() = SecondRig { dir }.kill_apiserver()
         });
         let r = w.pass().await;
-        w.faulty.inj.reset();
+        w.inj.reset();
         assert!(
             r.is_err(),
             "a pass with the API server gone mid-way must fail"
@@ -685,7 +671,7 @@ async fn api_server_outage() {
         "a pass during the outage must fail"
     );
     assert!(
-        w.worker().await.is_err() || w.queue.pending().await.unwrap().is_empty(),
+        w.worker().await.is_err() || w.real.parts.queue.pending().await.unwrap().is_empty(),
         "a worker during the outage fails or has nothing to do"
     );
     let got = http
@@ -710,12 +696,12 @@ async fn api_server_outage() {
     w.pass().await.expect("a pass with the API server up");
     {
         let (args, dir) = (args.clone(), rig.dir.clone());
-        w.faulty.inj.reset();
-        w.faulty.inj.on("cluster.get", 2, move || {
+        w.inj.reset();
+        w.inj.on("cluster.get", 2, move || {
             *args.lock().unwrap() = SecondRig { dir }.kill_apiserver()
         });
         let r = w.worker().await;
-        w.faulty.inj.reset();
+        w.inj.reset();
         assert!(r.is_err(), "a worker with the API server gone must fail");
         w.summary.faults += 1;
         w.summary.trials += 1;

@@ -6,127 +6,62 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use dbaas_cluster::Cluster;
-use dbaas_cluster::embedded::EmbeddedCluster;
-use dbaas_control::reconciler::{Reconciler, ReconcilerConfig};
-use dbaas_control::worker::{Worker, WorkerConfig};
 use dbaas_core::domain::{Database, DatabaseStatus, Operation, OperationStatus, Size};
 use dbaas_core::engine::Engine;
 use dbaas_faults::inject::Faulty;
-use dbaas_queue::Queue;
-use dbaas_queue::embedded::SqliteQueue;
-use dbaas_standin::{Standin, StandinConfig};
+use dbaas_standin::StandinConfig;
 use dbaas_store::embedded::SqliteStore;
-use dbaas_store::{DesiredChange, OperationQuery, Store};
-use dbaas_testkit::config::{reconciler_config, worker_config};
+use dbaas_store::{DesiredChange, OperationQuery};
+use dbaas_testkit::control_loop::Loop;
 
 const NS: &str = "dbaas-databases";
 
-struct Parts {
-    store: Arc<dyn Store>,
-    queue: Arc<dyn Queue>,
-    cluster: Arc<dyn Cluster>,
-    standin: Standin,
-    rcfg: ReconcilerConfig,
-    wcfg: WorkerConfig,
-}
-
-fn parts() -> Parts {
-    let cluster: Arc<dyn Cluster> = Arc::new(EmbeddedCluster::in_memory());
-    let standin = Standin::new(
-        cluster.clone(),
+/// Embedded parts with the stand-in running in the background.
+async fn parts() -> Loop {
+    let mut l = Loop::embedded(NS).await;
+    l.reconciler.holder = "regression".into();
+    l.worker.dequeue_timeout = Duration::ZERO;
+    l.spawn_standin(
         StandinConfig {
             provision_delay: Duration::ZERO,
             phase_delay: Duration::ZERO,
-            namespaces: vec![NS.into()],
             ..Default::default()
         },
+        Duration::from_millis(5),
     );
-    Parts {
-        store: Arc::new(SqliteStore::in_memory().expect("store")),
-        queue: Arc::new(SqliteQueue::in_memory().expect("queue")),
-        cluster,
-        standin,
-        rcfg: reconciler_config(NS, "regression"),
-        wcfg: WorkerConfig {
-            dequeue_timeout: Duration::ZERO,
-            ..worker_config(NS)
-        },
-    }
+    l
 }
 
-impl Parts {
-    /// Applies `change` at generation 1, then runs a pass that dies right
-    /// after recording the operation it plans; returns that operation.
-    async fn change_then_die_after_recording(&self, id: &str, change: &DesiredChange) -> Operation {
-        self.store
-            .update_desired(id, 1, change)
-            .await
-            .expect("update")
-            .expect("applied");
-        let faulty = Faulty::new(self.store.clone(), self.queue.clone(), self.cluster.clone());
-        faulty.inj.arm_crash_at("store.insert_operation", 1, true);
-        let crashed = faulty.inj.crashed();
-        let pass = Reconciler {
-            store: &faulty.store,
-            queue: &faulty.queue,
-            cluster: &faulty.cluster,
-            config: &self.rcfg,
-        };
-        tokio::select! { r = pass.run_pass() => panic!("the pass ended instead of crashing: {r:?}"), () = crashed => {} }
-        self.store
-            .list_operations(&OperationQuery::default())
-            .await
-            .expect("list")
-            .into_iter()
-            .find(|o| o.status == OperationStatus::Pending)
-            .expect("the recorded operation")
-    }
+/// Applies `change` at generation 1, then runs a pass that dies right
+/// after recording the operation it plans; returns that operation.
+async fn change_then_die_after_recording(l: &Loop, id: &str, change: &DesiredChange) -> Operation {
+    let store = &l.parts.store;
+    store
+        .update_desired(id, 1, change)
+        .await
+        .expect("update")
+        .expect("applied");
+    let faulty = Faulty::new(&l.parts);
+    faulty.inj.arm_crash_at("store.insert_operation", 1, true);
+    let crashed = faulty.inj.crashed();
+    let dying = l.over(faulty.parts.clone());
+    tokio::select! { r = dying.pass() => panic!("the pass ended instead of crashing: {r:?}"), () = crashed => {} }
+    store
+        .list_operations(&OperationQuery::default())
+        .await
+        .expect("list")
+        .into_iter()
+        .find(|o| o.status == OperationStatus::Pending)
+        .expect("the recorded operation")
+}
 
-    /// Passes, stand-in steps and workers until the database is ready and
-    /// in sync with nothing queued.
-    async fn converge(&self, id: &str) -> Database {
-        for _ in 0..40 {
-            Reconciler {
-                store: &*self.store,
-                queue: &*self.queue,
-                cluster: &*self.cluster,
-                config: &self.rcfg,
-            }
-            .run_pass()
-            .await
-            .expect("pass");
-            while !self.queue.pending().await.expect("pending").is_empty() {
-                let w = Worker {
-                    store: &*self.store,
-                    queue: &*self.queue,
-                    cluster: &*self.cluster,
-                    config: &self.wcfg,
-                };
-                let stand = async {
-                    loop {
-                        self.standin.step(Utc::now()).await.expect("stand-in step");
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                };
-                tokio::select! { r = w.run_once(std::future::pending()) => { r.expect("worker"); } () = stand => {} }
-            }
-            self.standin.step(Utc::now()).await.expect("stand-in step");
-            let db = self
-                .store
-                .get_database(id)
-                .await
-                .expect("get")
-                .expect("exists");
-            if db.status == DatabaseStatus::Ready
-                && db.in_sync()
-                && db.active_operation_id.is_none()
-            {
-                return db;
-            }
-        }
-        panic!("database {id} did not converge");
-    }
+/// Passes and workers until the database is ready and in sync with
+/// nothing queued.
+async fn converge(l: &Loop, id: &str) -> Database {
+    l.converge(id, 40)
+        .await
+        .expect("pass or worker")
+        .unwrap_or_else(|| panic!("database {id} did not converge"))
 }
 
 fn new_db(engine: Engine) -> Database {
@@ -140,10 +75,10 @@ fn new_db(engine: Engine) -> Database {
 /// (never enqueued, never superseded). The next pass now supersedes it.
 #[tokio::test]
 async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
-    let p = parts();
+    let p = parts().await;
     let db = new_db(Engine::Postgres);
-    p.store.insert_database(&db).await.expect("insert");
-    p.converge(&db.id).await;
+    p.parts.store.insert_database(&db).await.expect("insert");
+    converge(&p, &db.id).await;
 
     // Desired state changes; the pass that plans it dies right after
     // recording the operation.
@@ -152,7 +87,7 @@ async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
         status: Some(DatabaseStatus::Updating),
         ..Default::default()
     };
-    let orphan = p.change_then_die_after_recording(&db.id, &change).await;
+    let orphan = change_then_die_after_recording(&p, &db.id, &change).await;
 
     // Desired state changes again before the next pass: the next plan has
     // another id, and the recorded one must not stay pending.
@@ -161,15 +96,17 @@ async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
         status: Some(DatabaseStatus::Updating),
         ..Default::default()
     };
-    p.store
+    p.parts
+        .store
         .update_desired(&db.id, 2, &change)
         .await
         .expect("update")
         .expect("applied");
     // The dead pass's Lease: same holder here, so the next pass may run.
-    let done = p.converge(&db.id).await;
+    let done = converge(&p, &db.id).await;
     assert_eq!(done.current_size, Some(Size::Xlarge));
     let ops = p
+        .parts
         .store
         .list_operations(&OperationQuery::default())
         .await
@@ -189,19 +126,20 @@ async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
 /// same operation (same id) and runs it; nothing is superseded.
 #[tokio::test]
 async fn an_operation_recorded_by_a_dead_pass_is_replanned_under_its_id() {
-    let p = parts();
+    let p = parts().await;
     let db = new_db(Engine::Mongodb);
-    p.store.insert_database(&db).await.expect("insert");
-    p.converge(&db.id).await;
+    p.parts.store.insert_database(&db).await.expect("insert");
+    converge(&p, &db.id).await;
     let change = DesiredChange {
         replicas: Some(3),
         status: Some(DatabaseStatus::Updating),
         ..Default::default()
     };
-    let recorded = p.change_then_die_after_recording(&db.id, &change).await;
-    let done = p.converge(&db.id).await;
+    let recorded = change_then_die_after_recording(&p, &db.id, &change).await;
+    let done = converge(&p, &db.id).await;
     assert_eq!(done.current_replicas, Some(3));
     let ops = p
+        .parts
         .store
         .list_operations(&OperationQuery::default())
         .await

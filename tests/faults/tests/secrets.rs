@@ -10,9 +10,8 @@
 use std::time::Instant;
 
 use base64::Engine as _;
-use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::random_token;
-use dbaas_e2e::{TestEnv, cr_name, new_database, s};
+use dbaas_e2e::{TestEnv, new_database, s};
 use dbaas_faults::Summary;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
@@ -102,14 +101,8 @@ async fn no_secret_in_any_log_line() {
 
     // The database password, before deletion wipes the Secret.
     let secret = env
-        .cluster
-        .get(
-            &Kind::secret(),
-            &env.namespace,
-            &format!("{}-auth", cr_name(&db)),
-        )
+        .auth_secret(&db)
         .await
-        .expect("get the auth Secret")
         .expect("the stand-in made the auth Secret");
     let password_b64 = secret["data"]["password"]
         .as_str()
@@ -136,7 +129,7 @@ async fn no_secret_in_any_log_line() {
         .expect("client-key-data");
 
     let mut texts = vec![("admin create-key stderr".to_string(), admin_stderr)];
-    for entry in std::fs::read_dir(&env.logs).expect("the log directory") {
+    for entry in std::fs::read_dir(&env.procs.logs).expect("the log directory") {
         let path = entry.expect("entry").path();
         texts.push((
             path.display().to_string(),
@@ -185,7 +178,7 @@ async fn no_secret_in_any_log_line() {
     assert!(
         leaks.is_empty(),
         "secrets in logs (logs in {}):\n{}",
-        env.logs.display(),
+        env.procs.logs.display(),
         leaks.join("\n")
     );
     env.finish().await;

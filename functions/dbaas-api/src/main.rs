@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use dbaas_cluster::ClusterArgs;
 use dbaas_rest::config::ApiConfig;
 use dbaas_rest::{AppState, create_api_key, create_tenant, router};
 use dbaas_runtime::{LogArgs, shutdown_signal};
@@ -23,6 +24,9 @@ struct Cli {
     store: StoreArgs,
     #[command(flatten)]
     api: ApiConfig,
+    /// Where the auth Secrets are read from (credentials route only).
+    #[command(flatten)]
+    cluster: ClusterArgs,
     #[command(flatten)]
     log: LogArgs,
     #[command(subcommand)]
@@ -61,7 +65,7 @@ async fn main() -> anyhow::Result<()> {
     // Lazy: nothing is contacted until the first store call.
     let store = cli.store.connect().await.context("invalid MONGODB_URI")?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::Serve => serve(cli.api, store).await,
+        Command::Serve => serve(cli.api, cli.cluster, store).await,
         Command::Admin(admin) => {
             store
                 .ensure_indexes()
@@ -83,7 +87,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Binds first and answers at once; indexes are created in the background
 /// so a cold start does not wait on the store.
-async fn serve(config: ApiConfig, store: MongoStore) -> anyhow::Result<()> {
+async fn serve(config: ApiConfig, cluster: ClusterArgs, store: MongoStore) -> anyhow::Result<()> {
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {}", config.listen))?;
@@ -94,11 +98,18 @@ async fn serve(config: ApiConfig, store: MongoStore) -> anyhow::Result<()> {
             warn!(%error, "creating the store's indexes failed; inserts retry it");
         }
     });
-    let state = AppState::new(
+    let mut state = AppState::new(
         Arc::new(store),
         config.admin_token.clone(),
         config.limits.limits(),
     );
+    // Reads the kubeconfig or the in-cluster token; contacts nothing yet.
+    match cluster.connect().await {
+        Ok(cluster) => state = state.with_cluster(Arc::new(cluster)),
+        Err(error) => {
+            warn!(%error, "no Kubernetes configuration: the credentials route answers 503")
+        }
+    }
     axum::serve(listener, router(state))
         // In-flight requests finish before `serve` returns.
         .with_graceful_shutdown(shutdown_signal())

@@ -348,11 +348,14 @@ pub async fn run(args: LocalArgs) -> Result<()> {
     print_banner(&url, &key, &data_dir);
 
     let (stop_tx, stop_rx) = watch::channel(false);
-    let app = dbaas_rest::router(dbaas_rest::AppState::new(
-        parts.store.clone(),
-        args.admin_token.clone(),
-        args.limits.limits(),
-    ));
+    let app = dbaas_rest::router(
+        dbaas_rest::AppState::new(
+            parts.store.clone(),
+            args.admin_token.clone(),
+            args.limits.limits(),
+        )
+        .with_cluster(parts.cluster.clone()),
+    );
     let mut api_stop = stop_rx.clone();
     let api = axum::serve(listener, app).with_graceful_shutdown(async move {
         let _ = api_stop.wait_for(|s| *s).await;

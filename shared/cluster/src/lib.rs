@@ -65,6 +65,15 @@ impl Kind {
         }
     }
 
+    pub fn service() -> Kind {
+        Kind {
+            group: "",
+            version: "v1",
+            kind: "Service",
+            plural: "services",
+        }
+    }
+
     /// `group/version`, or `version` for the core group.
     pub fn api_version(&self) -> String {
         if self.group.is_empty() {

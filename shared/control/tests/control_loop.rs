@@ -550,3 +550,54 @@ async fn an_operation_ending_during_the_reads_is_not_planned_again() {
     assert_eq!(report.operations_created, 0, "{report:?}");
     assert_eq!(l.operations(&id).await.len(), 2, "provision and the scale");
 }
+
+#[tokio::test]
+async fn rotations_asked_for_together_make_one_rotate_auth_and_a_new_password() {
+    let l = Fixture::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 3, 20).await;
+    let db = l.settle(&id, 5).await;
+    let cr = l.cr_name(&id).await;
+    let connection = db.connection.expect("the connection, once ready");
+    assert_eq!(connection.host, format!("{cr}.{NS}.svc"));
+    assert_eq!(connection.standby_service, Some(format!("{cr}-standby")));
+    assert_eq!(connection.auth_secret, format!("{cr}-auth"));
+    let password = async || {
+        let secret = l
+            .parts
+            .cluster
+            .get(&Kind::secret(), NS, &connection.auth_secret)
+            .await
+            .unwrap()
+            .expect("the auth Secret");
+        secret["data"]["password"].clone()
+    };
+    let before = password().await;
+
+    for n in 1..=3 {
+        l.patch(
+            &id,
+            DesiredChange {
+                auth_rotation: Some(n),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    let db = l.settle(&id, 5).await;
+    assert_eq!((db.auth_rotation, db.current_auth_rotation), (3, 3));
+    let requests = l.ops_requests(Engine::Postgres).await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0]["spec"]["type"], "RotateAuth");
+    let rotations: Vec<_> = l
+        .operations(&id)
+        .await
+        .into_iter()
+        .filter(|o| o.type_() == OperationType::RotateAuth)
+        .collect();
+    assert_eq!(rotations.len(), 1, "{rotations:?}");
+    assert_eq!(rotations[0].action.desired_state().auth_rotation, Some(3));
+    assert_ne!(password().await, before, "KubeDB made a new password");
+
+    // Nothing more to do: another pass plans nothing.
+    assert_eq!(l.pass().await.expect("pass").operations_created, 0);
+}

@@ -140,6 +140,49 @@ pub struct Condition {
     pub last_transition_time: DateTime<Utc>,
 }
 
+/// Where a database is reached and which Secret holds its login, as KubeDB
+/// sets it up for the CR; never the password.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Connection {
+    /// The primary Service's cluster DNS name.
+    pub host: String,
+    pub port: u16,
+    /// The namespace of the Services and the Secret.
+    pub namespace: String,
+    /// The primary Service (read-write).
+    pub primary_service: String,
+    /// The standby Service (read-only replicas); null with one replica.
+    pub standby_service: Option<String>,
+    /// The headless Service of the pods.
+    pub pods_service: String,
+    /// The Secret with `username` and `password`.
+    pub auth_secret: String,
+    /// A client URI without the password.
+    pub uri: String,
+}
+
+impl Connection {
+    /// The connection KubeDB sets up for the CR `cr` in `namespace`.
+    pub fn of(engine: Engine, cr: &str, namespace: &str, auth_secret: &str, replicas: u32) -> Self {
+        let spec = engine.spec();
+        let host = format!("{cr}.{namespace}.svc");
+        Connection {
+            uri: spec
+                .uri_template
+                .replace("{user}", spec.user)
+                .replace("{host}", &host)
+                .replace("{port}", &spec.port.to_string()),
+            host,
+            port: spec.port,
+            namespace: namespace.to_string(),
+            primary_service: cr.to_string(),
+            standby_service: (replicas > 1).then(|| format!("{cr}-standby")),
+            pods_service: format!("{cr}-pods"),
+            auth_secret: auth_secret.to_string(),
+        }
+    }
+}
+
 /// A database as users declare it and as the cluster runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Database {
@@ -158,6 +201,15 @@ pub struct Database {
     pub current_size: Option<Size>,
     pub current_replicas: Option<u32>,
     pub current_storage_gb: Option<u32>,
+    /// Desired count of credential rotations (each request adds one).
+    #[serde(default)]
+    pub auth_rotation: u64,
+    /// Rotations KubeDB has carried out.
+    #[serde(default)]
+    pub current_auth_rotation: u64,
+    /// How to reach the database; null until the cluster has set it up.
+    #[serde(default)]
+    pub connection: Option<Connection>,
     /// True once the user asked for deletion (desired state).
     pub deletion_requested: bool,
     /// Bumped by every change to desired state.
@@ -199,6 +251,9 @@ impl Database {
             current_size: None,
             current_replicas: None,
             current_storage_gb: None,
+            auth_rotation: 0,
+            current_auth_rotation: 0,
+            connection: None,
             deletion_requested: false,
             generation: 1,
             observed_generation: 0,
@@ -223,6 +278,7 @@ impl Database {
         self.current_size == Some(self.size)
             && self.current_replicas == Some(self.replicas)
             && self.current_storage_gb == Some(self.storage_gb)
+            && self.current_auth_rotation >= self.auth_rotation
     }
 }
 
@@ -234,6 +290,7 @@ pub enum OperationType {
     ScaleVertical,
     ScaleHorizontal,
     ExpandStorage,
+    RotateAuth,
     Deprovision,
 }
 
@@ -244,6 +301,7 @@ impl OperationType {
             OperationType::ScaleVertical => "scale_vertical",
             OperationType::ScaleHorizontal => "scale_horizontal",
             OperationType::ExpandStorage => "expand_storage",
+            OperationType::RotateAuth => "rotate_auth",
             OperationType::Deprovision => "deprovision",
         }
     }
@@ -297,6 +355,9 @@ pub struct DesiredState {
     pub replicas: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_gb: Option<u32>,
+    /// The rotation count a credential rotation brings the database to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_rotation: Option<u64>,
 }
 
 /// What a new database CR is created with.
@@ -336,6 +397,7 @@ impl Action {
                 size: Some(spec.size),
                 replicas: Some(spec.replicas),
                 storage_gb: Some(spec.storage_gb),
+                auth_rotation: None,
             },
             Action::Change(Change::Size(s)) => DesiredState {
                 size: Some(s),
@@ -347,6 +409,10 @@ impl Action {
             },
             Action::Change(Change::StorageGb(g)) => DesiredState {
                 storage_gb: Some(g),
+                ..Default::default()
+            },
+            Action::Change(Change::AuthRotation(n)) => DesiredState {
+                auth_rotation: Some(n),
                 ..Default::default()
             },
             Action::Deprovision => DesiredState::default(),
@@ -364,6 +430,7 @@ impl Action {
             OperationType::ScaleVertical => Action::Change(Change::Size(ds.size?)),
             OperationType::ScaleHorizontal => Action::Change(Change::Replicas(ds.replicas?)),
             OperationType::ExpandStorage => Action::Change(Change::StorageGb(ds.storage_gb?)),
+            OperationType::RotateAuth => Action::Change(Change::AuthRotation(ds.auth_rotation?)),
             OperationType::Deprovision => Action::Deprovision,
         })
     }
@@ -510,6 +577,60 @@ pub struct ApiKeyRecord {
     pub prefix: String,
     pub tenant_id: String,
     pub created_at: DateTime<Utc>,
+}
+
+/// What happened to a database, in its history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum EventType {
+    /// A user read the database's credentials.
+    CredentialsRead,
+    /// A user asked for new credentials.
+    CredentialsRotationRequested,
+}
+
+impl EventType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::CredentialsRead => "credentials_read",
+            EventType::CredentialsRotationRequested => "credentials_rotation_requested",
+        }
+    }
+}
+
+/// One entry of a database's history (kept after the database is deleted).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Event {
+    pub id: String,
+    pub database_id: String,
+    pub tenant_id: String,
+    #[serde(rename = "type")]
+    pub type_: EventType,
+    /// The prefix of the API key that caused it, when a user did.
+    pub api_key: Option<String>,
+    pub message: String,
+    pub at: DateTime<Utc>,
+}
+
+impl Event {
+    /// An event of `db` now, with a fresh id.
+    pub fn new(
+        db: &Database,
+        type_: EventType,
+        api_key: Option<&str>,
+        message: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Event {
+        Event {
+            id: format!("ev-{}", random_token(16)),
+            database_id: db.id.clone(),
+            tenant_id: db.tenant_id.clone(),
+            type_,
+            api_key: api_key.map(str::to_string),
+            message: message.into(),
+            at,
+        }
+    }
 }
 
 /// Random lowercase alphanumerics: ids that are valid in Kubernetes names.

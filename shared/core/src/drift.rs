@@ -14,17 +14,24 @@ use crate::domain::{Action, OperationType, Size, Spec};
 
 /// The fields that can drift, in the order they are fixed: storage first
 /// (it can only grow, and a resize may need the space), then the instance
-/// class, then the replica count.
+/// class, then the replica count, then a requested credential rotation
+/// (last: it changes nothing the others depend on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Field {
     Storage,
     Size,
     Replicas,
+    AuthRotation,
 }
 
 impl Field {
-    pub const ALL: [Field; 3] = [Field::Storage, Field::Size, Field::Replicas];
+    pub const ALL: [Field; 4] = [
+        Field::Storage,
+        Field::Size,
+        Field::Replicas,
+        Field::AuthRotation,
+    ];
 
     /// The label used in metrics (`dbaas_drift_detected_total{type}`).
     pub fn as_str(self) -> &'static str {
@@ -32,6 +39,7 @@ impl Field {
             Field::Storage => "storage",
             Field::Size => "size",
             Field::Replicas => "replicas",
+            Field::AuthRotation => "auth_rotation",
         }
     }
 
@@ -41,6 +49,7 @@ impl Field {
             Field::Storage => OperationType::ExpandStorage,
             Field::Size => OperationType::ScaleVertical,
             Field::Replicas => OperationType::ScaleHorizontal,
+            Field::AuthRotation => OperationType::RotateAuth,
         }
     }
 }
@@ -51,6 +60,7 @@ pub struct Desired {
     pub size: Size,
     pub replicas: u32,
     pub storage_gb: u32,
+    pub auth_rotation: u64,
     pub deletion_requested: bool,
 }
 
@@ -61,6 +71,9 @@ pub struct Observed {
     pub size: Option<Size>,
     pub replicas: u32,
     pub storage_gb: u32,
+    /// Rotations carried out: KubeDB keeps no count, so this one is the
+    /// control plane's record of the RotateAuth requests that succeeded.
+    pub auth_rotation: u64,
     /// KubeDB reports the database Ready (or Critical: reachable).
     pub ready: bool,
     /// The CR carries a deletionTimestamp.
@@ -75,6 +88,8 @@ pub enum Change {
     Size(Size),
     Replicas(u32),
     StorageGb(u32),
+    /// New credentials, bringing the rotation count to this number.
+    AuthRotation(u64),
 }
 
 impl Change {
@@ -84,6 +99,7 @@ impl Change {
             Change::Size(_) => "VerticalScaling",
             Change::Replicas(_) => "HorizontalScaling",
             Change::StorageGb(_) => "VolumeExpansion",
+            Change::AuthRotation(_) => "RotateAuth",
         }
     }
 
@@ -92,6 +108,7 @@ impl Change {
             Change::Size(_) => Field::Size,
             Change::Replicas(_) => Field::Replicas,
             Change::StorageGb(_) => Field::Storage,
+            Change::AuthRotation(_) => Field::AuthRotation,
         }
     }
 }
@@ -157,6 +174,7 @@ pub fn effective(observed: &Observed, in_flight: &[Change]) -> Observed {
             Change::Size(s) => e.size = Some(s),
             Change::Replicas(r) => e.replicas = r,
             Change::StorageGb(g) => e.storage_gb = g,
+            Change::AuthRotation(n) => e.auth_rotation = e.auth_rotation.max(n),
         }
         e
     })
@@ -180,6 +198,12 @@ pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
             Field::Replicas if effective.replicas != desired.replicas => Some(Drift {
                 field,
                 fix: Change::Replicas(desired.replicas),
+                blocked: false,
+            }),
+            // A count: only a rotation still owed is drift.
+            Field::AuthRotation if effective.auth_rotation < desired.auth_rotation => Some(Drift {
+                field,
+                fix: Change::AuthRotation(desired.auth_rotation),
                 blocked: false,
             }),
             _ => None,
@@ -233,14 +257,22 @@ mod tests {
     }
 
     fn desired() -> impl Strategy<Value = Desired> {
-        (size(), 1u32..=9, 10u32..=200, prop::bool::weighted(0.1)).prop_map(
-            |(size, replicas, storage_gb, deletion_requested)| Desired {
-                size,
-                replicas,
-                storage_gb,
-                deletion_requested,
-            },
+        (
+            size(),
+            1u32..=9,
+            10u32..=200,
+            0u64..=3,
+            prop::bool::weighted(0.1),
         )
+            .prop_map(
+                |(size, replicas, storage_gb, auth_rotation, deletion_requested)| Desired {
+                    size,
+                    replicas,
+                    storage_gb,
+                    auth_rotation,
+                    deletion_requested,
+                },
+            )
     }
 
     fn observed() -> impl Strategy<Value = Observed> {
@@ -248,16 +280,20 @@ mod tests {
             prop::option::weighted(0.9, size()),
             1u32..=9,
             10u32..=200,
+            0u64..=3,
             prop::bool::weighted(0.9),
             prop::bool::weighted(0.1),
         )
-            .prop_map(|(size, replicas, storage_gb, ready, deleting)| Observed {
-                size,
-                replicas,
-                storage_gb,
-                ready,
-                deleting,
-            })
+            .prop_map(
+                |(size, replicas, storage_gb, auth_rotation, ready, deleting)| Observed {
+                    size,
+                    replicas,
+                    storage_gb,
+                    auth_rotation,
+                    ready,
+                    deleting,
+                },
+            )
     }
 
     fn change() -> impl Strategy<Value = Change> {
@@ -265,6 +301,7 @@ mod tests {
             size().prop_map(Change::Size),
             (1u32..=9).prop_map(Change::Replicas),
             (10u32..=200).prop_map(Change::StorageGb),
+            (1u64..=3).prop_map(Change::AuthRotation),
         ]
     }
 
@@ -276,6 +313,7 @@ mod tests {
                     size: Some(desired.size),
                     replicas: desired.replicas,
                     storage_gb: desired.storage_gb,
+                    auth_rotation: 0,
                     ready: true,
                     deleting: false,
                 })
@@ -302,6 +340,7 @@ mod tests {
                 Change::Size(_) => Change::Size(d.size),
                 Change::Replicas(_) => Change::Replicas(d.replicas),
                 Change::StorageGb(_) => Change::StorageGb(d.storage_gb),
+                Change::AuthRotation(_) => Change::AuthRotation(d.auth_rotation),
             };
             let a = assess(&Desired { deletion_requested: false, ..d }, Some(&o), &[covered]);
             prop_assert!(a.drifts.iter().all(|x| x.field != covered.field()));
@@ -327,6 +366,7 @@ mod tests {
                         Field::Storage => Change::StorageGb(d.storage_gb),
                         Field::Size => Change::Size(d.size),
                         Field::Replicas => Change::Replicas(d.replicas),
+                        Field::AuthRotation => Change::AuthRotation(d.auth_rotation),
                     });
                 }
                 Plan::InSync => prop_assert!(a.drifts.is_empty()),
@@ -339,7 +379,7 @@ mod tests {
         #[test]
         fn in_sync_plans_nothing(d in desired(), ready in any::<bool>()) {
             let d = Desired { deletion_requested: false, ..d };
-            let o = Observed { size: Some(d.size), replicas: d.replicas, storage_gb: d.storage_gb, ready, deleting: false };
+            let o = Observed { size: Some(d.size), replicas: d.replicas, storage_gb: d.storage_gb, auth_rotation: d.auth_rotation, ready, deleting: false };
             let a = assess(&d, Some(&o), &[]);
             prop_assert!(a.drifts.is_empty());
             prop_assert!(a.plan.action(&d).is_none());
@@ -375,12 +415,13 @@ mod tests {
             prop_assert_eq!(plan, expected);
         }
 
-        /// Applying each planned operation converges in at most four steps
-        /// (provision, storage, size, replicas) unless storage must shrink.
+        /// Applying each planned operation converges in at most five steps
+        /// (provision, storage, size, replicas, rotation) unless storage
+        /// must shrink.
         #[test]
         fn plans_converge(d in desired(), o in prop::option::of(observed())) {
             let mut current = o.map(|o| Observed { ready: true, deleting: false, ..o });
-            for _ in 0..5 {
+            for _ in 0..6 {
                 let plan = assess(&d, current.as_ref(), &[]).plan;
                 if plan.action(&d).is_none() {
                     let shrink = current.is_some_and(|c| c.storage_gb > d.storage_gb);
@@ -401,6 +442,7 @@ mod tests {
             size: Some(Size::Small),
             replicas: 3,
             storage_gb: 50,
+            auth_rotation: 0,
             ready: true,
             deleting: false,
         };
@@ -408,6 +450,7 @@ mod tests {
             size: Size::Large,
             replicas: 3,
             storage_gb: 50,
+            auth_rotation: 0,
             deletion_requested: false,
         };
         assert_eq!(
@@ -417,12 +460,40 @@ mod tests {
     }
 
     #[test]
+    fn rapid_rotation_requests_plan_one_rotation() {
+        // Three rotations asked for before a pass: one RotateAuth, to 3;
+        // while it runs, nothing more; once it is recorded, in sync.
+        let mut o = Observed {
+            size: Some(Size::Small),
+            replicas: 1,
+            storage_gb: 20,
+            auth_rotation: 0,
+            ready: true,
+            deleting: false,
+        };
+        let d = Desired {
+            size: Size::Small,
+            replicas: 1,
+            storage_gb: 20,
+            auth_rotation: 3,
+            deletion_requested: false,
+        };
+        let plan = assess(&d, Some(&o), &[]).plan;
+        assert_eq!(plan, Plan::Fix(Change::AuthRotation(3)));
+        let in_flight = assess(&d, Some(&o), &[Change::AuthRotation(3)]);
+        assert_eq!((in_flight.plan, in_flight.drifts), (Plan::Wait, vec![]));
+        o.auth_rotation = 3;
+        assert_eq!(assess(&d, Some(&o), &[]).plan, Plan::InSync);
+    }
+
+    #[test]
     fn example_manual_change_is_reverted() {
         // Design example 2: kubectl set replicas to 5; desired is 3.
         let o = Observed {
             size: Some(Size::Medium),
             replicas: 5,
             storage_gb: 50,
+            auth_rotation: 0,
             ready: true,
             deleting: false,
         };
@@ -430,6 +501,7 @@ mod tests {
             size: Size::Medium,
             replicas: 3,
             storage_gb: 50,
+            auth_rotation: 0,
             deletion_requested: false,
         };
         assert_eq!(

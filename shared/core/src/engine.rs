@@ -54,6 +54,13 @@ pub struct EngineSpec {
     pub volume_key: &'static str,
     pub replica_rule: ReplicaRule,
     pub default_version: &'static str,
+    /// The port KubeDB's Services expose.
+    pub port: u16,
+    /// The admin user KubeDB puts in the auth Secret it generates.
+    pub user: &'static str,
+    /// A client URI without the password: `{user}`, `{host}` and `{port}`
+    /// are filled in.
+    pub uri_template: &'static str,
 }
 
 /// The supported engines, one row each.
@@ -72,6 +79,9 @@ pub const ENGINES: [EngineSpec; 5] = [
         volume_key: "replicaSet",
         replica_rule: ReplicaRule::Any,
         default_version: "7.0.16",
+        port: 27017,
+        user: "root",
+        uri_template: "mongodb://{user}@{host}:{port}/?authSource=admin",
     },
     EngineSpec {
         engine: Engine::Postgres,
@@ -85,6 +95,9 @@ pub const ENGINES: [EngineSpec; 5] = [
         volume_key: "postgres",
         replica_rule: ReplicaRule::Any,
         default_version: "16.4",
+        port: 5432,
+        user: "postgres",
+        uri_template: "postgresql://{user}@{host}:{port}/postgres",
     },
     EngineSpec {
         engine: Engine::Mysql,
@@ -98,6 +111,9 @@ pub const ENGINES: [EngineSpec; 5] = [
         volume_key: "mysql",
         replica_rule: ReplicaRule::StandaloneOrCluster,
         default_version: "8.4.3",
+        port: 3306,
+        user: "root",
+        uri_template: "mysql://{user}@{host}:{port}/",
     },
     EngineSpec {
         engine: Engine::Mariadb,
@@ -111,6 +127,9 @@ pub const ENGINES: [EngineSpec; 5] = [
         volume_key: "mariadb",
         replica_rule: ReplicaRule::StandaloneOrCluster,
         default_version: "11.5.2",
+        port: 3306,
+        user: "root",
+        uri_template: "mysql://{user}@{host}:{port}/",
     },
     EngineSpec {
         engine: Engine::Redis,
@@ -124,6 +143,9 @@ pub const ENGINES: [EngineSpec; 5] = [
         volume_key: "redis",
         replica_rule: ReplicaRule::StandaloneOnly,
         default_version: "7.4.1",
+        port: 6379,
+        user: "default",
+        uri_template: "redis://{user}@{host}:{port}/0",
     },
 ];
 

@@ -8,10 +8,10 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
-use crate::domain::Size;
+use crate::domain::{Connection, Size};
 use crate::drift::{Change, Observed};
 use crate::engine::Engine;
-use crate::quantity;
+use crate::{naming, quantity};
 
 /// Label that marks objects created by the control plane.
 pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
@@ -22,6 +22,8 @@ pub const DATABASE_ID_LABEL: &str = "dbaas.io/database-id";
 /// Label carrying the owning tenant's id.
 pub const TENANT_ID_LABEL: &str = "dbaas.io/tenant-id";
 /// The finalizer KubeDB puts on every database it manages.
+/// On a RotateAuth OpsRequest: the rotation count it brings the database to.
+pub const AUTH_ROTATION_ANNOTATION: &str = "dbaas.io/auth-rotation";
 pub const KUBEDB_FINALIZER: &str = "kubedb.com";
 
 /// `spec.deletionPolicy` of a KubeDB database.
@@ -251,12 +253,20 @@ pub fn ops_request_object(
             "mode": "Online",
             es.volume_key: quantity::storage_quantity(*gb),
         }}),
+        // No `authentication.secretRef`: KubeDB generates the new password.
+        Change::AuthRotation(_) => json!({}),
     };
     merge_objects(&mut spec, block);
+    let mut metadata = json!({"name": name, "namespace": namespace, "labels": labels});
+    if let Change::AuthRotation(n) = change {
+        // KubeDB keeps no rotation count: the target rides along, so an
+        // unfinished request reads back as the change it makes.
+        metadata["annotations"] = json!({AUTH_ROTATION_ANNOTATION: n.to_string()});
+    }
     json!({
         "apiVersion": "ops.kubedb.com/v1alpha1",
         "kind": es.ops_kind,
-        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "metadata": metadata,
         "spec": spec,
     })
 }
@@ -279,6 +289,8 @@ pub struct ObservedDatabase {
     pub deleting: bool,
     pub generation: u64,
     pub observed_generation: Option<u64>,
+    /// `spec.authSecret.name`: KubeDB fills it in when it makes the Secret.
+    pub auth_secret: Option<String>,
 }
 
 impl ObservedDatabase {
@@ -309,7 +321,27 @@ impl ObservedDatabase {
             deleting: !obj["metadata"]["deletionTimestamp"].is_null(),
             generation: obj["metadata"]["generation"].as_u64().unwrap_or(0),
             observed_generation: obj["status"]["observedGeneration"].as_u64(),
+            auth_secret: spec["authSecret"]["name"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .map(str::to_string),
         })
+    }
+
+    /// How clients reach this database: KubeDB's Services for the CR and
+    /// its auth Secret (`<name>-auth` unless the CR names another).
+    pub fn connection(&self) -> Connection {
+        let secret = self
+            .auth_secret
+            .clone()
+            .unwrap_or_else(|| naming::auth_secret(&self.name));
+        Connection::of(
+            self.engine,
+            &self.name,
+            &self.namespace,
+            &secret,
+            self.replicas.unwrap_or(1),
+        )
     }
 
     /// KubeDB reports the database reachable (`Ready`, or `Critical`: not
@@ -322,12 +354,14 @@ impl ObservedDatabase {
             )
     }
 
-    /// The CR's values as the drift computation compares them.
-    pub fn observed(&self) -> Observed {
+    /// The CR's values as the drift computation compares them, with the
+    /// rotations the control plane recorded (KubeDB keeps no count).
+    pub fn observed(&self, auth_rotation: u64) -> Observed {
         Observed {
             size: self.size,
             replicas: self.replicas.unwrap_or(0),
             storage_gb: self.storage_gb.unwrap_or(0),
+            auth_rotation,
             ready: self.is_ready(),
             deleting: self.deleting,
         }
@@ -382,7 +416,7 @@ impl ObservedOpsRequest {
             namespace: namespace_of(obj).to_string(),
             engine,
             database_name: spec["databaseRef"]["name"].as_str()?.to_string(),
-            change: ops_change_of(engine, spec),
+            change: ops_change_of(engine, obj),
             ops_type,
             phase: obj["status"]["phase"].as_str().and_then(OpsPhase::parse),
             created_at: timestamp(&obj["metadata"]["creationTimestamp"]),
@@ -412,8 +446,9 @@ impl ObservedOpsRequest {
     }
 }
 
-fn ops_change_of(engine: Engine, spec: &Value) -> Option<Change> {
+fn ops_change_of(engine: Engine, obj: &Value) -> Option<Change> {
     let es = engine.spec();
+    let spec = &obj["spec"];
     match spec["type"].as_str()? {
         "VerticalScaling" => {
             let (cpu, mem) =
@@ -428,6 +463,11 @@ fn ops_change_of(engine: Engine, spec: &Value) -> Option<Change> {
             let q = spec["volumeExpansion"][es.volume_key].as_str()?;
             quantity::gibibytes(q).map(Change::StorageGb)
         }
+        "RotateAuth" => obj["metadata"]["annotations"][AUTH_ROTATION_ANNOTATION]
+            .as_str()?
+            .parse()
+            .ok()
+            .map(Change::AuthRotation),
         _ => None,
     }
 }
@@ -564,7 +604,11 @@ mod tests {
     #[test]
     fn ops_requests_round_trip_for_every_engine_and_change() {
         let mut changes: Vec<Change> = Size::ALL.into_iter().map(Change::Size).collect();
-        changes.extend([Change::Replicas(3), Change::StorageGb(50)]);
+        changes.extend([
+            Change::Replicas(3),
+            Change::StorageGb(50),
+            Change::AuthRotation(2),
+        ]);
         for engine in Engine::ALL {
             for change in &changes {
                 let obj = ops_request_object(

@@ -19,6 +19,8 @@ use dbaas_core::domain::hash_api_key;
 #[derive(Debug, Clone)]
 pub struct Caller {
     pub tenant_id: String,
+    /// The key's prefix: names the key in audit records without the secret.
+    pub api_key: String,
 }
 
 /// Proof that a request carries the admin token.
@@ -55,6 +57,7 @@ impl FromRequestParts<AppState> for Caller {
         state.rate_limiter.check(&key_hash)?;
         Ok(Caller {
             tenant_id: record.tenant_id,
+            api_key: record.prefix,
         })
     }
 }

@@ -25,7 +25,7 @@ use dbaas_store::{DatabaseQuery, DesiredChange};
 /// changed the database between its read and its compare-and-set. Every
 /// failed attempt means another write succeeded, so this bounds waiting,
 /// not correctness.
-const CAS_ATTEMPTS: usize = 5;
+pub(super) const CAS_ATTEMPTS: usize = 5;
 
 /// A database to create.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -92,6 +92,7 @@ impl PatchDatabase {
             storage_gb,
             delete: false,
             status,
+            ..Default::default()
         })
     }
 }
@@ -102,7 +103,11 @@ fn not_found(id: &str) -> ApiError {
 
 /// The caller's database `id`. Another tenant's database answers exactly
 /// like an absent one.
-async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Database, ApiError> {
+pub(super) async fn find(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Database, ApiError> {
     match state.store.get_database(id).await? {
         Some(db) if db.tenant_id == caller.tenant_id => Ok(db),
         _ => Err(not_found(id)),
@@ -110,7 +115,7 @@ async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Database, A
 }
 
 /// The database as JSON with its ETag.
-fn respond(status: StatusCode, db: Database) -> Response {
+pub(super) fn respond(status: StatusCode, db: Database) -> Response {
     (status, [(header::ETAG, db.etag())], Json(db)).into_response()
 }
 

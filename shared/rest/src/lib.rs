@@ -19,14 +19,17 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
 use tracing::Level;
 
+use dbaas_cluster::Cluster;
 use dbaas_store::Store;
 
 mod admin;
 mod auth;
 mod body;
 pub mod config;
+mod credentials;
 mod databases;
 pub mod error;
+mod events;
 mod extract;
 mod metrics;
 mod openapi;
@@ -67,6 +70,9 @@ impl Default for Limits {
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
+    /// Where credentials are read from (the auth Secrets); `None`: the
+    /// credentials route answers 503.
+    pub cluster: Option<Arc<dyn Cluster>>,
     /// The bootstrap admin token; `None` disables the admin routes.
     pub admin_token: Option<String>,
     pub limits: Limits,
@@ -84,11 +90,20 @@ impl AppState {
         ));
         AppState {
             store,
+            cluster: None,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             limits,
             rate_limiter,
             metrics: Arc::new(metrics::Metrics::new()),
         }
+    }
+}
+
+impl AppState {
+    /// Reads credentials from the auth Secrets in `cluster`.
+    pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
+        self.cluster = Some(cluster);
+        self
     }
 }
 
@@ -133,6 +148,12 @@ pub fn router(state: AppState) -> Router {
                 .patch(databases::patch)
                 .delete(databases::delete),
         )
+        .route("/api/v1/databases/{id}/credentials", get(credentials::get))
+        .route(
+            "/api/v1/databases/{id}/credentials/rotate",
+            post(credentials::rotate),
+        )
+        .route("/api/v1/databases/{id}/events", get(events::list))
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/admin/tenants", post(admin::post_tenant))

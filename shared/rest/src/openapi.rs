@@ -4,12 +4,13 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 
 use super::admin::{self, CreateTenant, NewApiKey};
+use super::credentials::{self, Credentials};
 use super::databases::{self, CreateDatabase, PatchDatabase};
 use super::error::{FieldError, Problem};
-use super::{operations, system};
+use super::{events, operations, system};
 use dbaas_core::domain::{
-    Condition, Database, DatabaseStatus, DesiredState, Operation, OperationStatus, OperationType,
-    Size, Tenant,
+    Condition, Connection, Database, DatabaseStatus, DesiredState, Event, EventType, Operation,
+    OperationStatus, OperationType, Size, Tenant,
 };
 use dbaas_core::engine::Engine;
 
@@ -22,13 +23,15 @@ use dbaas_core::engine::Engine;
     ),
     paths(
         databases::create, databases::list, databases::get, databases::patch, databases::delete,
+        credentials::get, credentials::rotate, events::list,
         operations::list, operations::get,
         admin::post_tenant, admin::post_api_key,
         system::healthz, system::readyz, system::metrics, system::openapi,
     ),
     components(schemas(
         CreateDatabase, PatchDatabase, Database, DatabaseStatus, Condition, Engine, Size,
-        Operation, OperationType, OperationStatus, DesiredState,
+        Operation, OperationType, OperationStatus, DesiredState, Connection, Credentials,
+        Event, EventType,
         CreateTenant, Tenant, NewApiKey, Problem, FieldError,
     )),
     modifiers(&BearerSchemes),

@@ -14,21 +14,26 @@ use axum::Router;
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use chrono::{DateTime, TimeDelta, Utc};
+use dbaas_cluster::embedded::EmbeddedCluster;
+use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::{
-    Action, ApiKeyRecord, Database, DatabaseStatus, Operation, OperationStatus, OperationType,
-    Size, Tenant, hash_api_key, random_token,
+    Action, ApiKeyRecord, Connection, Database, DatabaseStatus, Event, Operation, OperationStatus,
+    OperationType, Size, Tenant, hash_api_key, random_token,
 };
 use dbaas_core::drift::Change;
+use dbaas_core::naming;
 use dbaas_rest::{AppState, Limits, router};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{
-    DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,
+    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
+    Store,
 };
 use futures::FutureExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
 const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+const NAMESPACE: &str = naming::DEFAULT_NAMESPACE;
 
 /// Declares each case as a test on SQLite and a test on MongoDB.
 macro_rules! store_cases {
@@ -55,6 +60,7 @@ macro_rules! store_cases {
 }
 
 store_cases!(
+    credentials_and_rotation,
     system_endpoints,
     unknown_routes_and_methods,
     admin_routes_need_the_admin_token,
@@ -108,6 +114,8 @@ where
 struct App {
     router: Router,
     store: Arc<dyn Store>,
+    /// Where the credentials route reads auth Secrets.
+    cluster: Arc<dyn Cluster>,
 }
 
 struct Reply {
@@ -170,10 +178,13 @@ impl App {
     }
 
     fn with_limits(store: Arc<dyn Store>, limits: Limits) -> App {
-        let state = AppState::new(store.clone(), Some(ADMIN_TOKEN.to_owned()), limits);
+        let cluster: Arc<dyn Cluster> = Arc::new(EmbeddedCluster::in_memory());
+        let state = AppState::new(store.clone(), Some(ADMIN_TOKEN.to_owned()), limits)
+            .with_cluster(cluster.clone());
         App {
             router: router(state),
             store,
+            cluster,
         }
     }
 
@@ -299,13 +310,21 @@ fn id_of(db: &Value) -> String {
 /// Records observed state as the reconciler would.
 async fn observe(store: &dyn Store, id: &str, size: Size, replicas: u32, storage_gb: u32) {
     let db = store.get_database(id).await.expect("get").expect("exists");
+    let cr = naming::cr_name(&db.name, &db.id);
     let update = ObservedUpdate {
         current_size: Some(size),
         current_replicas: Some(replicas),
         current_storage_gb: Some(storage_gb),
+        connection: Some(Connection::of(
+            db.engine,
+            &cr,
+            NAMESPACE,
+            &naming::auth_secret(&cr),
+            replicas,
+        )),
         observed_generation: Some(db.generation),
         status: Some(DatabaseStatus::Ready),
-        conditions: None,
+        ..Default::default()
     };
     assert!(
         store
@@ -448,6 +467,7 @@ async fn admin_routes_need_the_admin_token(store: Arc<dyn Store>) {
     let closed = App {
         router: closed,
         store: app.store.clone(),
+        cluster: app.cluster.clone(),
     };
     closed
         .send(
@@ -1378,6 +1398,12 @@ impl Store for DownStore {
     async fn add_to_counter(&self, _: &str, _: f64) -> dbaas_core::Result<f64> {
         self.fail().await
     }
+    async fn insert_event(&self, _: &Event) -> dbaas_core::Result<()> {
+        self.fail().await
+    }
+    async fn list_events(&self, _: &EventQuery) -> dbaas_core::Result<Vec<Event>> {
+        self.fail().await
+    }
 }
 
 #[tokio::test]
@@ -1462,4 +1488,124 @@ async fn oversized_bodies_get_a_413_not_a_reset() {
             assert_eq!(body["status"], 413, "{body}");
         }
     }
+}
+
+/// Credentials come from the auth Secret once the database is ready, never
+/// cached, each read an event; a rotation is recorded desired state.
+async fn credentials_and_rotation(store: Arc<dyn Store>) {
+    let app = App::new(store.clone());
+    let (_, key) = app.tenant("keys").await;
+    let (_, other) = app.tenant("others").await;
+    let db = app.database(&key, pg("login")).await;
+    let id = id_of(&db);
+    assert_eq!(db["connection"], Value::Null, "nothing observed yet");
+    let creds = format!("/api/v1/databases/{id}/credentials");
+    app.get(&creds, &key).await.problem(409);
+
+    observe(&*store, &id, Size::Small, 1, 20).await;
+    let db = app
+        .get(&format!("/api/v1/databases/{id}"), &key)
+        .await
+        .ok(200)
+        .clone();
+    let cr = naming::cr_name("login", &id);
+    let connection = &db["connection"];
+    assert_eq!(connection["host"], format!("{cr}.{NAMESPACE}.svc"));
+    assert_eq!(connection["port"], 5432);
+    assert_eq!(connection["primary_service"], cr.as_str());
+    assert_eq!(connection["standby_service"], Value::Null);
+    assert_eq!(connection["pods_service"], format!("{cr}-pods"));
+    assert_eq!(connection["auth_secret"], format!("{cr}-auth"));
+    assert_eq!(
+        connection["uri"],
+        format!("postgresql://postgres@{cr}.{NAMESPACE}.svc:5432/postgres")
+    );
+    // Ready, but KubeDB has not made the Secret (yet): still a 409.
+    app.get(&creds, &key).await.problem(409);
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": format!("{cr}-auth"), "namespace": NAMESPACE},
+        "type": "kubernetes.io/basic-auth",
+        "data": {"username": "cG9zdGdyZXM=", "password": "czNjcjN0LXBhc3M="},
+    });
+    app.cluster
+        .ensure_namespace(NAMESPACE)
+        .await
+        .expect("namespace");
+    app.cluster
+        .create(&Kind::secret(), NAMESPACE, &secret)
+        .await
+        .expect("create the Secret");
+    let reply = app.get(&creds, &key).await;
+    assert_eq!(
+        reply.ok(200),
+        &json!({"username": "postgres", "password": "s3cr3t-pass"})
+    );
+    assert_eq!(reply.header(header::CACHE_CONTROL), "no-store");
+    app.get(&creds, &other).await.problem(404);
+    // An API without cluster access says so, and records no read.
+    let blind = router(AppState::new(store.clone(), None, Limits::default()));
+    let req = Request::builder()
+        .uri(&creds)
+        .header(header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(Body::empty())
+        .unwrap();
+    let response = blind.oneshot(req).await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let events = format!("/api/v1/databases/{id}/events");
+    let page = app.get(&events, &key).await.ok(200).clone();
+    let items = page["items"].as_array().expect("items");
+    assert_eq!(items.len(), 1, "one read, one event: {page}");
+    assert_eq!(items[0]["type"], "credentials_read");
+    assert_eq!(items[0]["api_key"], key[..8].to_string());
+    assert!(
+        !page.to_string().contains("s3cr3t"),
+        "no password in events"
+    );
+    app.get(&events, &other).await.problem(404);
+
+    let rotate = format!("/api/v1/databases/{id}/credentials/rotate");
+    let reply = app.send("POST", &rotate, Some(&key), None).await;
+    let rotated = reply.ok(202).clone();
+    assert_eq!(
+        (
+            &rotated["auth_rotation"],
+            &rotated["current_auth_rotation"],
+            &rotated["generation"],
+            &rotated["status"]
+        ),
+        (&json!(1), &json!(0), &json!(2), &json!("updating"))
+    );
+    assert_eq!(reply.header(header::ETAG), "\"g2\"");
+    app.send("POST", &rotate, Some(&other), None)
+        .await
+        .problem(404);
+    let page = app
+        .get(&format!("{events}?limit=1"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(page["items"][0]["type"], "credentials_rotation_requested");
+    let next = page["next_cursor"].as_str().expect("a second page");
+    let rest = app
+        .get(&format!("{events}?limit=1&cursor={next}"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(rest["items"][0]["type"], "credentials_read");
+    assert_eq!(app.operation_count().await, 0, "the API plans nothing");
+
+    app.send(
+        "DELETE",
+        &format!("/api/v1/databases/{id}"),
+        Some(&key),
+        None,
+    )
+    .await
+    .ok(202);
+    app.send("POST", &rotate, Some(&key), None)
+        .await
+        .problem(409);
+    app.get(&creds, &key).await.problem(409);
 }

@@ -72,6 +72,7 @@ impl Standin {
                     return Ok(());
                 }
                 let obj = self.ensure_auth_secret(engine, &kind, obj).await?;
+                self.ensure_services(engine, &obj).await?;
                 let mut list = conditions(&obj);
                 let generation = generation(&obj);
                 for (type_, reason, message) in [
@@ -165,6 +166,45 @@ impl Standin {
         self.cluster.merge_patch(kind, ns, name, &patch).await
     }
 
+    /// Creates the Services KubeDB makes for a database: `<name>` (the
+    /// primary), `<name>-pods` (headless) and, with replicas, `<name>-standby`.
+    pub(super) async fn ensure_services(&self, engine: Engine, obj: &Value) -> Result<()> {
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        let replicas = obj["spec"]["replicas"].as_u64().unwrap_or(1);
+        let port = engine.spec().port;
+        let mut services = vec![(name.to_string(), false), (format!("{name}-pods"), true)];
+        if replicas > 1 {
+            services.push((format!("{name}-standby"), false));
+        }
+        for (service, headless) in services {
+            let mut spec = json!({
+                "ports": [{"name": "db", "port": port, "targetPort": port}],
+                "selector": {"app.kubernetes.io/instance": name},
+            });
+            if headless {
+                spec["clusterIP"] = json!("None");
+            }
+            let body = json!({
+                "apiVersion": "v1",
+                "kind": "Service",
+                "metadata": {
+                    "name": service,
+                    "namespace": ns,
+                    "labels": {
+                        "app.kubernetes.io/instance": name,
+                        "app.kubernetes.io/managed-by": "kubedb.com",
+                    },
+                },
+                "spec": spec,
+            });
+            match self.cluster.create(&Kind::service(), ns, &body).await {
+                Ok(_) | Err(Error::AlreadyExists(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
     /// A database with a deletionTimestamp: honour `spec.deletionPolicy`
     /// (KubeDB's default is Delete).
     async fn deleting(
@@ -219,6 +259,15 @@ impl Standin {
                     .await?;
             }
         }
+        // The Services go with the database whatever the policy (KubeDB
+        // owns them; garbage collection removes them).
+        for service in [
+            name.to_string(),
+            format!("{name}-pods"),
+            format!("{name}-standby"),
+        ] {
+            self.cluster.delete(&Kind::service(), ns, &service).await?;
+        }
         let rest: Vec<&String> = finalizers
             .iter()
             .filter(|f| *f != KUBEDB_FINALIZER)
@@ -234,7 +283,7 @@ impl Standin {
 }
 
 /// The name of a database's auth Secret.
-fn auth_secret_name(obj: &Value) -> String {
+pub(super) fn auth_secret_name(obj: &Value) -> String {
     match obj["spec"]["authSecret"]["name"].as_str() {
         Some(n) if !n.is_empty() => n.to_string(),
         _ => naming::auth_secret(name_of(obj).unwrap_or_default()),

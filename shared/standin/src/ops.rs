@@ -2,14 +2,18 @@
 
 use std::collections::HashSet;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
+use super::database::auth_secret_name;
 use super::{
     FAIL_ANNOTATION, Standin, StepReport, condition, conditions, created, elapsed, generation,
     set_condition,
 };
-use dbaas_cluster::Kind;
+use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::domain::random_token;
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::{Error, Result};
@@ -144,6 +148,12 @@ impl Standin {
                         .fail(&kind, obj, "InjectedFailure", message, now, report)
                         .await;
                 }
+                if op.ops_type == "RotateAuth" {
+                    // KubeDB generates a new password into the auth Secret
+                    // (no `authentication.secretRef` given).
+                    rotate_password(&*self.cluster, &op.namespace, &db).await?;
+                    return self.succeed(&kind, obj, now, report).await;
+                }
                 let Some(change) = op.change else {
                     return self
                         .fail(
@@ -160,23 +170,45 @@ impl Standin {
                 // KubeDB. The precondition keeps a concurrent spec edit.
                 let mut patch = spec_patch(engine, &db, change);
                 patch["metadata"] = json!({"resourceVersion": db["metadata"]["resourceVersion"]});
-                self.cluster
+                let db = self
+                    .cluster
                     .merge_patch(&db_kind, &op.namespace, &op.database_name, &patch)
                     .await?;
-                let mut list = conditions(obj);
-                list.push(condition(
-                    "Successful",
-                    true,
-                    "Successful",
-                    "Successfully completed the modification process",
-                    now,
-                    generation,
-                ));
-                self.set_phase(&kind, obj, OpsPhase::Successful, list, report)
-                    .await
+                if let Change::Replicas(n) = change {
+                    // The standby Service exists only with replicas.
+                    if n > 1 {
+                        self.ensure_services(engine, &db).await?;
+                    } else {
+                        let standby = format!("{}-standby", op.database_name);
+                        self.cluster
+                            .delete(&Kind::service(), &op.namespace, &standby)
+                            .await?;
+                    }
+                }
+                self.succeed(&kind, obj, now, report).await
             }
             Some(_) => Ok(()),
         }
+    }
+
+    async fn succeed(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        now: DateTime<Utc>,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let mut list = conditions(obj);
+        list.push(condition(
+            "Successful",
+            true,
+            "Successful",
+            "Successfully completed the modification process",
+            now,
+            generation(obj),
+        ));
+        self.set_phase(kind, obj, OpsPhase::Successful, list, report)
+            .await
     }
 
     async fn set_phase(
@@ -273,13 +305,25 @@ fn invalid(engine: Engine, op: &ObservedOpsRequest, db: &Value) -> Option<(&'sta
                 .or_else(|| engine.replica_change_error(current, n))
                 .map(|m| ("InvalidReplicas", format!("Invalid replica count {n}: {m}")))
         }
-        Change::Size(_) => None,
+        Change::Size(_) | Change::AuthRotation(_) => None,
     }
+}
+
+/// Writes a new generated password into the database's auth Secret.
+async fn rotate_password(cluster: &dyn Cluster, namespace: &str, db: &Value) -> Result<()> {
+    let secret = auth_secret_name(db);
+    let patch = json!({"data": {"password": B64.encode(random_token(24))}});
+    cluster
+        .merge_patch(&Kind::secret(), namespace, &secret, &patch)
+        .await?;
+    Ok(())
 }
 
 /// The merge patch that writes `change` into the database spec.
 fn spec_patch(engine: Engine, db: &Value, change: Change) -> Value {
     match change {
+        // Nothing in the spec: the Secret changes (see `rotate_password`).
+        Change::AuthRotation(_) => json!({}),
         Change::Replicas(n) => json!({"spec": {"replicas": n}}),
         Change::StorageGb(gb) => {
             json!({"spec": {"storage": {"resources": {"requests": {"storage": quantity::storage_quantity(gb)}}}}})

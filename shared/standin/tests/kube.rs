@@ -149,6 +149,7 @@ async fn ops_requests_pass_strict_validation() {
         Change::Replicas(1),
         Change::Replicas(3),
         Change::StorageGb(20),
+        Change::AuthRotation(4),
     ]);
     for engine in Engine::ALL {
         for (i, change) in changes.iter().enumerate() {

@@ -19,9 +19,12 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
+use super::{
+    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
+    Store,
+};
 use dbaas_core::domain::{
-    ApiKeyRecord, Database, DatabaseStatus, Operation, OperationStatus, Tenant,
+    ApiKeyRecord, Database, DatabaseStatus, Event, Operation, OperationStatus, Tenant,
 };
 use dbaas_core::error::{Error, Result};
 
@@ -57,6 +60,13 @@ CREATE TABLE IF NOT EXISTS operations (
 CREATE INDEX IF NOT EXISTS operations_database ON operations (database_id, created_at_ms, id);
 CREATE INDEX IF NOT EXISTS operations_tenant ON operations (tenant_id, created_at_ms, id);
 CREATE INDEX IF NOT EXISTS operations_created ON operations (created_at_ms, id);
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY,
+    database_id TEXT NOT NULL,
+    at_ms INTEGER NOT NULL,
+    doc TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_database ON events (database_id, at_ms, id);
 CREATE TABLE IF NOT EXISTS counters (
     name TEXT PRIMARY KEY,
     value REAL NOT NULL
@@ -413,6 +423,9 @@ impl Store for SqliteStore {
                 if let Some(g) = change.storage_gb {
                     db.storage_gb = g;
                 }
+                if let Some(n) = change.auth_rotation {
+                    db.auth_rotation = n;
+                }
                 if change.delete {
                     db.deletion_requested = true;
                 }
@@ -439,6 +452,12 @@ impl Store for SqliteStore {
                     }
                     if let Some(g) = update.current_storage_gb {
                         db.current_storage_gb = Some(g);
+                    }
+                    if let Some(n) = update.current_auth_rotation {
+                        db.current_auth_rotation = db.current_auth_rotation.max(n);
+                    }
+                    if let Some(c) = update.connection {
+                        db.connection = Some(c);
                     }
                     if let Some(g) = update.observed_generation {
                         db.observed_generation = g;
@@ -566,6 +585,45 @@ impl Store for SqliteStore {
             ]);
         }
         sql.push_str(" ORDER BY created_at_ms DESC, id DESC");
+        if let Some(limit) = query.limit {
+            sql.push_str(" LIMIT ?");
+            args.push(limit_value(limit));
+        }
+        self.tx(move |tx| query_docs(tx, &sql, args)).await
+    }
+
+    async fn insert_event(&self, event: &Event) -> Result<()> {
+        let mut event = event.clone();
+        event.at = millis(event.at);
+        self.tx(move |tx| {
+            tx.execute(
+                "INSERT INTO events (id, database_id, at_ms, doc) VALUES (?1, ?2, ?3, ?4)",
+                params![
+                    event.id,
+                    event.database_id,
+                    event.at.timestamp_millis(),
+                    to_json(&event)?
+                ],
+            )
+            .map_err(store_err)?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        let mut sql = String::from("SELECT doc FROM events WHERE database_id = ?");
+        let mut args = vec![Value::Text(query.database_id.clone())];
+        if let Some((at, id)) = &query.before {
+            sql.push_str(" AND (at_ms < ? OR (at_ms = ? AND id < ?))");
+            let at = at.timestamp_millis();
+            args.extend([
+                Value::Integer(at),
+                Value::Integer(at),
+                Value::Text(id.clone()),
+            ]);
+        }
+        sql.push_str(" ORDER BY at_ms DESC, id DESC");
         if let Some(limit) = query.limit {
             sql.push_str(" LIMIT ?");
             args.push(limit_value(limit));

@@ -20,7 +20,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use dbaas_core::domain::{
-    ApiKeyRecord, Condition, Database, DatabaseStatus, Operation, OperationStatus, Size, Tenant,
+    ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, Event, Operation,
+    OperationStatus, Size, Tenant,
 };
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Result;
@@ -60,12 +61,23 @@ pub struct OperationQuery {
     pub limit: Option<usize>,
 }
 
+/// A page of one database's events, newest first.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct EventQuery {
+    pub database_id: String,
+    /// Only events strictly older than this `(at, id)` (the cursor).
+    pub before: Option<(DateTime<Utc>, String)>,
+    pub limit: Option<usize>,
+}
+
 /// A change to desired state; `None` leaves a field as it is.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DesiredChange {
     pub size: Option<Size>,
     pub replicas: Option<u32>,
     pub storage_gb: Option<u32>,
+    /// The new desired rotation count (one more than before).
+    pub auth_rotation: Option<u64>,
     /// Request deletion (never un-requested).
     pub delete: bool,
     /// Status to show with the change (`updating`, `deleting`).
@@ -78,6 +90,10 @@ pub struct ObservedUpdate {
     pub current_size: Option<Size>,
     pub current_replicas: Option<u32>,
     pub current_storage_gb: Option<u32>,
+    /// Raises the recorded rotation count (never lowers it: a late writer
+    /// of an older rotation changes nothing).
+    pub current_auth_rotation: Option<u64>,
+    pub connection: Option<Connection>,
     pub observed_generation: Option<u64>,
     pub status: Option<DatabaseStatus>,
     pub conditions: Option<Vec<Condition>>,
@@ -178,6 +194,10 @@ pub trait Store: Send + Sync + 'static {
         until: DateTime<Utc>,
         claim: &str,
     ) -> Result<Option<Operation>>;
+
+    /// Appends an event to its database's history.
+    async fn insert_event(&self, event: &Event) -> Result<()>;
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>>;
 
     /// Adds `by` to the named durable counter and returns the new total
     /// (running totals behind monotonic Prometheus counters).

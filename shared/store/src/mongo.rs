@@ -33,10 +33,13 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::{DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store};
+use super::{
+    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
+    Store,
+};
 use dbaas_core::domain::{
-    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, DesiredState, Operation,
-    OperationStatus, OperationType, Size, Tenant, random_token,
+    Action, ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, DesiredState, Event,
+    EventType, Operation, OperationStatus, OperationType, Size, Tenant, random_token,
 };
 use dbaas_core::engine::Engine;
 use dbaas_core::error::{Error, Result};
@@ -61,6 +64,7 @@ pub struct MongoStore {
     api_keys: Collection<ApiKeyDoc>,
     databases: Collection<DatabaseDoc>,
     operations: Collection<OperationDoc>,
+    events: Collection<EventDoc>,
     counters: Collection<Document>,
     locks: Collection<Document>,
     database: mongodb::Database,
@@ -92,6 +96,7 @@ impl MongoStore {
             api_keys: db.collection("api_keys"),
             databases: db.collection("databases"),
             operations: db.collection("operations"),
+            events: db.collection("events"),
             counters: db.collection("counters"),
             locks: db.collection("locks"),
             database: db,
@@ -109,7 +114,7 @@ impl MongoStore {
     }
 
     async fn create_indexes(&self) -> Result<()> {
-        const INDEXES: [IndexSpec; 9] = [
+        const INDEXES: [IndexSpec; 10] = [
             ("tenants", "name_unique", &[("name", 1)], true),
             ("api_keys", "tenant", &[("tenant_id", 1)], false),
             ("databases", "name_key_unique", &[("name_key", 1)], true),
@@ -139,6 +144,12 @@ impl MongoStore {
                 false,
             ),
             ("operations", "status", &[("status", 1)], false),
+            (
+                "events",
+                "database_at",
+                &[("database_id", 1), ("at", -1), ("_id", -1)],
+                false,
+            ),
         ];
         for (collection, name, keys, unique) in INDEXES {
             let keys: Document = keys
@@ -288,6 +299,45 @@ impl TryFrom<ConditionDoc> for Condition {
 
 /// A database as stored; integers are i64 because BSON has no unsigned types.
 #[derive(Serialize, Deserialize)]
+struct EventDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    database_id: String,
+    tenant_id: String,
+    #[serde(rename = "type")]
+    type_: EventType,
+    api_key: Option<String>,
+    message: String,
+    at: bson::DateTime,
+}
+
+impl EventDoc {
+    fn from_domain(e: &Event) -> Self {
+        EventDoc {
+            id: e.id.clone(),
+            database_id: e.database_id.clone(),
+            tenant_id: e.tenant_id.clone(),
+            type_: e.type_,
+            api_key: e.api_key.clone(),
+            message: e.message.clone(),
+            at: bdate(e.at),
+        }
+    }
+
+    fn into_domain(self) -> Result<Event> {
+        Ok(Event {
+            id: self.id,
+            database_id: self.database_id,
+            tenant_id: self.tenant_id,
+            type_: self.type_,
+            api_key: self.api_key,
+            message: self.message,
+            at: cdate(self.at)?,
+        })
+    }
+}
+
+#[derive(Serialize, Deserialize)]
 struct DatabaseDoc {
     #[serde(rename = "_id")]
     id: String,
@@ -302,6 +352,12 @@ struct DatabaseDoc {
     current_size: Option<Size>,
     current_replicas: Option<i64>,
     current_storage_gb: Option<i64>,
+    #[serde(default)]
+    auth_rotation: i64,
+    #[serde(default)]
+    current_auth_rotation: i64,
+    #[serde(default)]
+    connection: Option<Connection>,
     deletion_requested: bool,
     generation: i64,
     observed_generation: i64,
@@ -333,6 +389,9 @@ impl DatabaseDoc {
             current_size: d.current_size,
             current_replicas: d.current_replicas.map(Into::into),
             current_storage_gb: d.current_storage_gb.map(Into::into),
+            auth_rotation: int(d.auth_rotation)?,
+            current_auth_rotation: int(d.current_auth_rotation)?,
+            connection: d.connection.clone(),
             deletion_requested: d.deletion_requested,
             generation: int(d.generation)?,
             observed_generation: int(d.observed_generation)?,
@@ -364,6 +423,9 @@ impl DatabaseDoc {
                 .current_storage_gb
                 .map(|v| uint(v, "current_storage_gb"))
                 .transpose()?,
+            auth_rotation: uint(self.auth_rotation, "auth_rotation")?,
+            current_auth_rotation: uint(self.current_auth_rotation, "current_auth_rotation")?,
+            connection: self.connection,
             deletion_requested: self.deletion_requested,
             generation: uint(self.generation, "generation")?,
             observed_generation: uint(self.observed_generation, "observed_generation")?,
@@ -782,6 +844,9 @@ impl Store for MongoStore {
         if let Some(g) = change.storage_gb {
             set.insert("storage_gb", i64::from(g));
         }
+        if let Some(n) = change.auth_rotation {
+            set.insert("auth_rotation", int(n)?);
+        }
         if change.delete {
             set.insert("deletion_requested", true);
         }
@@ -808,6 +873,9 @@ impl Store for MongoStore {
         if let Some(g) = update.current_storage_gb {
             set.insert("current_storage_gb", i64::from(g));
         }
+        if let Some(c) = &update.connection {
+            set.insert("connection", bson::to_bson(c).map_err(bson_err)?);
+        }
         if let Some(g) = update.observed_generation {
             set.insert("observed_generation", int(g)?);
         }
@@ -818,9 +886,11 @@ impl Store for MongoStore {
             let docs: Vec<ConditionDoc> = c.iter().map(ConditionDoc::from).collect();
             set.insert("conditions", bson::to_bson(&docs).map_err(bson_err)?);
         }
-        let updated = self
-            .modify_database(id, doc! {"_id": id}, doc! {"$set": set})
-            .await?;
+        let mut ops = doc! {"$set": set};
+        if let Some(n) = update.current_auth_rotation {
+            ops.insert("$max", doc! {"current_auth_rotation": int(n)?});
+        }
+        let updated = self.modify_database(id, doc! {"_id": id}, ops).await?;
         Ok(updated.is_some())
     }
 
@@ -928,6 +998,39 @@ impl Store for MongoStore {
             .await
             .map_err(store_err)?;
         docs.into_iter().map(OperationDoc::into_domain).collect()
+    }
+
+    async fn insert_event(&self, event: &Event) -> Result<()> {
+        self.events
+            .insert_one(EventDoc::from_domain(event))
+            .await
+            .map_err(store_err)?;
+        Ok(())
+    }
+
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        let mut filter = doc! {"database_id": query.database_id.as_str()};
+        if let Some((at, id)) = &query.before {
+            let at = bdate(*at);
+            filter.insert(
+                "$or",
+                vec![
+                    doc! {"at": {"$lt": at}},
+                    doc! {"at": at, "_id": {"$lt": id.as_str()}},
+                ],
+            );
+        }
+        let mut find = self.events.find(filter).sort(doc! {"at": -1, "_id": -1});
+        if let Some(limit) = query.limit {
+            find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
+        }
+        let docs: Vec<EventDoc> = find
+            .await
+            .map_err(store_err)?
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        docs.into_iter().map(EventDoc::into_domain).collect()
     }
 
     async fn update_operation(

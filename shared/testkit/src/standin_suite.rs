@@ -210,6 +210,16 @@ pub async fn provisioning(cluster: Arc<dyn Cluster>, ns: &str) {
             .unwrap();
         assert!(password.len() >= 16);
         assert!(!secret["data"]["username"].as_str().unwrap().is_empty());
+        // The primary and headless Services, on the engine's port; no
+        // standby with one replica.
+        for service in [name.clone(), format!("{name}-pods")] {
+            let svc = get(c, &Kind::service(), ns, &service).await;
+            assert_eq!(svc["spec"]["ports"][0]["port"], engine.spec().port);
+        }
+        let standby = c
+            .get(&Kind::service(), ns, &format!("{name}-standby"))
+            .await;
+        assert!(standby.unwrap().is_none(), "{name} has no standby");
     }
     // Nothing left to do: a pass changes nothing.
     let report = s.step(Utc::now()).await.unwrap();
@@ -227,11 +237,15 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
         (Engine::Mysql, Change::Replicas(5)),
         (Engine::Mariadb, Change::StorageGb(30)),
         (Engine::Redis, Change::Size(Size::Small)),
+        (Engine::Postgres, Change::AuthRotation(1)),
     ];
-    for (engine, change) in cases {
-        let db_name = format!("life-{}", engine.as_str());
+    for (i, (engine, change)) in cases.into_iter().enumerate() {
+        let db_name = format!("life-{i}-{}", engine.as_str());
         ready_database(&cluster, &s, engine, ns, &db_name, DeletionPolicy::WipeOut).await;
         let before = db(c, engine, ns, &db_name).await;
+        let secret = format!("{db_name}-auth");
+        let password_before =
+            get(c, &Kind::secret(), ns, &secret).await["data"]["password"].clone();
         let op_name = format!("{db_name}-op");
         create_op(c, engine, ns, &op_name, &db_name, change).await;
 
@@ -268,7 +282,26 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
             Change::Size(size) => assert_eq!(after.size, Some(size)),
             Change::Replicas(n) => assert_eq!(after.replicas, Some(n)),
             Change::StorageGb(gb) => assert_eq!(after.storage_gb, Some(gb)),
+            Change::AuthRotation(_) => {}
         }
+        let password = get(c, &Kind::secret(), ns, &secret).await["data"]["password"].clone();
+        if let Change::AuthRotation(_) = change {
+            assert_ne!(password, password_before, "RotateAuth made a new password");
+            assert_eq!(after.generation, before.generation, "the spec is untouched");
+            continue;
+        }
+        assert_eq!(
+            password, password_before,
+            "only RotateAuth changes the password"
+        );
+        let standby = c
+            .get(&Kind::service(), ns, &format!("{db_name}-standby"))
+            .await;
+        assert_eq!(
+            standby.unwrap().is_some(),
+            after.replicas > Some(1),
+            "{db_name}: a standby Service exactly with replicas"
+        );
         assert!(after.generation > before.generation);
         step(&s).await;
         let observed = db(c, engine, ns, &db_name).await;
@@ -629,6 +662,10 @@ pub async fn deletion_policies(cluster: Arc<dyn Cluster>, ns: &str) {
             .await
             .unwrap();
         assert_eq!(secret.is_some(), keeps_secret, "{name}'s secret");
+        for service in [name.to_string(), format!("{name}-pods")] {
+            let svc = c.get(&Kind::service(), ns, &service).await.unwrap();
+            assert!(svc.is_none(), "{service} went with the database");
+        }
     }
     let blocked = get(c, &kind, ns, "del-dnt").await;
     let cond = blocked["status"]["conditions"]

@@ -8,14 +8,15 @@ use chrono::{DateTime, Duration, Utc};
 use futures::future::join_all;
 
 use dbaas_core::domain::{
-    Action, ApiKeyRecord, Condition, Database, DatabaseStatus, Operation, OperationStatus, Size,
-    Spec, Tenant, hash_api_key, new_api_key, random_token,
+    Action, ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, Event, EventType,
+    Operation, OperationStatus, Size, Spec, Tenant, hash_api_key, new_api_key, random_token,
 };
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Error;
 use dbaas_store::{
-    DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,
+    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
+    Store,
 };
 
 /// Runs every check.
@@ -35,6 +36,8 @@ pub async fn run_all(store: &dyn Store) {
     claim_operation(store).await;
     counters(store).await;
     concurrent_update_desired(store).await;
+    rotation_and_connection(store).await;
+    events(store).await;
 }
 
 fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -486,6 +489,7 @@ pub async fn desired_and_observed_are_independent(store: &dyn Store) {
         observed_generation: Some(1),
         status: Some(DatabaseStatus::Ready),
         conditions: Some(vec![condition.clone()]),
+        ..Default::default()
     };
     assert!(
         store
@@ -1006,4 +1010,94 @@ pub async fn concurrent_update_desired(store: &dyn Store) {
     let got = get_db(store, &db.id).await;
     assert_eq!(got.generation, db.generation + 1);
     assert_eq!(got.storage_gb, winners[0].storage_gb);
+}
+
+/// The rotation count is desired state; the recorded one only grows; the
+/// connection round-trips.
+pub async fn rotation_and_connection(store: &dyn Store) {
+    let tenant = new_tenant(store).await;
+    let db = insert_database(store, &tenant.id, "rotating").await;
+    assert_eq!((db.auth_rotation, db.current_auth_rotation), (0, 0));
+    assert_eq!(db.connection, None);
+    let change = DesiredChange {
+        auth_rotation: Some(1),
+        ..Default::default()
+    };
+    let got = store
+        .update_desired(&db.id, db.generation, &change)
+        .await
+        .expect("update")
+        .expect("generation matched");
+    assert_eq!((got.auth_rotation, got.generation), (1, db.generation + 1));
+    let connection = Connection::of(Engine::Postgres, "rotating-x", "ns", "rotating-x-auth", 3);
+    let observe = |n| ObservedUpdate {
+        current_auth_rotation: Some(n),
+        connection: Some(connection.clone()),
+        ..Default::default()
+    };
+    assert!(
+        store
+            .update_observed(&db.id, &observe(2))
+            .await
+            .expect("observe")
+    );
+    assert!(
+        store
+            .update_observed(&db.id, &observe(1))
+            .await
+            .expect("observe")
+    );
+    let got = get_db(store, &db.id).await;
+    assert_eq!(
+        got.current_auth_rotation, 2,
+        "a late, older rotation changes nothing"
+    );
+    assert_eq!(got.connection.as_ref(), Some(&connection));
+    assert_eq!(
+        connection.standby_service.as_deref(),
+        Some("rotating-x-standby")
+    );
+}
+
+/// A database's events come newest first, in pages, and only its own.
+pub async fn events(store: &dyn Store) {
+    let tenant = new_tenant(store).await;
+    let db = insert_database(store, &tenant.id, "audited").await;
+    let other = insert_database(store, &tenant.id, "quiet").await;
+    let base = ms(Utc::now());
+    let mut written = Vec::new();
+    for i in 0..5_i64 {
+        // Two events share a time: the id breaks the tie.
+        let at = base + Duration::milliseconds(i / 2 * 10);
+        let e = Event::new(
+            &db,
+            EventType::CredentialsRead,
+            Some("dbk_abc"),
+            format!("read {i}"),
+            at,
+        );
+        store.insert_event(&e).await.expect("insert event");
+        written.push(e);
+    }
+    let e = Event::new(&other, EventType::CredentialsRead, None, "other", base);
+    store.insert_event(&e).await.expect("insert event");
+    written.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+    let query = |before, limit| EventQuery {
+        database_id: db.id.clone(),
+        before,
+        limit,
+    };
+    let all = store.list_events(&query(None, None)).await.expect("list");
+    assert_eq!(all, written, "newest first, ties by id");
+    let first = store
+        .list_events(&query(None, Some(2)))
+        .await
+        .expect("list");
+    assert_eq!(first, written[..2]);
+    let last = &first[1];
+    let rest = store
+        .list_events(&query(Some((last.at, last.id.clone())), None))
+        .await
+        .expect("list");
+    assert_eq!(rest, written[2..]);
 }

@@ -9,7 +9,9 @@ use anyhow::{Context, bail};
 use chrono::{DateTime, SubsecRound, Utc};
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
-use dbaas_core::domain::{self, Action, Condition, Database, DatabaseStatus, Operation, Size};
+use dbaas_core::domain::{
+    self, Action, Condition, Connection, Database, DatabaseStatus, Operation, Size,
+};
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{self, DatabaseManifest, DeletionPolicy};
@@ -192,6 +194,13 @@ impl Scenario {
                 deletion_policy: DeletionPolicy::WipeOut,
             };
             let mut db = record(&self.tenant_id, id, name, s, now);
+            db.connection = Some(Connection::of(
+                s.engine,
+                &cr.name,
+                &cr.namespace,
+                &naming::auth_secret(&cr.name),
+                1,
+            ));
             let op = (planned && s.drift != Drift::None).then(|| plan(&mut db, now));
             pairs.push((cr, db, op));
         }
@@ -412,6 +421,9 @@ fn record(tenant_id: &str, id: String, name: String, s: &Seed, now: DateTime<Utc
         current_size: Some(Size::Small),
         current_replicas: Some(1),
         current_storage_gb: Some(10),
+        auth_rotation: 0,
+        current_auth_rotation: 0,
+        connection: None,
         deletion_requested: false,
         generation: if in_sync { 1 } else { 2 },
         observed_generation: 1,

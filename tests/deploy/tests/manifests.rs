@@ -319,7 +319,8 @@ fn control_plane_pods_are_locked_down() {
     }
     let api = find(&objs, "Deployment", "dbaas-api");
     let pod = &api["spec"]["template"]["spec"];
-    assert_eq!(pod["automountServiceAccountToken"], false);
+    // The API pod alone mounts the token: its Role reads auth Secrets.
+    assert_eq!(pod["automountServiceAccountToken"], true);
     assert!(
         api["spec"].get("replicas").is_none(),
         "replicas belong to KEDA's ScaledObject"
@@ -409,7 +410,12 @@ fn rbac_is_least_privilege_and_matches_the_code() {
         &["dbaas-reconciler"],
         &["get", "update"],
     ));
-    for (name, want) in [("dbaas-reconciler", &reconciler), ("dbaas-worker", &worker)] {
+    let api: Vec<(&str, &str, &[&str], &[&str])> = vec![("", "secrets", &[], &["get"])];
+    for (name, want) in [
+        ("dbaas-reconciler", &reconciler),
+        ("dbaas-worker", &worker),
+        ("dbaas-api", &api),
+    ] {
         let role = find(&objs, "Role", name);
         assert_eq!(
             role["metadata"]["namespace"],
@@ -446,11 +452,11 @@ fn rbac_is_least_privilege_and_matches_the_code() {
             .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == ns.as_str()),
         "the manifests create DBAAS_NAMESPACE, so the roles need no namespace create"
     );
-    // The API has no binding at all.
-    for o in objs
-        .iter()
-        .filter(|o| o["kind"] == "RoleBinding" || o["kind"] == "ClusterRoleBinding")
-    {
+    // The API has its one RoleBinding (above) and nothing else.
+    for o in objs.iter().filter(|o| {
+        (o["kind"] == "RoleBinding" && o["metadata"]["name"] != "dbaas-api")
+            || o["kind"] == "ClusterRoleBinding"
+    }) {
         for subject in o["subjects"].as_array().expect("subjects") {
             assert_ne!(subject["name"], "dbaas-api", "{}", describe(o));
         }

@@ -21,10 +21,11 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::Result;
-use dbaas_core::domain::{ApiKeyRecord, Database, Operation, OperationStatus, Tenant};
+use dbaas_core::domain::{ApiKeyRecord, Database, Event, Operation, OperationStatus, Tenant};
 use dbaas_queue::{InProcess, Queue};
 use dbaas_store::{
-    DatabaseQuery, DesiredChange, ObservedUpdate, OperationQuery, OperationUpdate, Store,
+    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
+    Store,
 };
 use dbaas_testkit::control_loop::Parts;
 use serde_json::Value;
@@ -206,6 +207,16 @@ pub struct FaultyStore {
 impl Store for FaultyStore {
     async fn ping(&self) -> Result<()> {
         self.inj.call("store.ping", self.inner.ping()).await
+    }
+    async fn insert_event(&self, event: &Event) -> Result<()> {
+        self.inj
+            .call("store.insert_event", self.inner.insert_event(event))
+            .await
+    }
+    async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        self.inj
+            .call("store.list_events", self.inner.list_events(query))
+            .await
     }
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
         self.inj

@@ -120,6 +120,7 @@ async fn race(store: Arc<dyn Store>, label: &'static str, patches: u64, seed: u6
                         message: format!("write {writes}"),
                         last_transition_time: Utc::now(),
                     }]),
+                    ..Default::default()
                 };
                 store
                     .update_observed(&id, &update)

@@ -110,6 +110,12 @@ impl Reconciler<'_> {
             if cr.storage_gb.is_some() && cr.storage_gb != db.current_storage_gb {
                 update.current_storage_gb = cr.storage_gb;
             }
+            // KubeDB has made the Services and the Secret once the database
+            // is ready.
+            let connection = ready.then(|| cr.connection());
+            if connection.is_some() && connection != db.connection {
+                update.connection = connection;
+            }
         }
         if in_sync && db.observed_generation != db.generation {
             update.observed_generation = Some(db.generation);

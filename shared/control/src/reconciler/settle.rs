@@ -7,7 +7,6 @@ use chrono::{DateTime, Utc};
 use dbaas_core::domain::{Action, Database, Operation, OperationStatus};
 use dbaas_core::drift::{self, Desired, Plan};
 use dbaas_core::error::Result;
-use dbaas_core::kubedb::ObservedDatabase;
 use dbaas_store::OperationUpdate;
 use tracing::{debug, info};
 
@@ -26,7 +25,7 @@ impl Reconciler<'_> {
         report: &mut PassReport,
     ) -> Result<Option<String>> {
         let cr = view.databases.get(&db.id);
-        let observed = cr.map(ObservedDatabase::observed);
+        let observed = cr.map(|c| c.observed(db.current_auth_rotation));
         let in_flight = cr
             .and_then(|c| view.in_flight.get(&c.name))
             .map(Vec::as_slice)
@@ -35,6 +34,7 @@ impl Reconciler<'_> {
             size: db.size,
             replicas: db.replicas,
             storage_gb: db.storage_gb,
+            auth_rotation: db.auth_rotation,
             deletion_requested: db.deletion_requested,
         };
         // An unfinished operation that is not the active one is either a

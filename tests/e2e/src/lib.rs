@@ -245,6 +245,31 @@ impl ApiClient {
         .await
     }
 
+    /// The tenant's API key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The database's username and password (200 expected).
+    pub async fn credentials(&self, id: &str) -> Value {
+        let path = format!("/api/v1/databases/{id}/credentials");
+        self.expect(Method::GET, &path, None, StatusCode::OK).await
+    }
+
+    /// Asks for new credentials (202 expected); returns the database.
+    pub async fn rotate_credentials(&self, id: &str) -> Value {
+        let path = format!("/api/v1/databases/{id}/credentials/rotate");
+        self.expect(Method::POST, &path, None, StatusCode::ACCEPTED)
+            .await
+    }
+
+    /// The first page of the database's events, newest first.
+    pub async fn events(&self, id: &str) -> Vec<Value> {
+        let path = format!("/api/v1/databases/{id}/events?limit=200");
+        let page = self.expect(Method::GET, &path, None, StatusCode::OK).await;
+        page["items"].as_array().cloned().unwrap_or_default()
+    }
+
     pub async fn delete_database(&self, id: &str) -> Value {
         self.expect(
             Method::DELETE,

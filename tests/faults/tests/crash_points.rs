@@ -76,6 +76,7 @@ struct Want {
     size: Size,
     replicas: u32,
     storage_gb: u32,
+    auth_rotation: u64,
 }
 
 #[derive(Default)]
@@ -405,7 +406,7 @@ impl Lane {
     fn change(&mut self, want: &Want) -> DesiredChange {
         let engine = self.engine;
         loop {
-            match self.rng.random_range(0..3) {
+            match self.rng.random_range(0..4) {
                 0 => {
                     let size = Size::ALL[self.rng.random_range(0..Size::ALL.len())];
                     if size != want.size {
@@ -428,6 +429,13 @@ impl Lane {
                             ..Default::default()
                         };
                     }
+                }
+                2 => {
+                    return DesiredChange {
+                        auth_rotation: Some(want.auth_rotation + 1),
+                        status: Some(DatabaseStatus::Updating),
+                        ..Default::default()
+                    };
                 }
                 _ => {
                     let g = want.storage_gb + self.rng.random_range(1..=20);
@@ -467,6 +475,7 @@ impl Lane {
                 want.size = change.size.unwrap_or(want.size);
                 want.replicas = change.replicas.unwrap_or(want.replicas);
                 want.storage_gb = change.storage_gb.unwrap_or(want.storage_gb);
+                want.auth_rotation = change.auth_rotation.unwrap_or(want.auth_rotation);
                 return Ok(());
             }
         }
@@ -506,6 +515,8 @@ impl Lane {
                 OperationType::ScaleVertical
             } else if c.replicas.is_some() {
                 OperationType::ScaleHorizontal
+            } else if c.auth_rotation.is_some() {
+                OperationType::RotateAuth
             } else {
                 OperationType::ExpandStorage
             }
@@ -541,12 +552,18 @@ impl Lane {
             .map_err(|e| format!("after a {role:?} crash at {at}: {e}"))?;
         self.tally.converged += 1;
         if step != Step::Delete
-            && (db.size, db.replicas, db.storage_gb) != (want.size, want.replicas, want.storage_gb)
+            && (db.size, db.replicas, db.storage_gb, db.auth_rotation)
+                != (
+                    want.size,
+                    want.replicas,
+                    want.storage_gb,
+                    want.auth_rotation,
+                )
         {
             self.tally.lost += 1;
             return Err(format!(
-                "after a {role:?} crash at {at}: desired state {:?}/{}/{} is not what was written: {want:?}",
-                db.size, db.replicas, db.storage_gb
+                "after a {role:?} crash at {at}: desired state {:?}/{}/{}/rotation {} is not what was written: {want:?}",
+                db.size, db.replicas, db.storage_gb, db.auth_rotation
             ));
         }
         let (dup, found) = self.duplicates(id).await?;
@@ -584,6 +601,7 @@ impl Lane {
             size: Size::Small,
             replicas: 1,
             storage_gb: 10 + self.n as u32,
+            auth_rotation: 0,
         };
         let db = Database {
             id: id.clone(),
@@ -803,11 +821,12 @@ async fn sigkill_worker_processes() {
         KillAt::Random,
     ];
     let mut want = (Value::from("db.t3.small"), Value::from(1), Value::from(10));
+    let mut rotations = 0_u64;
     let mut summary = Summary::new("crash_points_sigkill");
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
     for t in 0..trials {
         let point = points[(t as usize + seed as usize) % points.len()];
-        let patch = match rng.random_range(0..3) {
+        let patch = match rng.random_range(0..4) {
             0 => {
                 let size = Size::ALL
                     .iter()
@@ -816,20 +835,31 @@ async fn sigkill_worker_processes() {
                     .nth(rng.random_range(0..5))
                     .expect("a size");
                 want.0 = Value::from(size);
-                serde_json::json!({"size": size})
+                Some(serde_json::json!({"size": size}))
             }
             1 => {
                 let r = if want.1 == 1 { 3 } else { 1 };
                 want.1 = Value::from(r);
-                serde_json::json!({"replicas": r})
+                Some(serde_json::json!({"replicas": r}))
+            }
+            2 => {
+                rotations += 1;
+                None
             }
             _ => {
                 let g = want.2.as_u64().unwrap_or(10) + rng.random_range(1..=10);
                 want.2 = Value::from(g);
-                serde_json::json!({"storage_gb": g})
+                Some(serde_json::json!({"storage_gb": g}))
             }
         };
-        env.api.patch_database(&id, &patch).await;
+        match patch {
+            Some(patch) => {
+                env.api.patch_database(&id, &patch).await;
+            }
+            None => {
+                env.api.rotate_credentials(&id).await;
+            }
+        }
         env.reconcile().await;
         let pending = env.pending().await;
         assert_eq!(
@@ -888,6 +918,7 @@ async fn sigkill_worker_processes() {
         // Converged: desired as written and current equal to it, ready,
         // nothing queued, no operation open.
         let want_now = want.clone();
+        let rotations_now = Value::from(rotations);
         env.converge(
             &format!("trial {t} after a kill at {point:?}"),
             30,
@@ -911,6 +942,8 @@ async fn sigkill_worker_processes() {
                 let quiet = env.pending().await.is_empty() && env.processing().await.is_empty();
                 (desired == want_now
                     && current == want_now
+                    && d["auth_rotation"] == rotations_now
+                    && d["current_auth_rotation"] == rotations_now
                     && d["status"] == "ready"
                     && !open
                     && quiet)

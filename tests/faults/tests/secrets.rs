@@ -1,8 +1,9 @@
 //! Secrets never reach a log: a full flow of the binaries (API, reconciler,
 //! worker, stand-in; e2e harness) with every line of their output captured,
 //! then searched for the API keys, the admin token, a rejected key, the
-//! database password of the stand-in's `<name>-auth` Secret (raw and
-//! base64) and the kubeconfig's client key. Reconcilers and workers log at
+//! database passwords (read through the API before and after a rotation,
+//! raw and base64) and the kubeconfig's client key. Every document the
+//! store holds is searched the same way. Reconcilers and workers log at
 //! debug level, so library logs are searched too. Besides the exact
 //! values, any `dbk_` key or `admin-` token of the generated shapes counts
 //! as a leak.
@@ -13,6 +14,7 @@ use base64::Engine as _;
 use dbaas_core::domain::random_token;
 use dbaas_e2e::{TestEnv, new_database, s};
 use dbaas_faults::Summary;
+use futures::TryStreamExt;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -99,6 +101,18 @@ async fn no_secret_in_any_log_line() {
     })
     .await;
 
+    // Credentials read, rotated and read again: both passwords go through
+    // the API, and neither may reach a log or the store.
+    let first = env.api.credentials(&id).await;
+    env.api.rotate_credentials(&id).await;
+    env.converge_db(&id, "rotated", 15, |d| {
+        d["current_auth_rotation"] == 1 && d["status"] == "ready"
+    })
+    .await;
+    let second = env.api.credentials(&id).await;
+    let first_password = s(&first, "password").to_string();
+    assert_ne!(first_password, s(&second, "password"), "a new password");
+
     // The database password, before deletion wipes the Secret.
     let secret = env
         .auth_secret(&db)
@@ -129,6 +143,24 @@ async fn no_secret_in_any_log_line() {
         .expect("client-key-data");
 
     let mut texts = vec![("admin create-key stderr".to_string(), admin_stderr)];
+    // Every document the store holds for this test.
+    let store = mongodb::Client::with_uri_str(&env.rig.mongodb_uri)
+        .await
+        .expect("mongodb uri")
+        .database(&env.mongodb_database);
+    for collection in store.list_collection_names().await.expect("collections") {
+        let docs: Vec<mongodb::bson::Document> = store
+            .collection(&collection)
+            .find(mongodb::bson::doc! {})
+            .await
+            .expect("find")
+            .try_collect()
+            .await
+            .expect("documents");
+        for d in docs {
+            texts.push((format!("store collection {collection}"), d.to_string()));
+        }
+    }
     for entry in std::fs::read_dir(&env.procs.logs).expect("the log directory") {
         let path = entry.expect("entry").path();
         texts.push((
@@ -140,6 +172,10 @@ async fn no_secret_in_any_log_line() {
         ("the new API key", key.clone()),
         ("a rejected API key", rejected.clone()),
         ("a rejected admin token", wrong_admin.clone()),
+        (
+            "the database password before rotation",
+            first_password.clone(),
+        ),
         ("the database password", password.clone()),
         ("the database password (base64)", password_b64.clone()),
         (

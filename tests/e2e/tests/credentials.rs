@@ -89,8 +89,8 @@ async fn connect_read_credentials_and_rotate_them() {
         types,
         [
             "credentials_read",
-            "credentials_rotation_requested",
             "credentials_read",
+            "credentials_rotation_requested",
             "credentials_read"
         ],
         "newest first: {events:?}"

@@ -299,6 +299,10 @@ pub async fn run(args: LocalArgs) -> Result<()> {
             parts.standin = None;
         }
     }
+    if parts.standin.is_some() {
+        // The stand-in plays KubeDB, whose chart installs the catalog.
+        dbaas_standin::catalog::install(&*parts.cluster).await?;
+    }
     let key = ensure_dev_key(
         &*parts.store,
         args.dev_api_key.as_deref(),

@@ -56,6 +56,17 @@ impl Kind {
         }
     }
 
+    /// The engine's version catalog kind (cluster-scoped: namespace "").
+    pub fn catalog(engine: Engine) -> Kind {
+        let s = engine.spec();
+        Kind {
+            group: "catalog.kubedb.com",
+            version: "v1alpha1",
+            kind: s.version_kind,
+            plural: s.version_plural,
+        }
+    }
+
     pub fn secret() -> Kind {
         Kind {
             group: "",

@@ -35,6 +35,9 @@ impl Fixture {
     /// Embedded parts; the stand-in runs in the background when `operator`.
     async fn new(operator: bool) -> Fixture {
         let mut l = Loop::embedded(NS).await;
+        dbaas_standin::catalog::install(&*l.parts.cluster)
+            .await
+            .expect("install the catalog");
         l.reconciler.lease_ttl = Duration::from_secs(60);
         l.worker.poll_interval = Duration::from_millis(5);
         l.worker.operation_deadline = Duration::from_secs(20);
@@ -600,4 +603,72 @@ async fn rotations_asked_for_together_make_one_rotate_auth_and_a_new_password() 
 
     // Nothing more to do: another pass plans nothing.
     assert_eq!(l.pass().await.expect("pass").operations_created, 0);
+}
+
+#[tokio::test]
+async fn an_upgrade_is_one_update_version_and_lands_only_after_success() {
+    let l = Fixture::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            version: Some("15.8".into()),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.settle(&id, 5).await;
+    assert_eq!(db.current_version.as_deref(), Some("15.8"));
+    assert!(
+        l.ops_requests(Engine::Postgres).await.is_empty(),
+        "created at 15.8"
+    );
+
+    for version in ["16.1", "16.4"] {
+        l.patch(
+            &id,
+            DesiredChange {
+                version: Some(version.into()),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    assert_eq!(l.pass().await.expect("pass").operations_created, 1);
+    assert_eq!(
+        l.db(&id).await.current_version.as_deref(),
+        Some("15.8"),
+        "planned, not yet run"
+    );
+    let db = l.settle(&id, 5).await;
+    assert_eq!(db.current_version.as_deref(), Some("16.4"));
+    let requests = l.ops_requests(Engine::Postgres).await;
+    assert_eq!(requests.len(), 1, "one request, for the final version");
+    assert_eq!(
+        requests[0]["spec"]["updateVersion"]["targetVersion"],
+        "16.4"
+    );
+    let cr = l
+        .parts
+        .cluster
+        .get(&Kind::database(Engine::Postgres), NS, &l.cr_name(&id).await)
+        .await
+        .unwrap()
+        .expect("the CR");
+    assert_eq!(cr["spec"]["version"], "16.4");
+
+    // Set back by hand in the CR: drift, reverted by another upgrade.
+    l.parts
+        .cluster
+        .merge_patch(
+            &Kind::database(Engine::Postgres),
+            NS,
+            &l.cr_name(&id).await,
+            &json!({"spec": {"version": "16.1"}}),
+        )
+        .await
+        .unwrap();
+    let db = l.settle(&id, 5).await;
+    assert_eq!(db.current_version.as_deref(), Some("16.4"));
+    assert_eq!(l.ops_requests(Engine::Postgres).await.len(), 2);
 }

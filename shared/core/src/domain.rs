@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 
+use crate::catalog::VersionName;
 use crate::drift::Change;
 use crate::engine::Engine;
 
@@ -190,7 +191,11 @@ pub struct Database {
     pub tenant_id: String,
     pub name: String,
     pub engine: Engine,
+    /// Desired catalog version.
     pub version: String,
+    /// The version the CR runs; null until observed.
+    #[serde(default)]
+    pub current_version: Option<String>,
     /// Desired instance class.
     pub size: Size,
     /// Desired replica count.
@@ -245,6 +250,7 @@ impl Database {
             name: name.into(),
             engine,
             version: engine.spec().default_version.to_owned(),
+            current_version: None,
             size,
             replicas,
             storage_gb,
@@ -278,6 +284,7 @@ impl Database {
         self.current_size == Some(self.size)
             && self.current_replicas == Some(self.replicas)
             && self.current_storage_gb == Some(self.storage_gb)
+            && self.current_version.as_deref() == Some(self.version.as_str())
             && self.current_auth_rotation >= self.auth_rotation
     }
 }
@@ -290,6 +297,7 @@ pub enum OperationType {
     ScaleVertical,
     ScaleHorizontal,
     ExpandStorage,
+    UpdateVersion,
     RotateAuth,
     Deprovision,
 }
@@ -301,6 +309,7 @@ impl OperationType {
             OperationType::ScaleVertical => "scale_vertical",
             OperationType::ScaleHorizontal => "scale_horizontal",
             OperationType::ExpandStorage => "expand_storage",
+            OperationType::UpdateVersion => "update_version",
             OperationType::RotateAuth => "rotate_auth",
             OperationType::Deprovision => "deprovision",
         }
@@ -355,6 +364,9 @@ pub struct DesiredState {
     pub replicas: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub storage_gb: Option<u32>,
+    /// The catalog version an upgrade moves to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
     /// The rotation count a credential rotation brings the database to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_rotation: Option<u64>,
@@ -397,7 +409,7 @@ impl Action {
                 size: Some(spec.size),
                 replicas: Some(spec.replicas),
                 storage_gb: Some(spec.storage_gb),
-                auth_rotation: None,
+                ..Default::default()
             },
             Action::Change(Change::Size(s)) => DesiredState {
                 size: Some(s),
@@ -409,6 +421,10 @@ impl Action {
             },
             Action::Change(Change::StorageGb(g)) => DesiredState {
                 storage_gb: Some(g),
+                ..Default::default()
+            },
+            Action::Change(Change::Version(v)) => DesiredState {
+                version: Some(v.as_str().to_string()),
                 ..Default::default()
             },
             Action::Change(Change::AuthRotation(n)) => DesiredState {
@@ -430,6 +446,9 @@ impl Action {
             OperationType::ScaleVertical => Action::Change(Change::Size(ds.size?)),
             OperationType::ScaleHorizontal => Action::Change(Change::Replicas(ds.replicas?)),
             OperationType::ExpandStorage => Action::Change(Change::StorageGb(ds.storage_gb?)),
+            OperationType::UpdateVersion => {
+                Action::Change(Change::Version(VersionName::new(ds.version.as_deref()?)?))
+            }
             OperationType::RotateAuth => Action::Change(Change::AuthRotation(ds.auth_rotation?)),
             OperationType::Deprovision => Action::Deprovision,
         })

@@ -10,26 +10,31 @@
 
 use serde::Serialize;
 
+use crate::catalog::VersionName;
 use crate::domain::{Action, OperationType, Size, Spec};
 
 /// The fields that can drift, in the order they are fixed: storage first
 /// (it can only grow, and a resize may need the space), then the instance
-/// class, then the replica count, then a requested credential rotation
-/// (last: it changes nothing the others depend on).
+/// class, then the replica count (on the version that runs), then the
+/// version (an upgrade then moves the final topology once), then a
+/// requested credential rotation (last: it changes nothing the others
+/// depend on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
 #[serde(rename_all = "lowercase")]
 pub enum Field {
     Storage,
     Size,
     Replicas,
+    Version,
     AuthRotation,
 }
 
 impl Field {
-    pub const ALL: [Field; 4] = [
+    pub const ALL: [Field; 5] = [
         Field::Storage,
         Field::Size,
         Field::Replicas,
+        Field::Version,
         Field::AuthRotation,
     ];
 
@@ -39,6 +44,7 @@ impl Field {
             Field::Storage => "storage",
             Field::Size => "size",
             Field::Replicas => "replicas",
+            Field::Version => "version",
             Field::AuthRotation => "auth_rotation",
         }
     }
@@ -49,6 +55,7 @@ impl Field {
             Field::Storage => OperationType::ExpandStorage,
             Field::Size => OperationType::ScaleVertical,
             Field::Replicas => OperationType::ScaleHorizontal,
+            Field::Version => OperationType::UpdateVersion,
             Field::AuthRotation => OperationType::RotateAuth,
         }
     }
@@ -60,6 +67,7 @@ pub struct Desired {
     pub size: Size,
     pub replicas: u32,
     pub storage_gb: u32,
+    pub version: VersionName,
     pub auth_rotation: u64,
     pub deletion_requested: bool,
 }
@@ -71,6 +79,8 @@ pub struct Observed {
     pub size: Option<Size>,
     pub replicas: u32,
     pub storage_gb: u32,
+    /// `None` when the CR's version is not one we could have asked for.
+    pub version: Option<VersionName>,
     /// Rotations carried out: KubeDB keeps no count, so this one is the
     /// control plane's record of the RotateAuth requests that succeeded.
     pub auth_rotation: u64,
@@ -88,6 +98,8 @@ pub enum Change {
     Size(Size),
     Replicas(u32),
     StorageGb(u32),
+    /// Move to this catalog version.
+    Version(VersionName),
     /// New credentials, bringing the rotation count to this number.
     AuthRotation(u64),
 }
@@ -99,6 +111,7 @@ impl Change {
             Change::Size(_) => "VerticalScaling",
             Change::Replicas(_) => "HorizontalScaling",
             Change::StorageGb(_) => "VolumeExpansion",
+            Change::Version(_) => "UpdateVersion",
             Change::AuthRotation(_) => "RotateAuth",
         }
     }
@@ -108,6 +121,7 @@ impl Change {
             Change::Size(_) => Field::Size,
             Change::Replicas(_) => Field::Replicas,
             Change::StorageGb(_) => Field::Storage,
+            Change::Version(_) => Field::Version,
             Change::AuthRotation(_) => Field::AuthRotation,
         }
     }
@@ -174,6 +188,7 @@ pub fn effective(observed: &Observed, in_flight: &[Change]) -> Observed {
             Change::Size(s) => e.size = Some(s),
             Change::Replicas(r) => e.replicas = r,
             Change::StorageGb(g) => e.storage_gb = g,
+            Change::Version(v) => e.version = Some(v),
             Change::AuthRotation(n) => e.auth_rotation = e.auth_rotation.max(n),
         }
         e
@@ -198,6 +213,11 @@ pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
             Field::Replicas if effective.replicas != desired.replicas => Some(Drift {
                 field,
                 fix: Change::Replicas(desired.replicas),
+                blocked: false,
+            }),
+            Field::Version if effective.version != Some(desired.version) => Some(Drift {
+                field,
+                fix: Change::Version(desired.version),
                 blocked: false,
             }),
             // A count: only a rotation still owed is drift.
@@ -256,21 +276,34 @@ mod tests {
         prop::sample::select(Size::ALL.to_vec())
     }
 
+    fn version() -> impl Strategy<Value = VersionName> {
+        prop::sample::select(vec!["15.8", "16.1", "16.4", "17.2"])
+            .prop_map(|v| VersionName::new(v).expect("short"))
+    }
+
+    fn v(name: &str) -> VersionName {
+        VersionName::new(name).expect("short")
+    }
+
     fn desired() -> impl Strategy<Value = Desired> {
         (
             size(),
             1u32..=9,
             10u32..=200,
+            version(),
             0u64..=3,
             prop::bool::weighted(0.1),
         )
             .prop_map(
-                |(size, replicas, storage_gb, auth_rotation, deletion_requested)| Desired {
-                    size,
-                    replicas,
-                    storage_gb,
-                    auth_rotation,
-                    deletion_requested,
+                |(size, replicas, storage_gb, version, auth_rotation, deletion_requested)| {
+                    Desired {
+                        size,
+                        replicas,
+                        storage_gb,
+                        version,
+                        auth_rotation,
+                        deletion_requested,
+                    }
                 },
             )
     }
@@ -280,15 +313,17 @@ mod tests {
             prop::option::weighted(0.9, size()),
             1u32..=9,
             10u32..=200,
+            prop::option::weighted(0.9, version()),
             0u64..=3,
             prop::bool::weighted(0.9),
             prop::bool::weighted(0.1),
         )
             .prop_map(
-                |(size, replicas, storage_gb, auth_rotation, ready, deleting)| Observed {
+                |(size, replicas, storage_gb, version, auth_rotation, ready, deleting)| Observed {
                     size,
                     replicas,
                     storage_gb,
+                    version,
                     auth_rotation,
                     ready,
                     deleting,
@@ -301,6 +336,7 @@ mod tests {
             size().prop_map(Change::Size),
             (1u32..=9).prop_map(Change::Replicas),
             (10u32..=200).prop_map(Change::StorageGb),
+            version().prop_map(Change::Version),
             (1u64..=3).prop_map(Change::AuthRotation),
         ]
     }
@@ -313,6 +349,7 @@ mod tests {
                     size: Some(desired.size),
                     replicas: desired.replicas,
                     storage_gb: desired.storage_gb,
+                    version: Some(desired.version),
                     auth_rotation: 0,
                     ready: true,
                     deleting: false,
@@ -340,6 +377,7 @@ mod tests {
                 Change::Size(_) => Change::Size(d.size),
                 Change::Replicas(_) => Change::Replicas(d.replicas),
                 Change::StorageGb(_) => Change::StorageGb(d.storage_gb),
+                Change::Version(_) => Change::Version(d.version),
                 Change::AuthRotation(_) => Change::AuthRotation(d.auth_rotation),
             };
             let a = assess(&Desired { deletion_requested: false, ..d }, Some(&o), &[covered]);
@@ -366,6 +404,7 @@ mod tests {
                         Field::Storage => Change::StorageGb(d.storage_gb),
                         Field::Size => Change::Size(d.size),
                         Field::Replicas => Change::Replicas(d.replicas),
+                        Field::Version => Change::Version(d.version),
                         Field::AuthRotation => Change::AuthRotation(d.auth_rotation),
                     });
                 }
@@ -379,7 +418,7 @@ mod tests {
         #[test]
         fn in_sync_plans_nothing(d in desired(), ready in any::<bool>()) {
             let d = Desired { deletion_requested: false, ..d };
-            let o = Observed { size: Some(d.size), replicas: d.replicas, storage_gb: d.storage_gb, auth_rotation: d.auth_rotation, ready, deleting: false };
+            let o = Observed { size: Some(d.size), replicas: d.replicas, storage_gb: d.storage_gb, version: Some(d.version), auth_rotation: d.auth_rotation, ready, deleting: false };
             let a = assess(&d, Some(&o), &[]);
             prop_assert!(a.drifts.is_empty());
             prop_assert!(a.plan.action(&d).is_none());
@@ -415,13 +454,13 @@ mod tests {
             prop_assert_eq!(plan, expected);
         }
 
-        /// Applying each planned operation converges in at most five steps
-        /// (provision, storage, size, replicas, rotation) unless storage
-        /// must shrink.
+        /// Applying each planned operation converges in at most six steps
+        /// (provision, storage, size, replicas, version, rotation) unless
+        /// storage must shrink.
         #[test]
         fn plans_converge(d in desired(), o in prop::option::of(observed())) {
             let mut current = o.map(|o| Observed { ready: true, deleting: false, ..o });
-            for _ in 0..6 {
+            for _ in 0..7 {
                 let plan = assess(&d, current.as_ref(), &[]).plan;
                 if plan.action(&d).is_none() {
                     let shrink = current.is_some_and(|c| c.storage_gb > d.storage_gb);
@@ -442,6 +481,7 @@ mod tests {
             size: Some(Size::Small),
             replicas: 3,
             storage_gb: 50,
+            version: Some(v("16.4")),
             auth_rotation: 0,
             ready: true,
             deleting: false,
@@ -450,6 +490,7 @@ mod tests {
             size: Size::Large,
             replicas: 3,
             storage_gb: 50,
+            version: v("16.4"),
             auth_rotation: 0,
             deletion_requested: false,
         };
@@ -467,6 +508,7 @@ mod tests {
             size: Some(Size::Small),
             replicas: 1,
             storage_gb: 20,
+            version: Some(v("16.4")),
             auth_rotation: 0,
             ready: true,
             deleting: false,
@@ -475,6 +517,7 @@ mod tests {
             size: Size::Small,
             replicas: 1,
             storage_gb: 20,
+            version: v("16.4"),
             auth_rotation: 3,
             deletion_requested: false,
         };
@@ -487,12 +530,48 @@ mod tests {
     }
 
     #[test]
+    fn version_changes_plan_one_update_for_the_final_version() {
+        let o = Observed {
+            size: Some(Size::Small),
+            replicas: 1,
+            storage_gb: 20,
+            version: Some(v("16.1")),
+            auth_rotation: 0,
+            ready: true,
+            deleting: false,
+        };
+        // 16.1 -> 16.4 -> 17.2 asked for before a pass: one update, to 17.2.
+        let d = Desired {
+            size: Size::Small,
+            replicas: 1,
+            storage_gb: 20,
+            version: v("17.2"),
+            auth_rotation: 0,
+            deletion_requested: false,
+        };
+        let fix = Change::Version(v("17.2"));
+        assert_eq!(assess(&d, Some(&o), &[]).plan, Plan::Fix(fix));
+        // In flight, KubeDB has not written it into the CR yet: not drift.
+        let a = assess(&d, Some(&o), &[fix]);
+        assert_eq!((a.plan, a.drifts), (Plan::Wait, vec![]));
+        // Set back by hand in the CR: drift, reverted to what is desired.
+        let edited = Observed {
+            version: Some(v("16.4")),
+            ..o
+        };
+        assert_eq!(assess(&d, Some(&edited), &[]).plan, Plan::Fix(fix));
+        let unreadable = Observed { version: None, ..o };
+        assert_eq!(assess(&d, Some(&unreadable), &[]).plan, Plan::Fix(fix));
+    }
+
+    #[test]
     fn example_manual_change_is_reverted() {
         // Design example 2: kubectl set replicas to 5; desired is 3.
         let o = Observed {
             size: Some(Size::Medium),
             replicas: 5,
             storage_gb: 50,
+            version: Some(v("16.4")),
             auth_rotation: 0,
             ready: true,
             deleting: false,
@@ -501,6 +580,7 @@ mod tests {
             size: Size::Medium,
             replicas: 3,
             storage_gb: 50,
+            version: v("16.4"),
             auth_rotation: 0,
             deletion_requested: false,
         };

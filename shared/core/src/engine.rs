@@ -44,6 +44,9 @@ pub struct EngineSpec {
     /// OpsRequest kind in `ops.kubedb.com/v1alpha1`.
     pub ops_kind: &'static str,
     pub ops_plural: &'static str,
+    /// Catalog kind in `catalog.kubedb.com/v1alpha1` (cluster-scoped).
+    pub version_kind: &'static str,
+    pub version_plural: &'static str,
     /// Name of the database container in `spec.podTemplate.spec.containers`.
     pub container: &'static str,
     /// Key under `verticalScaling` that takes `resources`.
@@ -53,6 +56,9 @@ pub struct EngineSpec {
     /// Key under `volumeExpansion` that takes the new storage quantity.
     pub volume_key: &'static str,
     pub replica_rule: ReplicaRule,
+    /// The version a database gets where no catalog can be read (an API
+    /// without cluster access); the newest of the catalog the stand-in
+    /// installs.
     pub default_version: &'static str,
     /// The port KubeDB's Services expose.
     pub port: u16,
@@ -71,6 +77,8 @@ pub const ENGINES: [EngineSpec; 5] = [
         plural: "mongodbs",
         ops_kind: "MongoDBOpsRequest",
         ops_plural: "mongodbopsrequests",
+        version_kind: "MongoDBVersion",
+        version_plural: "mongodbversions",
         container: "mongodb",
         // Every MongoDB we create is a replica set (even with one member),
         // so scaling never has to change topology.
@@ -78,7 +86,7 @@ pub const ENGINES: [EngineSpec; 5] = [
         horizontal_key: "replicas",
         volume_key: "replicaSet",
         replica_rule: ReplicaRule::Any,
-        default_version: "7.0.16",
+        default_version: "8.0.4",
         port: 27017,
         user: "root",
         uri_template: "mongodb://{user}@{host}:{port}/?authSource=admin",
@@ -89,12 +97,14 @@ pub const ENGINES: [EngineSpec; 5] = [
         plural: "postgreses",
         ops_kind: "PostgresOpsRequest",
         ops_plural: "postgresopsrequests",
+        version_kind: "PostgresVersion",
+        version_plural: "postgresversions",
         container: "postgres",
         vertical_key: "postgres",
         horizontal_key: "replicas",
         volume_key: "postgres",
         replica_rule: ReplicaRule::Any,
-        default_version: "16.4",
+        default_version: "17.2",
         port: 5432,
         user: "postgres",
         uri_template: "postgresql://{user}@{host}:{port}/postgres",
@@ -105,6 +115,8 @@ pub const ENGINES: [EngineSpec; 5] = [
         plural: "mysqls",
         ops_kind: "MySQLOpsRequest",
         ops_plural: "mysqlopsrequests",
+        version_kind: "MySQLVersion",
+        version_plural: "mysqlversions",
         container: "mysql",
         vertical_key: "mysql",
         horizontal_key: "member",
@@ -121,6 +133,8 @@ pub const ENGINES: [EngineSpec; 5] = [
         plural: "mariadbs",
         ops_kind: "MariaDBOpsRequest",
         ops_plural: "mariadbopsrequests",
+        version_kind: "MariaDBVersion",
+        version_plural: "mariadbversions",
         container: "mariadb",
         vertical_key: "mariadb",
         horizontal_key: "member",
@@ -137,6 +151,8 @@ pub const ENGINES: [EngineSpec; 5] = [
         plural: "redises",
         ops_kind: "RedisOpsRequest",
         ops_plural: "redisopsrequests",
+        version_kind: "RedisVersion",
+        version_plural: "redisversions",
         container: "redis",
         vertical_key: "redis",
         horizontal_key: "replicas",
@@ -189,6 +205,13 @@ impl Engine {
     }
 
     /// The engine whose OpsRequest kind is `kind`.
+    pub fn from_version_kind(kind: &str) -> Option<Engine> {
+        ENGINES
+            .iter()
+            .find(|s| s.version_kind == kind)
+            .map(|s| s.engine)
+    }
+
     pub fn from_ops_kind(kind: &str) -> Option<Engine> {
         ENGINES
             .iter()

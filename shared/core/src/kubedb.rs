@@ -8,6 +8,7 @@
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value, json};
 
+use crate::catalog::VersionName;
 use crate::domain::{Connection, Size};
 use crate::drift::{Change, Observed};
 use crate::engine::Engine;
@@ -253,6 +254,7 @@ pub fn ops_request_object(
             "mode": "Online",
             es.volume_key: quantity::storage_quantity(*gb),
         }}),
+        Change::Version(v) => json!({"updateVersion": {"targetVersion": v.as_str()}}),
         // No `authentication.secretRef`: KubeDB generates the new password.
         Change::AuthRotation(_) => json!({}),
     };
@@ -291,6 +293,8 @@ pub struct ObservedDatabase {
     pub observed_generation: Option<u64>,
     /// `spec.authSecret.name`: KubeDB fills it in when it makes the Secret.
     pub auth_secret: Option<String>,
+    /// `spec.version`: KubeDB writes a new one only after an upgrade.
+    pub version: Option<String>,
 }
 
 impl ObservedDatabase {
@@ -321,6 +325,7 @@ impl ObservedDatabase {
             deleting: !obj["metadata"]["deletionTimestamp"].is_null(),
             generation: obj["metadata"]["generation"].as_u64().unwrap_or(0),
             observed_generation: obj["status"]["observedGeneration"].as_u64(),
+            version: spec["version"].as_str().map(str::to_string),
             auth_secret: spec["authSecret"]["name"]
                 .as_str()
                 .filter(|n| !n.is_empty())
@@ -361,6 +366,7 @@ impl ObservedDatabase {
             size: self.size,
             replicas: self.replicas.unwrap_or(0),
             storage_gb: self.storage_gb.unwrap_or(0),
+            version: self.version.as_deref().and_then(VersionName::new),
             auth_rotation,
             ready: self.is_ready(),
             deleting: self.deleting,
@@ -462,6 +468,9 @@ fn ops_change_of(engine: Engine, obj: &Value) -> Option<Change> {
         "VolumeExpansion" => {
             let q = spec["volumeExpansion"][es.volume_key].as_str()?;
             quantity::gibibytes(q).map(Change::StorageGb)
+        }
+        "UpdateVersion" => {
+            VersionName::new(spec["updateVersion"]["targetVersion"].as_str()?).map(Change::Version)
         }
         "RotateAuth" => obj["metadata"]["annotations"][AUTH_ROTATION_ANNOTATION]
             .as_str()?
@@ -607,6 +616,7 @@ mod tests {
         changes.extend([
             Change::Replicas(3),
             Change::StorageGb(50),
+            Change::Version(VersionName::new("16.4").unwrap()),
             Change::AuthRotation(2),
         ]);
         for engine in Engine::ALL {

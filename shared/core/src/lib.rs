@@ -10,6 +10,7 @@
 //! table ([`engine`]); object names in [`naming`]. Everything here is pure
 //! data and functions, so it is unit- and property-tested without servers.
 
+pub mod catalog;
 pub mod domain;
 pub mod drift;
 pub mod engine;

@@ -17,6 +17,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::extract::{ApiJson, PathId, QueryParams};
 use super::page::{Page, id_cursor, parse_id_cursor};
 use super::validation::{check_create, check_patch, page_limit};
+use super::versions;
 use dbaas_core::domain::{Database, DatabaseStatus, Size};
 use dbaas_core::engine::Engine;
 use dbaas_store::{DatabaseQuery, DesiredChange};
@@ -35,7 +36,8 @@ pub struct CreateDatabase {
     #[schema(example = "orders")]
     pub name: String,
     pub engine: Engine,
-    /// Engine version; defaults to the engine's default version.
+    /// A version from the catalog (`GET /api/v1/versions`), not
+    /// deprecated; defaults to the newest one that is not.
     #[schema(example = "16.4")]
     pub version: Option<String>,
     pub size: Size,
@@ -57,11 +59,18 @@ pub struct PatchDatabase {
     /// Storage in GiB; it can only grow.
     #[schema(minimum = 10, maximum = 10000)]
     pub storage_gb: Option<u32>,
+    /// Upgrade to this catalog version: newer than the one running, not
+    /// deprecated, and allowed from it (`GET .../upgrades`).
+    #[schema(example = "16.4")]
+    pub version: Option<String>,
 }
 
 impl PatchDatabase {
     pub fn is_empty(&self) -> bool {
-        self.size.is_none() && self.replicas.is_none() && self.storage_gb.is_none()
+        self.size.is_none()
+            && self.replicas.is_none()
+            && self.storage_gb.is_none()
+            && self.version.is_none()
     }
 
     /// The change that brings `db` to this patch, or `None` when the patch
@@ -71,7 +80,8 @@ impl PatchDatabase {
         let size = self.size.filter(|s| *s != db.size);
         let replicas = self.replicas.filter(|r| *r != db.replicas);
         let storage_gb = self.storage_gb.filter(|g| *g != db.storage_gb);
-        if size.is_none() && replicas.is_none() && storage_gb.is_none() {
+        let version = self.version.clone().filter(|v| *v != db.version);
+        if size.is_none() && replicas.is_none() && storage_gb.is_none() && version.is_none() {
             return None;
         }
         let observed = db.current_size.is_some()
@@ -81,6 +91,7 @@ impl PatchDatabase {
             size: size.unwrap_or(db.size),
             replicas: replicas.unwrap_or(db.replicas),
             storage_gb: storage_gb.unwrap_or(db.storage_gb),
+            version: version.clone().unwrap_or_else(|| db.version.clone()),
             ..db.clone()
         };
         // Before the first observation the database is still provisioning;
@@ -90,6 +101,7 @@ impl PatchDatabase {
             size,
             replicas,
             storage_gb,
+            version,
             delete: false,
             status,
             ..Default::default()
@@ -171,9 +183,7 @@ pub async fn create(
         req.storage_gb,
         now,
     );
-    if let Some(version) = req.version {
-        db.version = version;
-    }
+    db.version = versions::version_for_new(&state, req.engine, req.version.as_deref()).await?;
     match state.store.insert_database(&db).await {
         Ok(()) => {}
         Err(dbaas_core::Error::Conflict(_)) => {
@@ -321,6 +331,9 @@ pub async fn patch(
             )));
         }
         check_patch(&db, &patch)?;
+        if let Some(to) = patch.version.as_deref().filter(|v| *v != db.version) {
+            versions::check_upgrade(&state, &db, to).await?;
+        }
         let Some(change) = patch.change_for(&db) else {
             return Ok(respond(StatusCode::OK, db));
         };

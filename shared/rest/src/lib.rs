@@ -37,6 +37,7 @@ mod operations;
 mod page;
 mod system;
 mod validation;
+mod versions;
 
 pub use admin::{NewApiKey, create_api_key, create_tenant};
 pub use error::ApiError;
@@ -154,6 +155,8 @@ pub fn router(state: AppState) -> Router {
             post(credentials::rotate),
         )
         .route("/api/v1/databases/{id}/events", get(events::list))
+        .route("/api/v1/databases/{id}/upgrades", get(versions::upgrades))
+        .route("/api/v1/versions", get(versions::list))
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/admin/tenants", post(admin::post_tenant))

@@ -7,7 +7,9 @@ use super::admin::{self, CreateTenant, NewApiKey};
 use super::credentials::{self, Credentials};
 use super::databases::{self, CreateDatabase, PatchDatabase};
 use super::error::{FieldError, Problem};
+use super::versions::{self, VersionInfo, Versions};
 use super::{events, operations, system};
+use dbaas_core::catalog::CatalogVersion;
 use dbaas_core::domain::{
     Condition, Connection, Database, DatabaseStatus, DesiredState, Event, EventType, Operation,
     OperationStatus, OperationType, Size, Tenant,
@@ -23,7 +25,7 @@ use dbaas_core::engine::Engine;
     ),
     paths(
         databases::create, databases::list, databases::get, databases::patch, databases::delete,
-        credentials::get, credentials::rotate, events::list,
+        credentials::get, credentials::rotate, events::list, versions::list, versions::upgrades,
         operations::list, operations::get,
         admin::post_tenant, admin::post_api_key,
         system::healthz, system::readyz, system::metrics, system::openapi,
@@ -31,7 +33,7 @@ use dbaas_core::engine::Engine;
     components(schemas(
         CreateDatabase, PatchDatabase, Database, DatabaseStatus, Condition, Engine, Size,
         Operation, OperationType, OperationStatus, DesiredState, Connection, Credentials,
-        Event, EventType,
+        Event, EventType, Versions, VersionInfo, CatalogVersion,
         CreateTenant, Tenant, NewApiKey, Problem, FieldError,
     )),
     modifiers(&BearerSchemes),

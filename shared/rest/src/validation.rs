@@ -7,6 +7,7 @@ use std::ops::RangeInclusive;
 
 use super::databases::{CreateDatabase, PatchDatabase};
 use super::error::{ApiError, FieldError};
+use dbaas_core::catalog::MAX_VERSION_NAME;
 use dbaas_core::domain::Database;
 
 /// Longest database name: the name is a label in Kubernetes object names
@@ -46,8 +47,10 @@ pub fn name_error(name: &str) -> Option<String> {
 /// KubeDB's catalog by the cluster; this keeps out what can never be one.
 pub fn version_error(version: &str) -> Option<String> {
     let ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '+');
-    if version.is_empty() || version.len() > 64 || !version.chars().all(ok) {
-        return Some("must be 1 to 64 letters, digits, '.', '-', '_' or '+'".to_owned());
+    if version.is_empty() || version.len() > MAX_VERSION_NAME || !version.chars().all(ok) {
+        return Some(format!(
+            "must be 1 to {MAX_VERSION_NAME} letters, digits, '.', '-', '_' or '+'"
+        ));
     }
     None
 }
@@ -112,7 +115,7 @@ pub fn check_patch(db: &Database, patch: &PatchDatabase) -> Result<(), ApiError>
     if patch.is_empty() {
         return Err(ApiError::bad_request(
             "",
-            "the patch is empty: give at least one of size, replicas, storage_gb",
+            "the patch is empty: give at least one of size, replicas, storage_gb, version",
         ));
     }
     let mut errors = Errors::default();
@@ -124,6 +127,7 @@ pub fn check_patch(db: &Database, patch: &PatchDatabase) -> Result<(), ApiError>
                 .or_else(|| db.engine.replica_change_error(db.replicas, replicas)),
         );
     }
+    errors.check("version", patch.version.as_deref().and_then(version_error));
     if let Some(gb) = patch.storage_gb {
         // Volumes only expand: the floor is the larger of what was asked
         // for and what the cluster already has.
@@ -264,6 +268,7 @@ mod tests {
             size,
             replicas,
             storage_gb,
+            version: None,
         };
         assert!(matches!(
             check_patch(&db, &patch(None, None, None)),

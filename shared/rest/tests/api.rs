@@ -61,6 +61,7 @@ macro_rules! store_cases {
 
 store_cases!(
     credentials_and_rotation,
+    versions_and_upgrades,
     system_endpoints,
     unknown_routes_and_methods,
     admin_routes_need_the_admin_token,
@@ -173,12 +174,17 @@ impl Reply {
 }
 
 impl App {
-    fn new(store: Arc<dyn Store>) -> App {
-        App::with_limits(store, Limits::default())
+    async fn new(store: Arc<dyn Store>) -> App {
+        App::with_limits(store, Limits::default()).await
     }
 
-    fn with_limits(store: Arc<dyn Store>, limits: Limits) -> App {
+    /// The API over `store`, reading credentials and the version catalog
+    /// (KubeDB's, as the stand-in installs it) from an embedded cluster.
+    async fn with_limits(store: Arc<dyn Store>, limits: Limits) -> App {
         let cluster: Arc<dyn Cluster> = Arc::new(EmbeddedCluster::in_memory());
+        dbaas_standin::catalog::install(&*cluster)
+            .await
+            .expect("install the catalog");
         let state = AppState::new(store.clone(), Some(ADMIN_TOKEN.to_owned()), limits)
             .with_cluster(cluster.clone());
         App {
@@ -337,7 +343,7 @@ async fn observe(store: &dyn Store, id: &str, size: Size, replicas: u32, storage
 // ------------------------------------------------------------------ cases
 
 async fn system_endpoints(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     assert_eq!(
         app.send("GET", "/healthz", None, None).await.ok(200)["status"],
         "ok"
@@ -421,7 +427,7 @@ async fn system_endpoints(store: Arc<dyn Store>) {
 }
 
 async fn unknown_routes_and_methods(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     app.send("GET", "/nope", None, None).await.problem(404);
     app.send("GET", "/api/v1/databases/a/b", None, None)
         .await
@@ -433,7 +439,7 @@ async fn unknown_routes_and_methods(store: Arc<dyn Store>) {
 }
 
 async fn admin_routes_need_the_admin_token(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let body = Some(json!({"name": "acme"}));
     let missing = app
         .send("POST", "/api/v1/admin/tenants", None, body.clone())
@@ -485,7 +491,7 @@ async fn admin_routes_need_the_admin_token(store: Arc<dyn Store>) {
 }
 
 async fn admin_creates_tenants_and_keys(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     let created = app
         .send(
             "POST",
@@ -569,7 +575,7 @@ async fn admin_creates_tenants_and_keys(store: Arc<dyn Store>) {
 }
 
 async fn tenant_routes_need_a_key(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     for (method, uri) in [
         ("GET", "/api/v1/databases"),
         ("POST", "/api/v1/databases"),
@@ -602,7 +608,7 @@ async fn tenant_routes_need_a_key(store: Arc<dyn Store>) {
 }
 
 async fn create_database(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     let (tenant_id, key) = app.tenant("acme").await;
     let reply = app
         .send(
@@ -623,7 +629,8 @@ async fn create_database(store: Arc<dyn Store>) {
     assert_eq!(db["tenant_id"], tenant_id);
     assert_eq!(db["name"], "orders");
     assert_eq!(db["engine"], "postgres");
-    assert_eq!(db["version"], "16.4");
+    // No version asked for: the newest the catalog offers, not deprecated.
+    assert_eq!(db["version"], "17.2");
     assert_eq!(db["size"], "db.t3.medium");
     assert_eq!(db["replicas"], 3);
     assert_eq!(db["storage_gb"], 50);
@@ -672,7 +679,7 @@ async fn create_database(store: Arc<dyn Store>) {
 }
 
 async fn create_prechecks(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     let (_, key) = app.tenant("acme").await;
     app.database(&key, pg("taken")).await;
 
@@ -767,7 +774,7 @@ async fn create_prechecks(store: Arc<dyn Store>) {
 }
 
 async fn list_pagination_and_filters(store: Arc<dyn Store>) {
-    let app = App::new(store);
+    let app = App::new(store).await;
     let (_, key) = app.tenant("acme").await;
     let mut ids = Vec::new();
     for i in 0..5 {
@@ -852,7 +859,7 @@ async fn list_pagination_and_filters(store: Arc<dyn Store>) {
 }
 
 async fn tenant_isolation(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, alice) = app.tenant("alice").await;
     let (_, bob) = app.tenant("bob").await;
     let db = app.database(&alice, pg("secret")).await;
@@ -903,7 +910,7 @@ async fn tenant_isolation(store: Arc<dyn Store>) {
 }
 
 async fn patch_records_desired_state_only(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, key) = app.tenant("acme").await;
     let db = app.database(&key, pg("orders")).await;
     let id = id_of(&db);
@@ -965,7 +972,7 @@ async fn patch_records_desired_state_only(store: Arc<dyn Store>) {
 }
 
 async fn patch_prechecks_and_if_match(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, key) = app.tenant("acme").await;
     let db = app
         .database(&key, json!({"name": "shop", "engine": "mysql", "size": "db.t3.small", "replicas": 3, "storage_gb": 50}))
@@ -1050,7 +1057,7 @@ async fn patch_prechecks_and_if_match(store: Arc<dyn Store>) {
 /// The design's Example 3: two quick PATCHes leave only the last desired
 /// value; nothing is queued for the intermediate one.
 async fn example_3_fast_multiple_updates(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, key) = app.tenant("acme").await;
     let db = app.database(&key, pg("db-123")).await;
     let id = id_of(&db);
@@ -1083,7 +1090,7 @@ async fn example_3_fast_multiple_updates(store: Arc<dyn Store>) {
 }
 
 async fn concurrent_patches_are_never_lost(store: Arc<dyn Store>) {
-    let app = Arc::new(App::new(store));
+    let app = Arc::new(App::new(store).await);
     let (_, key) = app.tenant("acme").await;
     let db = app
         .database(&key, json!({"name": "busy", "engine": "postgres", "size": "db.t3.micro", "replicas": 1, "storage_gb": 20}))
@@ -1132,7 +1139,7 @@ async fn concurrent_patches_are_never_lost(store: Arc<dyn Store>) {
 }
 
 async fn delete_is_desired_state_and_idempotent(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, key) = app.tenant("acme").await;
     let db = app.database(&key, pg("doomed")).await;
     let id = id_of(&db);
@@ -1210,7 +1217,7 @@ async fn operation(
 }
 
 async fn operations_are_listed_newest_first(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, key) = app.tenant("acme").await;
     let db = app.database(&key, pg("busy")).await;
     let other = app.database(&key, pg("quiet")).await;
@@ -1284,7 +1291,7 @@ async fn rate_limit_per_key(store: Arc<dyn Store>) {
         rate_limit_burst: NonZeroU32::new(2).unwrap(),
         ..Limits::default()
     };
-    let app = App::with_limits(store, limits);
+    let app = App::with_limits(store, limits).await;
     let (_, alice) = app.tenant("alice").await;
     let (_, bob) = app.tenant("bob").await;
     app.get("/api/v1/databases", &alice).await.ok(200);
@@ -1408,7 +1415,7 @@ impl Store for DownStore {
 
 #[tokio::test]
 async fn a_failing_store_answers_503_never_500() {
-    let app = App::new(Arc::new(DownStore { hang: false }));
+    let app = App::new(Arc::new(DownStore { hang: false })).await;
     app.send("GET", "/healthz", None, None).await.ok(200);
     let ready = app.send("GET", "/readyz", None, None).await;
     assert!(
@@ -1435,7 +1442,7 @@ async fn a_hanging_store_times_out() {
         request_timeout: Duration::from_millis(300),
         ..Limits::default()
     };
-    let app = App::with_limits(Arc::new(DownStore { hang: true }), limits);
+    let app = App::with_limits(Arc::new(DownStore { hang: true }), limits).await;
     let started = std::time::Instant::now();
     app.send("GET", "/readyz", None, None).await.problem(503);
     app.get("/api/v1/databases", "dbk_any").await.problem(504);
@@ -1456,7 +1463,7 @@ async fn a_hanging_store_times_out() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_bodies_get_a_413_not_a_reset() {
     let store = dbaas_store::embedded::SqliteStore::in_memory().expect("open a store");
-    let app = App::new(Arc::new(store));
+    let app = App::new(Arc::new(store)).await;
     let (_, key) = app.tenant("big").await;
     let app = app.router;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
@@ -1493,7 +1500,7 @@ async fn oversized_bodies_get_a_413_not_a_reset() {
 /// Credentials come from the auth Secret once the database is ready, never
 /// cached, each read an event; a rotation is recorded desired state.
 async fn credentials_and_rotation(store: Arc<dyn Store>) {
-    let app = App::new(store.clone());
+    let app = App::new(store.clone()).await;
     let (_, key) = app.tenant("keys").await;
     let (_, other) = app.tenant("others").await;
     let db = app.database(&key, pg("login")).await;
@@ -1608,4 +1615,95 @@ async fn credentials_and_rotation(store: Arc<dyn Store>) {
         .await
         .problem(409);
     app.get(&creds, &key).await.problem(409);
+}
+
+/// The catalog as the API lists it, and `version` checked against it on
+/// create and PATCH: 422s naming `version`, nothing recorded.
+async fn versions_and_upgrades(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (_, key) = app.tenant("versions").await;
+    let listed = app
+        .get("/api/v1/versions?engine=postgres", &key)
+        .await
+        .ok(200)
+        .clone();
+    let items = listed["items"].as_array().expect("items");
+    let names: Vec<&str> = items.iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["13.13", "14.13", "15.8", "16.1", "16.4", "17.2"]);
+    assert_eq!(items[0]["deprecated"], true);
+    assert_eq!(items[2]["upgrades"], json!(["16.1", "16.4"]));
+    assert!(items.iter().all(|v| v["engine"] == "postgres"));
+    let all = app.get("/api/v1/versions", &key).await.ok(200).clone();
+    assert!(all["items"].as_array().unwrap().len() > items.len());
+    app.get("/api/v1/versions?engine=oracle", &key)
+        .await
+        .problem_naming(400, "engine");
+
+    for (version, why) in [
+        ("13.13", "deprecated"),
+        ("9.6", "not in the version catalog"),
+    ] {
+        let mut body = pg("old");
+        body["version"] = json!(version);
+        let reply = app
+            .send("POST", "/api/v1/databases", Some(&key), Some(body))
+            .await;
+        reply.problem_naming(422, "version");
+        assert!(reply.text.contains(why), "{}", reply.text);
+    }
+    let mut body = pg("upgradable");
+    body["version"] = json!("15.8");
+    let db = app.database(&key, body).await;
+    let id = id_of(&db);
+    assert_eq!(db["version"], "15.8");
+    let running = ObservedUpdate {
+        current_version: Some("15.8".into()),
+        ..Default::default()
+    };
+    assert!(store.update_observed(&id, &running).await.unwrap());
+    let upgrades = app
+        .get(&format!("/api/v1/databases/{id}/upgrades"), &key)
+        .await
+        .ok(200)
+        .clone();
+    let targets: Vec<&str> = upgrades["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["16.1", "16.4"]);
+
+    for (version, why) in [
+        ("17.2", "cannot be upgraded to 17.2 directly"),
+        ("14.13", "downgrades are not supported"),
+        ("13.13", "deprecated"),
+        ("99.0", "not in the version catalog"),
+    ] {
+        let reply = app.patch(&id, &key, json!({"version": version})).await;
+        reply.problem_naming(422, "version");
+        assert!(reply.text.contains(why), "{version}: {}", reply.text);
+    }
+    let unchanged = app
+        .get(&format!("/api/v1/databases/{id}"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(
+        (&unchanged["version"], &unchanged["generation"]),
+        (&json!("15.8"), &json!(1))
+    );
+
+    let patched = app
+        .patch(&id, &key, json!({"version": "16.4"}))
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(patched["version"], "16.4");
+    assert_eq!(
+        patched["current_version"], "15.8",
+        "the CR moves only after KubeDB succeeded"
+    );
+    assert_eq!(patched["generation"], 2);
+    assert_eq!(app.operation_count().await, 0, "the API plans nothing");
 }

@@ -33,6 +33,7 @@ use dbaas_core::engine::Engine;
 use dbaas_core::error::{Error, Result};
 use dbaas_core::kubedb::timestamp;
 
+pub mod catalog;
 mod database;
 mod ops;
 

@@ -13,6 +13,7 @@ use super::{
     set_condition,
 };
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::catalog::CatalogVersion;
 use dbaas_core::domain::random_token;
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
@@ -90,6 +91,13 @@ impl Standin {
                 };
                 if let Some((reason, message)) = invalid(engine, &op, &db) {
                     return self.fail(&kind, obj, reason, &message, now, report).await;
+                }
+                if let Some(Change::Version(v)) = op.change
+                    && let Some(why) = self.unusable_version(engine, v.as_str()).await?
+                {
+                    return self
+                        .fail(&kind, obj, "InvalidTargetVersion", &why, now, report)
+                        .await;
                 }
                 let if_ready = obj["spec"]["apply"].as_str() != Some("Always");
                 let db_ready = db["status"]["phase"]
@@ -189,6 +197,27 @@ impl Standin {
             }
             Some(_) => Ok(()),
         }
+    }
+
+    /// Why KubeDB would refuse to move a database to `version`: absent
+    /// from the catalog or deprecated.
+    async fn unusable_version(&self, engine: Engine, version: &str) -> Result<Option<String>> {
+        let entry = self
+            .cluster
+            .get(&Kind::catalog(engine), "", version)
+            .await?
+            .and_then(|obj| CatalogVersion::from_value(&obj));
+        Ok(match entry {
+            None => Some(format!(
+                "{} {version} is not in the catalog",
+                engine.spec().version_kind
+            )),
+            Some(v) if v.deprecated => Some(format!(
+                "{} {version} is deprecated",
+                engine.spec().version_kind
+            )),
+            Some(_) => None,
+        })
     }
 
     async fn succeed(
@@ -305,7 +334,7 @@ fn invalid(engine: Engine, op: &ObservedOpsRequest, db: &Value) -> Option<(&'sta
                 .or_else(|| engine.replica_change_error(current, n))
                 .map(|m| ("InvalidReplicas", format!("Invalid replica count {n}: {m}")))
         }
-        Change::Size(_) | Change::AuthRotation(_) => None,
+        Change::Size(_) | Change::Version(_) | Change::AuthRotation(_) => None,
     }
 }
 
@@ -322,6 +351,7 @@ async fn rotate_password(cluster: &dyn Cluster, namespace: &str, db: &Value) -> 
 /// The merge patch that writes `change` into the database spec.
 fn spec_patch(engine: Engine, db: &Value, change: Change) -> Value {
     match change {
+        Change::Version(v) => json!({"spec": {"version": v.as_str()}}),
         // Nothing in the spec: the Secret changes (see `rotate_password`).
         Change::AuthRotation(_) => json!({}),
         Change::Replicas(n) => json!({"spec": {"replicas": n}}),

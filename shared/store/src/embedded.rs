@@ -423,6 +423,9 @@ impl Store for SqliteStore {
                 if let Some(g) = change.storage_gb {
                     db.storage_gb = g;
                 }
+                if let Some(v) = change.version {
+                    db.version = v;
+                }
                 if let Some(n) = change.auth_rotation {
                     db.auth_rotation = n;
                 }
@@ -452,6 +455,9 @@ impl Store for SqliteStore {
                     }
                     if let Some(g) = update.current_storage_gb {
                         db.current_storage_gb = Some(g);
+                    }
+                    if let Some(v) = update.current_version {
+                        db.current_version = Some(v);
                     }
                     if let Some(n) = update.current_auth_rotation {
                         db.current_auth_rotation = db.current_auth_rotation.max(n);

@@ -76,6 +76,8 @@ pub struct DesiredChange {
     pub size: Option<Size>,
     pub replicas: Option<u32>,
     pub storage_gb: Option<u32>,
+    /// The catalog version to move to (validated by the caller).
+    pub version: Option<String>,
     /// The new desired rotation count (one more than before).
     pub auth_rotation: Option<u64>,
     /// Request deletion (never un-requested).
@@ -90,6 +92,7 @@ pub struct ObservedUpdate {
     pub current_size: Option<Size>,
     pub current_replicas: Option<u32>,
     pub current_storage_gb: Option<u32>,
+    pub current_version: Option<String>,
     /// Raises the recorded rotation count (never lowers it: a late writer
     /// of an older rotation changes nothing).
     pub current_auth_rotation: Option<u64>,

@@ -346,6 +346,8 @@ struct DatabaseDoc {
     name: String,
     engine: Engine,
     version: String,
+    #[serde(default)]
+    current_version: Option<String>,
     size: Size,
     replicas: i64,
     storage_gb: i64,
@@ -383,6 +385,7 @@ impl DatabaseDoc {
             name: d.name.clone(),
             engine: d.engine,
             version: d.version.clone(),
+            current_version: d.current_version.clone(),
             size: d.size,
             replicas: d.replicas.into(),
             storage_gb: d.storage_gb.into(),
@@ -411,6 +414,7 @@ impl DatabaseDoc {
             name: self.name,
             engine: self.engine,
             version: self.version,
+            current_version: self.current_version,
             size: self.size,
             replicas: uint(self.replicas, "replicas")?,
             storage_gb: uint(self.storage_gb, "storage_gb")?,
@@ -844,6 +848,9 @@ impl Store for MongoStore {
         if let Some(g) = change.storage_gb {
             set.insert("storage_gb", i64::from(g));
         }
+        if let Some(v) = &change.version {
+            set.insert("version", v.as_str());
+        }
         if let Some(n) = change.auth_rotation {
             set.insert("auth_rotation", int(n)?);
         }
@@ -872,6 +879,9 @@ impl Store for MongoStore {
         }
         if let Some(g) = update.current_storage_gb {
             set.insert("current_storage_gb", i64::from(g));
+        }
+        if let Some(v) = &update.current_version {
+            set.insert("current_version", v.as_str());
         }
         if let Some(c) = &update.connection {
             set.insert("connection", bson::to_bson(c).map_err(bson_err)?);

@@ -14,6 +14,7 @@ use chrono::Utc;
 use serde_json::{Value, json};
 
 use dbaas_cluster::{Cluster, Kind};
+use dbaas_core::catalog::VersionName;
 use dbaas_core::domain::{Size, random_token};
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
@@ -238,7 +239,11 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
         (Engine::Mariadb, Change::StorageGb(30)),
         (Engine::Redis, Change::Size(Size::Small)),
         (Engine::Postgres, Change::AuthRotation(1)),
+        (Engine::Mongodb, Change::Version(version("8.0.4"))),
     ];
+    dbaas_standin::catalog::install(c)
+        .await
+        .expect("install the catalog");
     for (i, (engine, change)) in cases.into_iter().enumerate() {
         let db_name = format!("life-{i}-{}", engine.as_str());
         ready_database(&cluster, &s, engine, ns, &db_name, DeletionPolicy::WipeOut).await;
@@ -282,6 +287,7 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
             Change::Size(size) => assert_eq!(after.size, Some(size)),
             Change::Replicas(n) => assert_eq!(after.replicas, Some(n)),
             Change::StorageGb(gb) => assert_eq!(after.storage_gb, Some(gb)),
+            Change::Version(v) => assert_eq!(after.version.as_deref(), Some(v.as_str())),
             Change::AuthRotation(_) => {}
         }
         let password = get(c, &Kind::secret(), ns, &secret).await["data"]["password"].clone();
@@ -307,6 +313,10 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
         let observed = db(c, engine, ns, &db_name).await;
         assert_eq!(observed.observed_generation, Some(observed.generation));
     }
+}
+
+fn version(name: &str) -> VersionName {
+    VersionName::new(name).expect("a short name")
 }
 
 /// With `apply: IfReady` a request waits in Pending while the database is
@@ -492,6 +502,18 @@ pub async fn failures(cluster: Arc<dyn Cluster>, ns: &str) {
         DeletionPolicy::WipeOut,
     )
     .await;
+    ready_database(
+        &cluster,
+        &s,
+        Engine::Mariadb,
+        ns,
+        "fmaria",
+        DeletionPolicy::WipeOut,
+    )
+    .await;
+    dbaas_standin::catalog::install(c)
+        .await
+        .expect("install the catalog");
     create_op(
         c,
         Engine::Postgres,
@@ -537,9 +559,19 @@ pub async fn failures(cluster: Arc<dyn Cluster>, ns: &str) {
         Change::Replicas(3),
     )
     .await;
+    create_op(
+        c,
+        Engine::Mariadb,
+        ns,
+        "maria-old",
+        "fmaria",
+        Change::Version(version("10.6.16")),
+    )
+    .await;
     step(&s).await;
     step(&s).await;
     for (engine, name, reason) in [
+        (Engine::Mariadb, "maria-old", "InvalidTargetVersion"),
         (Engine::Postgres, "shrink", "VolumeShrinkNotAllowed"),
         (Engine::Redis, "redis-3", "InvalidReplicas"),
         (Engine::Mysql, "mysql-2", "InvalidReplicas"),

@@ -411,6 +411,7 @@ fn record(tenant_id: &str, id: String, name: String, s: &Seed, now: DateTime<Utc
         name,
         engine: s.engine,
         version: s.engine.spec().default_version.to_string(),
+        current_version: Some(s.engine.spec().default_version.to_string()),
         size: if s.drift == Drift::Size {
             Size::Medium
         } else {

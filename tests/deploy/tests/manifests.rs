@@ -452,10 +452,22 @@ fn rbac_is_least_privilege_and_matches_the_code() {
             .any(|o| o["kind"] == "Namespace" && o["metadata"]["name"] == ns.as_str()),
         "the manifests create DBAAS_NAMESPACE, so the roles need no namespace create"
     );
-    // The API has its one RoleBinding (above) and nothing else.
+    // The API reads the catalog cluster-wide, list only.
+    let catalog: Vec<Kind> = Engine::ALL.iter().map(|e| Kind::catalog(*e)).collect();
+    let want: Vec<(&str, &str, &[&str], &[&str])> = catalog
+        .iter()
+        .map(|k| (k.group, k.plural, &[][..], &["list"][..]))
+        .collect();
+    expect_rules(find(&objs, "ClusterRole", "dbaas-catalog-reader"), &want);
+    assert_eq!(
+        find(&objs, "ClusterRoleBinding", "dbaas-catalog-reader")["subjects"],
+        json!([{"kind": "ServiceAccount", "name": "dbaas-api", "namespace": "dbaas"}])
+    );
+    // The API has those two bindings and nothing else.
     for o in objs.iter().filter(|o| {
         (o["kind"] == "RoleBinding" && o["metadata"]["name"] != "dbaas-api")
-            || o["kind"] == "ClusterRoleBinding"
+            || (o["kind"] == "ClusterRoleBinding"
+                && o["metadata"]["name"] != "dbaas-catalog-reader")
     }) {
         for subject in o["subjects"].as_array().expect("subjects") {
             assert_ne!(subject["name"], "dbaas-api", "{}", describe(o));

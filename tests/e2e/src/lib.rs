@@ -347,6 +347,11 @@ impl TestEnv {
             .unwrap_or_else(|e| {
                 panic!("the rig's API server did not create namespace {namespace}: {e}; {RIG_HINT}")
             });
+        // KubeDB's catalog chart would have installed it (cluster-scoped:
+        // every test shares it).
+        dbaas_standin::catalog::install(&cluster)
+            .await
+            .unwrap_or_else(|e| panic!("installing the version catalog: {e}; {RIG_HINT}"));
         let queue_prefix = format!("e2e:{namespace}");
         let queue = rig.queue(&queue_prefix).await;
         let settings = BTreeMap::from(

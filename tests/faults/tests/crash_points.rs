@@ -29,6 +29,7 @@ use chrono::Utc;
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_control::worker::Outcome;
+use dbaas_core::catalog::Catalog;
 use dbaas_core::domain::{
     Database, DatabaseStatus, Operation, OperationStatus, OperationType, Size, new_database_id,
     random_token,
@@ -40,7 +41,7 @@ use dbaas_faults::inject::{CrashAt, Faulty, Injector};
 use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
-use dbaas_standin::{Standin, StandinConfig};
+use dbaas_standin::{Standin, StandinConfig, catalog};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
 use dbaas_testkit::config::outage_worker_config;
@@ -76,6 +77,7 @@ struct Want {
     size: Size,
     replicas: u32,
     storage_gb: u32,
+    version: &'static str,
     auth_rotation: u64,
 }
 
@@ -406,7 +408,18 @@ impl Lane {
     fn change(&mut self, want: &Want) -> DesiredChange {
         let engine = self.engine;
         loop {
-            match self.rng.random_range(0..4) {
+            match self.rng.random_range(0..5) {
+                3 => {
+                    // The next version up the catalog's allowed paths.
+                    let catalog = Catalog::new(engine, catalog::entries());
+                    if let Some(to) = catalog.upgrades(want.version).first() {
+                        return DesiredChange {
+                            version: Some(to.name.clone()),
+                            status: Some(DatabaseStatus::Updating),
+                            ..Default::default()
+                        };
+                    }
+                }
                 0 => {
                     let size = Size::ALL[self.rng.random_range(0..Size::ALL.len())];
                     if size != want.size {
@@ -476,6 +489,9 @@ impl Lane {
                 want.replicas = change.replicas.unwrap_or(want.replicas);
                 want.storage_gb = change.storage_gb.unwrap_or(want.storage_gb);
                 want.auth_rotation = change.auth_rotation.unwrap_or(want.auth_rotation);
+                if let Some(v) = &change.version {
+                    want.version = catalog_name(self.engine, v);
+                }
                 return Ok(());
             }
         }
@@ -515,6 +531,8 @@ impl Lane {
                 OperationType::ScaleVertical
             } else if c.replicas.is_some() {
                 OperationType::ScaleHorizontal
+            } else if c.version.is_some() {
+                OperationType::UpdateVersion
             } else if c.auth_rotation.is_some() {
                 OperationType::RotateAuth
             } else {
@@ -551,19 +569,24 @@ impl Lane {
             .await
             .map_err(|e| format!("after a {role:?} crash at {at}: {e}"))?;
         self.tally.converged += 1;
-        if step != Step::Delete
-            && (db.size, db.replicas, db.storage_gb, db.auth_rotation)
-                != (
-                    want.size,
-                    want.replicas,
-                    want.storage_gb,
-                    want.auth_rotation,
-                )
-        {
+        let written = (
+            want.size,
+            want.replicas,
+            want.storage_gb,
+            want.version,
+            want.auth_rotation,
+        );
+        let stored = (
+            db.size,
+            db.replicas,
+            db.storage_gb,
+            db.version.as_str(),
+            db.auth_rotation,
+        );
+        if step != Step::Delete && stored != written {
             self.tally.lost += 1;
             return Err(format!(
-                "after a {role:?} crash at {at}: desired state {:?}/{}/{}/rotation {} is not what was written: {want:?}",
-                db.size, db.replicas, db.storage_gb, db.auth_rotation
+                "after a {role:?} crash at {at}: desired state {stored:?} is not what was written: {want:?}"
             ));
         }
         let (dup, found) = self.duplicates(id).await?;
@@ -601,10 +624,18 @@ impl Lane {
             size: Size::Small,
             replicas: 1,
             storage_gb: 10 + self.n as u32,
+            // The oldest usable version: room to upgrade.
+            version: Catalog::new(self.engine, catalog::entries())
+                .versions()
+                .iter()
+                .find(|v| !v.deprecated)
+                .map(|v| catalog_name(self.engine, &v.name))
+                .expect("a usable version"),
             auth_rotation: 0,
         };
         let db = Database {
             id: id.clone(),
+            version: want.version.to_string(),
             ..Database::declared(
                 tenant,
                 format!("lane{}", self.n),
@@ -642,6 +673,16 @@ impl Lane {
     }
 }
 
+/// The catalog's name for version `name` of `engine`, for the life of the
+/// test (the catalog is a static table).
+fn catalog_name(engine: Engine, name: &str) -> &'static str {
+    let found = catalog::entries()
+        .into_iter()
+        .find(|v| v.engine == engine && v.name == name)
+        .expect("a catalog version");
+    Box::leak(found.name.into_boxed_str())
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn crash_trials_in_process() {
     let trials = count("DBAAS_FAULT_TRIALS", 24);
@@ -654,6 +695,9 @@ async fn crash_trials_in_process() {
             .await
             .expect("the rig's kubeconfig"),
     );
+    catalog::install(&*cluster)
+        .await
+        .expect("install the version catalog");
     let run_id = random_token(6);
     let namespace = format!("faults-crash-{run_id}");
     cluster
@@ -808,9 +852,10 @@ async fn sigkill_worker_processes() {
         .insert("DBAAS_CLAIM_TTL_SECONDS".into(), "1".into());
     env.settings
         .insert("DBAAS_PROCESSING_DEADLINE_SECONDS".into(), "0".into());
-    let db = env
-        .create_ready(new_database("killed", "postgres", "db.t3.small", 1, 10))
-        .await;
+    // An old version, so that upgrades have somewhere to go.
+    let mut body = new_database("killed", "postgres", "db.t3.small", 1, 10);
+    body["version"] = Value::from("14.13");
+    let db = env.create_ready(body).await;
     let id = s(&db, "id").to_string();
     let points = [
         KillAt::Dequeued,
@@ -822,11 +867,27 @@ async fn sigkill_worker_processes() {
     ];
     let mut want = (Value::from("db.t3.small"), Value::from(1), Value::from(10));
     let mut rotations = 0_u64;
+    let mut version = Value::from("14.13");
     let mut summary = Summary::new("crash_points_sigkill");
     let mut hits: BTreeMap<String, u64> = BTreeMap::new();
     for t in 0..trials {
         let point = points[(t as usize + seed as usize) % points.len()];
-        let patch = match rng.random_range(0..4) {
+        let upgrade = env
+            .api
+            .send(
+                reqwest::Method::GET,
+                &format!("/api/v1/databases/{id}/upgrades"),
+                env.api.key(),
+                None,
+            )
+            .await
+            .1["items"][0]["name"]
+            .clone();
+        let patch = match rng.random_range(0..5) {
+            3 if upgrade.is_string() => {
+                version = upgrade.clone();
+                Some(serde_json::json!({"version": upgrade}))
+            }
             0 => {
                 let size = Size::ALL
                     .iter()
@@ -919,6 +980,7 @@ async fn sigkill_worker_processes() {
         // nothing queued, no operation open.
         let want_now = want.clone();
         let rotations_now = Value::from(rotations);
+        let version_now = version.clone();
         env.converge(
             &format!("trial {t} after a kill at {point:?}"),
             30,
@@ -943,6 +1005,8 @@ async fn sigkill_worker_processes() {
                 (desired == want_now
                     && current == want_now
                     && d["auth_rotation"] == rotations_now
+                    && d["version"] == version_now
+                    && d["current_version"] == version_now
                     && d["current_auth_rotation"] == rotations_now
                     && d["status"] == "ready"
                     && !open

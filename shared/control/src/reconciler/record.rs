@@ -110,6 +110,9 @@ impl Reconciler<'_> {
             if cr.storage_gb.is_some() && cr.storage_gb != db.current_storage_gb {
                 update.current_storage_gb = cr.storage_gb;
             }
+            if cr.version.is_some() && cr.version != db.current_version {
+                update.current_version = cr.version.clone();
+            }
             // KubeDB has made the Services and the Secret once the database
             // is ready.
             let connection = ready.then(|| cr.connection());

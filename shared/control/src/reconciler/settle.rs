@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
+use dbaas_core::catalog::VersionName;
 use dbaas_core::domain::{Action, Database, Operation, OperationStatus};
 use dbaas_core::drift::{self, Desired, Plan};
 use dbaas_core::error::Result;
@@ -34,6 +35,12 @@ impl Reconciler<'_> {
             size: db.size,
             replicas: db.replicas,
             storage_gb: db.storage_gb,
+            // The API admits only names that fit; anything else is left as
+            // the CR runs it.
+            version: VersionName::new(&db.version)
+                .or(observed.and_then(|o| o.version))
+                .or_else(|| VersionName::new(db.engine.spec().default_version))
+                .expect("engine default versions are short"),
             auth_rotation: db.auth_rotation,
             deletion_requested: db.deletion_requested,
         };

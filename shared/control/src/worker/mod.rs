@@ -417,6 +417,7 @@ impl Worker<'_> {
                 current_size: target.size,
                 current_replicas: target.replicas,
                 current_storage_gb: target.storage_gb,
+                current_version: target.version,
                 current_auth_rotation: target.auth_rotation,
                 ..Default::default()
             };

@@ -255,3 +255,86 @@ fn rand_suffix() -> u128 {
         .unwrap()
         .as_nanos()
 }
+
+/// After "create", the one-command mode offers what the rig does: the
+/// connection, the credentials of its stand-in Secret, a rotation, the
+/// version catalog and an upgrade.
+#[tokio::test]
+async fn connection_credentials_and_an_upgrade() {
+    let dir = tempdir();
+    let local = start(&dir).await;
+    let (status, versions) = local
+        .call(reqwest::Method::GET, "/versions?engine=postgres", None)
+        .await;
+    assert_eq!(status, 200, "{versions}");
+    let (status, db) = local
+        .call(
+            reqwest::Method::POST,
+            "/databases",
+            Some(
+                json!({"name": "ledger", "engine": "postgres", "version": "15.8",
+                        "size": "db.t3.small", "replicas": 1, "storage_gb": 20}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 201, "{db}");
+    let id = db["id"].as_str().unwrap().to_string();
+    let db = local
+        .wait_for(&id, "provisioning", |d| {
+            d["status"] == "ready" && !d["connection"].is_null()
+        })
+        .await;
+    assert_eq!(db["connection"]["port"], 5432);
+    let credentials = format!("/databases/{id}/credentials");
+    let (status, first) = local.call(reqwest::Method::GET, &credentials, None).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["username"], "postgres");
+
+    let (status, _) = local
+        .call(
+            reqwest::Method::POST,
+            &format!("{credentials}/rotate"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 202);
+    local
+        .wait_for(&id, "the rotation", |d| d["current_auth_rotation"] == 1)
+        .await;
+    let (_, second) = local.call(reqwest::Method::GET, &credentials, None).await;
+    assert_ne!(first["password"], second["password"]);
+
+    let (status, refused) = local
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/databases/{id}"),
+            Some(json!({"version": "17.2"})),
+        )
+        .await;
+    assert_eq!(status, 422, "a jump the catalog forbids: {refused}");
+    let (status, _) = local
+        .call(
+            reqwest::Method::PATCH,
+            &format!("/databases/{id}"),
+            Some(json!({"version": "16.4"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    local
+        .wait_for(&id, "the upgrade", |d| d["current_version"] == "16.4")
+        .await;
+    let types: Vec<Value> = local
+        .operations(&id)
+        .await
+        .into_iter()
+        .map(|o| o["type"].clone())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            json!("update_version"),
+            json!("rotate_auth"),
+            json!("provision")
+        ]
+    );
+}

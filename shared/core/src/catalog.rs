@@ -100,10 +100,16 @@ impl CatalogVersion {
     pub fn from_value(obj: &Value) -> Option<Self> {
         let engine = Engine::from_version_kind(obj.get("kind")?.as_str()?)?;
         let spec = &obj["spec"];
+        // A list, or (MySQL) a list per topology: taken together.
         let list = |key: &str| -> Vec<String> {
-            spec["updateConstraints"][key]
-                .as_array()
+            let value = &spec["updateConstraints"][key];
+            let lists: Vec<&Value> = match value.as_object() {
+                Some(per_topology) => per_topology.values().collect(),
+                None => vec![value],
+            };
+            lists
                 .into_iter()
+                .filter_map(Value::as_array)
                 .flatten()
                 .filter_map(|v| v.as_str().map(str::to_string))
                 .collect()
@@ -118,9 +124,20 @@ impl CatalogVersion {
         })
     }
 
-    /// The `updateConstraints` block of the object.
+    /// The `updateConstraints` block of the object (MySQL's has a list per
+    /// topology; the same one serves both).
     pub fn constraints_value(&self) -> Value {
-        serde_json::json!({"allowlist": self.allowlist, "denylist": self.denylist})
+        let (allow, deny) = match self.engine {
+            Engine::Mysql => (
+                serde_json::json!({"standalone": self.allowlist, "groupReplication": self.allowlist}),
+                serde_json::json!({"standalone": self.denylist, "groupReplication": self.denylist}),
+            ),
+            _ => (
+                serde_json::json!(self.allowlist),
+                serde_json::json!(self.denylist),
+            ),
+        };
+        serde_json::json!({"allowlist": allow, "denylist": deny})
     }
 
     fn semver(&self) -> Option<Version> {
@@ -132,10 +149,27 @@ impl CatalogVersion {
         let Some(v) = target.semver() else {
             return false;
         };
-        let matches = |req: &String| VersionReq::parse(req).is_ok_and(|r| r.matches(&v));
+        let matches = |req: &String| requirement(req).is_some_and(|r| r.matches(&v));
         (self.allowlist.is_empty() || self.allowlist.iter().any(matches))
             && !self.denylist.iter().any(matches)
     }
+}
+
+/// A constraint as KubeDB reads it: a bare version means that version
+/// exactly (not Cargo's caret).
+fn requirement(text: &str) -> Option<VersionReq> {
+    let parts: Vec<String> = text
+        .split(',')
+        .map(str::trim)
+        .map(|p| {
+            if p.starts_with(|c: char| c.is_ascii_digit()) {
+                format!("={p}")
+            } else {
+                p.to_string()
+            }
+        })
+        .collect();
+    VersionReq::parse(&parts.join(", ")).ok()
 }
 
 /// `16.4` as `16.4.0`; a suffix after `-` or `+` is dropped.
@@ -345,5 +379,20 @@ mod tests {
             CatalogVersion::new(Engine::Postgres, "15.8", "15.8", false)
                 .constrained(&[">= 15.8, < 17.0"], &[])
         );
+        let mysql = CatalogVersion::new(Engine::Mysql, "8.0.40", "8.0.40", false)
+            .constrained(&[">= 8.0.40, < 8.5"], &["8.1.0"]);
+        let obj = serde_json::json!({
+            "kind": "MySQLVersion",
+            "metadata": {"name": "8.0.40"},
+            "spec": {"version": "8.0.40", "updateConstraints": mysql.constraints_value()},
+        });
+        let back = CatalogVersion::from_value(&obj).unwrap();
+        assert_eq!(
+            (back.allowlist.len(), back.denylist.len()),
+            (2, 2),
+            "both topologies"
+        );
+        assert!(back.allows(&CatalogVersion::new(Engine::Mysql, "8.4.3", "8.4.3", false)));
+        assert!(!back.allows(&CatalogVersion::new(Engine::Mysql, "8.1.0", "8.1.0", false)));
     }
 }

@@ -305,8 +305,8 @@ fn rbac_for(namespace: &str, id: &str) -> Vec<Value> {
     }
     assert_eq!(
         out.len(),
-        4 + 8,
-        "3 Roles and 3 RoleBindings (base + the kind stand-in's), 1 ClusterRole, 1 ClusterRoleBinding"
+        4 + 10,
+        "3 Roles and 3 RoleBindings (base + the kind stand-in's), 2 ClusterRoles, 2 ClusterRoleBindings"
     );
     out
 }

@@ -16,7 +16,7 @@ use super::auth::Caller;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{ApiJson, PathId, QueryParams};
 use super::page::{Page, id_cursor, parse_id_cursor};
-use super::validation::{check_create, check_patch, page_limit};
+use super::validation::{check_create, check_patch, engine_param, page_limit};
 use super::versions;
 use dbaas_core::domain::{Database, DatabaseStatus, Size};
 use dbaas_core::engine::Engine;
@@ -232,13 +232,7 @@ pub async fn list(
         .take("cursor")?
         .map(|c| parse_id_cursor(&c))
         .transpose()?;
-    let engine = params
-        .take("engine")?
-        .map(|e| {
-            Engine::parse(&e)
-                .ok_or_else(|| ApiError::bad_request("engine", format!("unknown engine {e}")))
-        })
-        .transpose()?;
+    let engine = engine_param(params.take("engine")?)?;
     let status = params
         .take("status")?
         .map(|s| {

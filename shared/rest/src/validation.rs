@@ -9,6 +9,7 @@ use super::databases::{CreateDatabase, PatchDatabase};
 use super::error::{ApiError, FieldError};
 use dbaas_core::catalog::MAX_VERSION_NAME;
 use dbaas_core::domain::Database;
+use dbaas_core::engine::Engine;
 
 /// Longest database name: the name is a label in Kubernetes object names
 /// built from it, which must leave room for prefixes and suffixes.
@@ -142,6 +143,15 @@ pub fn check_patch(db: &Database, patch: &PatchDatabase) -> Result<(), ApiError>
         );
     }
     errors.finish()
+}
+
+/// The `engine` query parameter.
+pub fn engine_param(raw: Option<String>) -> Result<Option<Engine>, ApiError> {
+    raw.map(|e| {
+        Engine::parse(&e)
+            .ok_or_else(|| ApiError::bad_request("engine", format!("unknown engine {e}")))
+    })
+    .transpose()
 }
 
 /// The page size of a listing from its `limit` parameter.

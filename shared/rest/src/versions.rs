@@ -18,6 +18,7 @@ use super::auth::Caller;
 use super::databases::find;
 use super::error::{ApiError, Problem};
 use super::extract::{PathId, QueryParams};
+use super::validation::engine_param;
 use dbaas_cluster::Kind;
 use dbaas_core::catalog::{Catalog, CatalogVersion};
 use dbaas_core::domain::Database;
@@ -131,13 +132,7 @@ pub async fn list(
     _caller: Caller,
     mut params: QueryParams,
 ) -> Result<Json<Versions>, ApiError> {
-    let engine = params
-        .take("engine")?
-        .map(|e| {
-            Engine::parse(&e)
-                .ok_or_else(|| ApiError::bad_request("engine", format!("unknown engine {e}")))
-        })
-        .transpose()?;
+    let engine = engine_param(params.take("engine")?)?;
     params.finish()?;
     let engines = engine.map_or(Engine::ALL.to_vec(), |e| vec![e]);
     let mut items = Vec::new();

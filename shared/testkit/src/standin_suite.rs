@@ -247,6 +247,14 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
     for (i, (engine, change)) in cases.into_iter().enumerate() {
         let db_name = format!("life-{i}-{}", engine.as_str());
         ready_database(&cluster, &s, engine, ns, &db_name, DeletionPolicy::WipeOut).await;
+        if let Change::Version(_) = change {
+            // Created at an older version than the target.
+            let older = json!({"spec": {"version": "7.0.16"}});
+            c.merge_patch(&Kind::database(engine), ns, &db_name, &older)
+                .await
+                .unwrap();
+            step(&s).await;
+        }
         let before = db(c, engine, ns, &db_name).await;
         let secret = format!("{db_name}-auth");
         let password_before =

@@ -103,12 +103,15 @@ async fn serve(config: ApiConfig, cluster: ClusterArgs, store: MongoStore) -> an
         config.admin_token.clone(),
         config.limits.limits(),
     );
-    // Reads the kubeconfig or the in-cluster token; contacts nothing yet.
-    match cluster.connect().await {
-        Ok(cluster) => state = state.with_cluster(Arc::new(cluster)),
-        Err(error) => {
-            warn!(%error, "no Kubernetes configuration: the credentials route answers 503")
-        }
+    if cluster.configured() {
+        // The kubeconfig (or in-cluster token) is read on the first request
+        // that needs the cluster, not before the first answer.
+        state = state.with_cluster(Arc::new(cluster.connect_lazily()));
+    } else {
+        warn!(
+            "no Kubernetes configuration (KUBECONFIG, or in a pod): credentials answer 503, \
+             and each engine offers its built-in default version only"
+        );
     }
     axum::serve(listener, router(state))
         // In-flight requests finish before `serve` returns.

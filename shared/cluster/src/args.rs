@@ -21,4 +21,15 @@ impl ClusterArgs {
     pub async fn connect(&self) -> dbaas_core::Result<crate::kube::KubeCluster> {
         crate::kube::KubeCluster::from_kubeconfig(self.kubeconfig.as_deref()).await
     }
+
+    /// Whether there is a cluster to talk to: a kubeconfig is given, or the
+    /// process runs in a pod (which has the in-cluster configuration).
+    pub fn configured(&self) -> bool {
+        self.kubeconfig.is_some() || std::env::var_os("KUBERNETES_SERVICE_HOST").is_some()
+    }
+
+    /// A client made on its first call (see [`crate::kube::LazyKubeCluster`]).
+    pub fn connect_lazily(&self) -> crate::kube::LazyKubeCluster {
+        crate::kube::LazyKubeCluster::new(self.kubeconfig.clone())
+    }
 }

@@ -4,7 +4,7 @@
 //! typed model; writes use strict field validation, so an unknown field is
 //! an error (`Error::Invalid`) instead of being silently pruned.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
@@ -311,6 +311,94 @@ impl Cluster for KubeCluster {
 
     fn api_calls(&self) -> u64 {
         self.calls.load(Ordering::Relaxed)
+    }
+}
+
+/// A [`KubeCluster`] made on first use. A process that may never call
+/// Kubernetes (the API, for most requests) answers its first request
+/// without first reading the kubeconfig and setting up TLS; the first call
+/// that needs the cluster pays for it, once.
+pub struct LazyKubeCluster {
+    kubeconfig: Option<PathBuf>,
+    client: tokio::sync::OnceCell<KubeCluster>,
+}
+
+impl LazyKubeCluster {
+    /// From `kubeconfig`, or the in-cluster configuration when `None`.
+    pub fn new(kubeconfig: Option<PathBuf>) -> Self {
+        LazyKubeCluster {
+            kubeconfig,
+            client: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    async fn client(&self) -> Result<&KubeCluster> {
+        self.client
+            .get_or_try_init(|| KubeCluster::from_kubeconfig(self.kubeconfig.as_deref()))
+            .await
+    }
+}
+
+#[async_trait]
+impl Cluster for LazyKubeCluster {
+    async fn list(&self, kind: &Kind, namespace: &str) -> Result<Vec<Value>> {
+        self.client().await?.list(kind, namespace).await
+    }
+    async fn get(&self, kind: &Kind, namespace: &str, name: &str) -> Result<Option<Value>> {
+        self.client().await?.get(kind, namespace, name).await
+    }
+    async fn create(&self, kind: &Kind, namespace: &str, object: &Value) -> Result<Value> {
+        self.client().await?.create(kind, namespace, object).await
+    }
+    async fn merge_patch(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
+        let client = self.client().await?;
+        client.merge_patch(kind, namespace, name, patch).await
+    }
+    async fn merge_patch_status(
+        &self,
+        kind: &Kind,
+        namespace: &str,
+        name: &str,
+        patch: &Value,
+    ) -> Result<Value> {
+        let client = self.client().await?;
+        client
+            .merge_patch_status(kind, namespace, name, patch)
+            .await
+    }
+    async fn delete(&self, kind: &Kind, namespace: &str, name: &str) -> Result<bool> {
+        self.client().await?.delete(kind, namespace, name).await
+    }
+    async fn ensure_namespace(&self, namespace: &str) -> Result<()> {
+        self.client().await?.ensure_namespace(namespace).await
+    }
+    async fn try_acquire_lease(
+        &self,
+        namespace: &str,
+        name: &str,
+        holder: &str,
+        ttl_seconds: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool> {
+        let client = self.client().await?;
+        client
+            .try_acquire_lease(namespace, name, holder, ttl_seconds, now)
+            .await
+    }
+    async fn release_lease(&self, namespace: &str, name: &str, holder: &str) -> Result<()> {
+        self.client()
+            .await?
+            .release_lease(namespace, name, holder)
+            .await
+    }
+    fn api_calls(&self) -> u64 {
+        self.client.get().map_or(0, Cluster::api_calls)
     }
 }
 

@@ -2,6 +2,7 @@
 //! generator process, GET and PATCH of one database picked at random among
 //! `DATABASES` per request.
 
+use dbaas_cluster::kube::KubeCluster;
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
@@ -123,6 +124,9 @@ async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
             })
         }
         Backend::Ferretdb => {
+            // The API checks versions against KubeDB's catalog in the rig.
+            let cluster = KubeCluster::from_kubeconfig(Some(&ctx.rig.kubeconfig)).await?;
+            dbaas_standin::catalog::install(&cluster).await?;
             let db = format!("bench_api_{}", token(6));
             let admin = format!("admin-{}", token(24));
             let mut cmd = Command::new(ctx.bin("dbaas-api"));

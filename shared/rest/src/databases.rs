@@ -311,6 +311,8 @@ pub async fn patch(
     headers: HeaderMap,
     ApiJson(patch): ApiJson<PatchDatabase>,
 ) -> Result<Response, ApiError> {
+    // Read once, not on every compare-and-set attempt.
+    let mut catalog = None;
     for _ in 0..CAS_ATTEMPTS {
         let db = find(&state, &caller, &id).await?;
         if db.deletion_requested {
@@ -326,7 +328,11 @@ pub async fn patch(
         }
         check_patch(&db, &patch)?;
         if let Some(to) = patch.version.as_deref().filter(|v| *v != db.version) {
-            versions::check_upgrade(&state, &db, to).await?;
+            if catalog.is_none() {
+                catalog = Some(versions::catalog(&state, db.engine).await?);
+            }
+            let catalog = catalog.as_ref().expect("read above");
+            versions::check_upgrade(catalog, &db, to)?;
         }
         let Some(change) = patch.change_for(&db) else {
             return Ok(respond(StatusCode::OK, db));

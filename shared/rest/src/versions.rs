@@ -87,12 +87,7 @@ pub(super) async fn version_for_new(
 
 /// Checks that `db` may move to `to`, from the version it runs (or is
 /// being created with).
-pub(super) async fn check_upgrade(
-    state: &AppState,
-    db: &Database,
-    to: &str,
-) -> Result<(), ApiError> {
-    let catalog = catalog(state, db.engine).await?;
+pub(super) fn check_upgrade(catalog: &Catalog, db: &Database, to: &str) -> Result<(), ApiError> {
     catalog
         .check_upgrade(running(db), to)
         .map(|_| ())

@@ -72,12 +72,12 @@ enum Step {
 }
 
 /// The desired state the test wrote, to check nothing was lost.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 struct Want {
     size: Size,
     replicas: u32,
     storage_gb: u32,
-    version: &'static str,
+    version: String,
     auth_rotation: u64,
 }
 
@@ -412,7 +412,7 @@ impl Lane {
                 3 => {
                     // The next version up the catalog's allowed paths.
                     let catalog = Catalog::new(engine, catalog::entries());
-                    if let Some(to) = catalog.upgrades(want.version).first() {
+                    if let Some(to) = catalog.upgrades(&want.version).first() {
                         return DesiredChange {
                             version: Some(to.name.clone()),
                             status: Some(DatabaseStatus::Updating),
@@ -490,7 +490,7 @@ impl Lane {
                 want.storage_gb = change.storage_gb.unwrap_or(want.storage_gb);
                 want.auth_rotation = change.auth_rotation.unwrap_or(want.auth_rotation);
                 if let Some(v) = &change.version {
-                    want.version = catalog_name(self.engine, v);
+                    want.version = v.clone();
                 }
                 return Ok(());
             }
@@ -573,7 +573,7 @@ impl Lane {
             want.size,
             want.replicas,
             want.storage_gb,
-            want.version,
+            want.version.as_str(),
             want.auth_rotation,
         );
         let stored = (
@@ -629,13 +629,13 @@ impl Lane {
                 .versions()
                 .iter()
                 .find(|v| !v.deprecated)
-                .map(|v| catalog_name(self.engine, &v.name))
+                .map(|v| v.name.clone())
                 .expect("a usable version"),
             auth_rotation: 0,
         };
         let db = Database {
             id: id.clone(),
-            version: want.version.to_string(),
+            version: want.version.clone(),
             ..Database::declared(
                 tenant,
                 format!("lane{}", self.n),
@@ -671,16 +671,6 @@ impl Lane {
         }
         self.tally
     }
-}
-
-/// The catalog's name for version `name` of `engine`, for the life of the
-/// test (the catalog is a static table).
-fn catalog_name(engine: Engine, name: &str) -> &'static str {
-    let found = catalog::entries()
-        .into_iter()
-        .find(|v| v.engine == engine && v.name == name)
-        .expect("a catalog version");
-    Box::leak(found.name.into_boxed_str())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

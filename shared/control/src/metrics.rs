@@ -14,7 +14,11 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::Bytes;
 use dbaas_core::error::{Error, Result};
+use http_body_util::Full;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
 use dbaas_store::Store;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
@@ -181,13 +185,16 @@ pub async fn push(
     if let Some(i) = instance {
         let _ = write!(url, "/instance/{i}");
     }
-    let response = reqwest::Client::new()
-        .put(url)
-        .timeout(Duration::from_secs(5))
-        .header("Content-Type", "text/plain; version=0.0.4")
-        .body(encode(registry)?)
-        .send()
+    let request = http::Request::put(url)
+        .header(http::header::CONTENT_TYPE, "text/plain; version=0.0.4")
+        .body(Full::new(Bytes::from(encode(registry)?)))
+        .map_err(|e| Error::Metrics(Box::new(e)))?;
+    // The client already linked for kube (plain HTTP: the Pushgateway is an
+    // in-cluster Service), so the short-lived binaries carry no second one.
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let response = tokio::time::timeout(Duration::from_secs(5), client.request(request))
         .await
+        .map_err(|_| Error::Metrics("pushgateway did not answer within 5s".into()))?
         .map_err(|e| Error::Metrics(Box::new(e)))?;
     if !response.status().is_success() {
         return Err(Error::Metrics(

@@ -331,7 +331,6 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         operation_deadline: Duration::from_secs(1800),
         retry_backoff,
         max_retry_backoff,
-        deletion_policy: dbaas_core::kubedb::DeletionPolicy::WipeOut,
         pushgateway_url: None,
     };
     let schedule = Schedule {

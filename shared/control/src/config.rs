@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::Args;
 use dbaas_core::error::{Error, Result};
-use dbaas_core::kubedb::DeletionPolicy;
 
 use crate::reconciler::ReconcilerConfig;
 use crate::worker::WorkerConfig;
@@ -106,10 +105,6 @@ pub struct WorkerArgs {
         default_value_t = 1800.0
     )]
     pub operation_deadline_seconds: f64,
-    /// deletionPolicy of the database CRs created (Delete keeps secrets,
-    /// WipeOut removes everything).
-    #[arg(long, env = "DBAAS_DELETION_POLICY", value_enum, default_value_t = DeletionPolicy::WipeOut)]
-    pub deletion_policy: DeletionPolicy,
 }
 
 impl WorkerArgs {
@@ -128,7 +123,6 @@ impl WorkerArgs {
             operation_deadline: seconds(self.operation_deadline_seconds, "operation deadline")?,
             retry_backoff,
             max_retry_backoff,
-            deletion_policy: self.deletion_policy,
             pushgateway_url: metrics.pushgateway_url.clone(),
         })
     }

@@ -16,10 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use dbaas_core::error::{Error, Result};
+use dbaas_store::Store;
 use http_body_util::Full;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use dbaas_store::Store;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::{Bucket, Histogram, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::{Encoder, Registry, TextEncoder};

@@ -8,14 +8,15 @@ use std::time::Duration;
 use chrono::Utc;
 use dbaas_cluster::Kind;
 use dbaas_core::domain::{
-    Database, DatabaseStatus, OperationStatus, OperationType, Size, random_token,
+    Database, DatabaseStatus, EventType, OnDelete, OperationStatus, OperationType, Size,
+    random_token,
 };
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{self, DeletionPolicy};
 use dbaas_core::naming;
 use dbaas_standin::{FAIL_ANNOTATION, StandinConfig};
-use dbaas_store::{DesiredChange, OperationQuery};
+use dbaas_store::{DesiredChange, EventQuery, OperationQuery};
 use dbaas_testkit::control_loop::Loop;
 use serde_json::json;
 
@@ -148,6 +149,36 @@ impl Fixture {
             .unwrap()
             .expect("claimed");
         (id, op_id)
+    }
+
+    /// Passes and workers until the database shows `status` with no
+    /// operation under way (or `rounds` run out).
+    async fn settle_to(&self, id: &str, status: DatabaseStatus, rounds: usize) -> Database {
+        for _ in 0..rounds {
+            self.pass().await.expect("pass");
+            self.work().await.expect("worker");
+            let db = self.db(id).await;
+            if db.status == status && db.active_operation_id.is_none() {
+                return db;
+            }
+        }
+        panic!("not {status:?} in {rounds} rounds: {:?}", self.db(id).await)
+    }
+
+    async fn cr(&self, id: &str) -> serde_json::Value {
+        let db = self.db(id).await;
+        self.parts
+            .cluster
+            .get(&Kind::database(db.engine), NS, &self.cr_name(id).await)
+            .await
+            .unwrap()
+            .expect("the CR")
+    }
+
+    async fn types_of(&self, id: &str) -> Vec<OperationType> {
+        let mut ops = self.operations(id).await;
+        ops.reverse();
+        ops.into_iter().map(|o| o.type_()).collect()
     }
 
     async fn cr_name(&self, id: &str) -> String {
@@ -671,4 +702,209 @@ async fn an_upgrade_is_one_update_version_and_lands_only_after_success() {
     let db = l.settle(&id, 5).await;
     assert_eq!(db.current_version.as_deref(), Some("16.4"));
     assert_eq!(l.ops_requests(Engine::Postgres).await.len(), 2);
+}
+
+#[tokio::test]
+async fn a_pause_keeps_changes_for_the_resume_and_the_deletion_policy_comes_back() {
+    let l = Fixture::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    l.settle(&id, 5).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            deletion_policy: Some(OnDelete::Delete),
+            ..Default::default()
+        },
+    )
+    .await;
+    l.settle(&id, 5).await;
+    assert_eq!(l.cr(&id).await["spec"]["deletionPolicy"], "Delete");
+
+    l.patch(
+        &id,
+        DesiredChange {
+            paused: Some(true),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.settle_to(&id, DatabaseStatus::Paused, 5).await;
+    assert!(db.current_paused);
+    let cr = l.cr(&id).await;
+    assert_eq!(
+        (
+            &cr["spec"]["halted"],
+            &cr["status"]["phase"],
+            &cr["spec"]["deletionPolicy"]
+        ),
+        (&json!(true), &json!("Halted"), &json!("Halt")),
+        "KubeDB halts it and forces Halt"
+    );
+
+    // Changed while paused: kept, not applied.
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Medium),
+            ..Default::default()
+        },
+    )
+    .await;
+    for _ in 0..2 {
+        l.pass().await.expect("pass");
+        l.work().await.expect("worker");
+    }
+    let db = l.db(&id).await;
+    assert_eq!(
+        (db.status, db.size, db.current_size),
+        (DatabaseStatus::Paused, Size::Medium, Some(Size::Small))
+    );
+    let synced = db.conditions.iter().find(|c| c.type_ == "Synced").unwrap();
+    assert!(synced.message.contains("after the resume"), "{synced:?}");
+    assert!(l.ops_requests(Engine::Postgres).await.is_empty());
+
+    l.patch(
+        &id,
+        DesiredChange {
+            paused: Some(false),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.settle(&id, 8).await;
+    assert_eq!(
+        (db.current_size, db.current_paused),
+        (Some(Size::Medium), false)
+    );
+    let cr = l.cr(&id).await;
+    assert_eq!(
+        (&cr["spec"]["halted"], &cr["spec"]["deletionPolicy"]),
+        (&json!(false), &json!("Delete")),
+        "resumed, and the user's policy put back"
+    );
+    assert_eq!(
+        l.types_of(&id).await,
+        [
+            OperationType::Provision,
+            OperationType::SetDeletionPolicy,
+            OperationType::Pause,
+            OperationType::Resume,
+            OperationType::SetDeletionPolicy,
+            OperationType::ScaleVertical,
+        ]
+    );
+    let requests = l.ops_requests(Engine::Postgres).await;
+    assert_eq!(requests.len(), 1, "only the scaling is an OpsRequest");
+}
+
+#[tokio::test]
+async fn restarts_asked_for_together_make_one_restart_ops_request() {
+    let l = Fixture::new(true).await;
+    let id = l.create(Engine::Mysql, Size::Small, 1, 20).await;
+    l.settle(&id, 5).await;
+    for n in 1..=2 {
+        l.patch(
+            &id,
+            DesiredChange {
+                restarts: Some(n),
+                ..Default::default()
+            },
+        )
+        .await;
+    }
+    let db = l.settle(&id, 5).await;
+    assert_eq!((db.restarts, db.current_restarts), (2, 2));
+    let requests = l.ops_requests(Engine::Mysql).await;
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    assert_eq!(requests[0]["spec"]["type"], "Restart");
+}
+
+#[tokio::test]
+async fn a_cancel_the_api_could_not_finish_is_finished_by_the_pass() {
+    let l = Fixture::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    l.settle(&id, 5).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            size: Some(Size::Large),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert_eq!(l.pass().await.expect("pass").operations_created, 1);
+    let op = l.db(&id).await.active_operation_id.expect("planned");
+    // The API's cancel committed, then its process died before it took
+    // the change back.
+    l.parts
+        .store
+        .cancel_operation(&op, Utc::now(), &[])
+        .await
+        .unwrap()
+        .expect("cancelled");
+    let db = l.settle(&id, 5).await;
+    assert_eq!((db.size, db.current_size), (Size::Small, Some(Size::Small)));
+    assert!(
+        l.ops_requests(Engine::Postgres).await.is_empty(),
+        "no OpsRequest for a cancelled operation"
+    );
+    assert_eq!(
+        l.types_of(&id).await,
+        [OperationType::Provision, OperationType::ScaleVertical]
+    );
+}
+
+#[tokio::test]
+async fn a_deletion_with_halt_keeps_the_secret_and_the_history_says_so() {
+    let l = Fixture::new(true).await;
+    let id = l.create(Engine::Postgres, Size::Small, 1, 20).await;
+    l.patch(
+        &id,
+        DesiredChange {
+            deletion_policy: Some(OnDelete::Halt),
+            ..Default::default()
+        },
+    )
+    .await;
+    let db = l.settle(&id, 5).await;
+    let secret = db.connection.expect("connection").auth_secret;
+    l.patch(
+        &id,
+        DesiredChange {
+            delete: true,
+            status: Some(DatabaseStatus::Deleting),
+            ..Default::default()
+        },
+    )
+    .await;
+    l.settle_to(&id, DatabaseStatus::Deleted, 5).await;
+    assert!(
+        l.parts
+            .cluster
+            .get(&Kind::secret(), NS, &secret)
+            .await
+            .unwrap()
+            .is_some(),
+        "halt keeps the Secret"
+    );
+    let events = l
+        .parts
+        .store
+        .list_events(&EventQuery {
+            database_id: id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(events[0].type_, EventType::Deleted);
+    assert!(events[0].message.contains("kept"), "{:?}", events[0]);
+    let types: Vec<EventType> = events.iter().rev().map(|e| e.type_).collect();
+    for expected in [
+        EventType::OperationPlanned,
+        EventType::OperationStarted,
+        EventType::OperationSucceeded,
+        EventType::StatusChanged,
+    ] {
+        assert!(types.contains(&expected), "{expected:?} in {types:?}");
+    }
 }

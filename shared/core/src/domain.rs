@@ -102,6 +102,8 @@ pub enum DatabaseStatus {
     Updating,
     /// An operation failed past its retry bound; see `conditions`.
     Failed,
+    /// Paused by the user: KubeDB halted it (no pods, volumes kept).
+    Paused,
     /// Deletion requested; the cluster resources are being removed.
     Deleting,
     /// Deleted: the record stays for the audit trail.
@@ -115,6 +117,7 @@ impl DatabaseStatus {
             DatabaseStatus::Ready => "ready",
             DatabaseStatus::Updating => "updating",
             DatabaseStatus::Failed => "failed",
+            DatabaseStatus::Paused => "paused",
             DatabaseStatus::Deleting => "deleting",
             DatabaseStatus::Deleted => "deleted",
         }
@@ -122,9 +125,17 @@ impl DatabaseStatus {
 
     pub fn parse(s: &str) -> Option<Self> {
         use DatabaseStatus::*;
-        [Provisioning, Ready, Updating, Failed, Deleting, Deleted]
-            .into_iter()
-            .find(|v| v.as_str() == s)
+        [
+            Provisioning,
+            Ready,
+            Updating,
+            Failed,
+            Paused,
+            Deleting,
+            Deleted,
+        ]
+        .into_iter()
+        .find(|v| v.as_str() == s)
     }
 }
 
@@ -184,6 +195,50 @@ impl Connection {
     }
 }
 
+/// What a deletion keeps: the CR's `deletionPolicy`, as users choose it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OnDelete {
+    /// Pods and volumes go: the data is gone (KubeDB keeps the Secret).
+    Delete,
+    /// Everything goes, the Secret with the credentials included.
+    #[default]
+    Wipeout,
+    /// Volumes and the Secret stay, so the data can be brought back.
+    Halt,
+}
+
+impl OnDelete {
+    pub const ALL: [OnDelete; 3] = [OnDelete::Delete, OnDelete::Wipeout, OnDelete::Halt];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnDelete::Delete => "delete",
+            OnDelete::Wipeout => "wipeout",
+            OnDelete::Halt => "halt",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Self> {
+        OnDelete::ALL.into_iter().find(|p| p.as_str() == s)
+    }
+
+    /// The KubeDB `deletionPolicy` that does it.
+    pub fn kubedb(self) -> crate::kubedb::DeletionPolicy {
+        use crate::kubedb::DeletionPolicy;
+        match self {
+            OnDelete::Delete => DeletionPolicy::Delete,
+            OnDelete::Wipeout => DeletionPolicy::WipeOut,
+            OnDelete::Halt => DeletionPolicy::Halt,
+        }
+    }
+
+    /// The choice a KubeDB policy stands for (`DoNotTerminate` stands for none).
+    pub fn from_kubedb(p: crate::kubedb::DeletionPolicy) -> Option<Self> {
+        OnDelete::ALL.into_iter().find(|o| o.kubedb() == p)
+    }
+}
+
 /// A database as users declare it and as the cluster runs it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct Database {
@@ -215,6 +270,24 @@ pub struct Database {
     /// How to reach the database; null until the cluster has set it up.
     #[serde(default)]
     pub connection: Option<Connection>,
+    /// Desired: halted (no pods; volumes and Secret kept) until resumed.
+    #[serde(default)]
+    pub paused: bool,
+    /// Whether KubeDB has the database halted.
+    #[serde(default)]
+    pub current_paused: bool,
+    /// A DELETE is refused while this is true.
+    #[serde(default)]
+    pub deletion_protection: bool,
+    /// What a deletion keeps.
+    #[serde(default)]
+    pub deletion_policy: OnDelete,
+    /// Desired count of restarts (each request adds one).
+    #[serde(default)]
+    pub restarts: u64,
+    /// Restarts KubeDB has carried out.
+    #[serde(default)]
+    pub current_restarts: u64,
     /// True once the user asked for deletion (desired state).
     pub deletion_requested: bool,
     /// Bumped by every change to desired state.
@@ -260,6 +333,12 @@ impl Database {
             auth_rotation: 0,
             current_auth_rotation: 0,
             connection: None,
+            paused: false,
+            current_paused: false,
+            deletion_protection: false,
+            deletion_policy: OnDelete::default(),
+            restarts: 0,
+            current_restarts: 0,
             deletion_requested: false,
             generation: 1,
             observed_generation: 0,
@@ -279,6 +358,50 @@ impl Database {
         format!("\"g{}\"", self.generation)
     }
 
+    /// The desired values a cancel of `op` puts back: the field it targets
+    /// returns to its current value, if it still holds the operation's
+    /// target (a newer write to that field wins). `None` when nothing is
+    /// left to take back.
+    pub fn taken_back(&self, op: &Operation) -> Option<DesiredState> {
+        let Action::Change(change) = op.action else {
+            return None;
+        };
+        let back = match change {
+            Change::Size(s) if self.size == s => DesiredState {
+                size: Some(self.current_size?),
+                ..Default::default()
+            },
+            Change::Replicas(r) if self.replicas == r => DesiredState {
+                replicas: Some(self.current_replicas?),
+                ..Default::default()
+            },
+            Change::StorageGb(g) if self.storage_gb == g => DesiredState {
+                storage_gb: Some(self.current_storage_gb?),
+                ..Default::default()
+            },
+            Change::Version(v) if self.version == v.as_str() => DesiredState {
+                version: Some(self.current_version.clone()?),
+                ..Default::default()
+            },
+            Change::AuthRotation(n) if self.auth_rotation == n => DesiredState {
+                auth_rotation: Some(self.current_auth_rotation),
+                ..Default::default()
+            },
+            Change::Restart(n) if self.restarts == n => DesiredState {
+                restarts: Some(self.current_restarts),
+                ..Default::default()
+            },
+            _ => return None,
+        };
+        let unchanged = back.size.is_none_or(|s| s == self.size)
+            && back.replicas.is_none_or(|r| r == self.replicas)
+            && back.storage_gb.is_none_or(|g| g == self.storage_gb)
+            && back.version.as_deref().is_none_or(|v| v == self.version)
+            && back.auth_rotation.is_none_or(|n| n == self.auth_rotation)
+            && back.restarts.is_none_or(|n| n == self.restarts);
+        (!unchanged).then_some(back)
+    }
+
     /// Whether desired and current state agree.
     pub fn in_sync(&self) -> bool {
         self.current_size == Some(self.size)
@@ -286,6 +409,8 @@ impl Database {
             && self.current_storage_gb == Some(self.storage_gb)
             && self.current_version.as_deref() == Some(self.version.as_str())
             && self.current_auth_rotation >= self.auth_rotation
+            && self.current_paused == self.paused
+            && self.current_restarts >= self.restarts
     }
 }
 
@@ -299,6 +424,10 @@ pub enum OperationType {
     ExpandStorage,
     UpdateVersion,
     RotateAuth,
+    Pause,
+    Resume,
+    SetDeletionPolicy,
+    Restart,
     Deprovision,
 }
 
@@ -311,6 +440,10 @@ impl OperationType {
             OperationType::ExpandStorage => "expand_storage",
             OperationType::UpdateVersion => "update_version",
             OperationType::RotateAuth => "rotate_auth",
+            OperationType::Pause => "pause",
+            OperationType::Resume => "resume",
+            OperationType::SetDeletionPolicy => "set_deletion_policy",
+            OperationType::Restart => "restart",
             OperationType::Deprovision => "deprovision",
         }
     }
@@ -370,6 +503,14 @@ pub struct DesiredState {
     /// The rotation count a credential rotation brings the database to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub auth_rotation: Option<u64>,
+    /// Halted (pause) or running (resume).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paused: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub deletion_policy: Option<OnDelete>,
+    /// The restart count a restart brings the database to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub restarts: Option<u64>,
 }
 
 /// What a new database CR is created with.
@@ -397,7 +538,7 @@ impl Action {
     pub fn operation_type(self) -> OperationType {
         match self {
             Action::Provision(_) => OperationType::Provision,
-            Action::Change(c) => c.field().operation_type(),
+            Action::Change(c) => c.operation_type(),
             Action::Deprovision => OperationType::Deprovision,
         }
     }
@@ -431,6 +572,18 @@ impl Action {
                 auth_rotation: Some(n),
                 ..Default::default()
             },
+            Action::Change(Change::Paused(p)) => DesiredState {
+                paused: Some(p),
+                ..Default::default()
+            },
+            Action::Change(Change::DeletionPolicy(p)) => DesiredState {
+                deletion_policy: Some(p),
+                ..Default::default()
+            },
+            Action::Change(Change::Restart(n)) => DesiredState {
+                restarts: Some(n),
+                ..Default::default()
+            },
             Action::Deprovision => DesiredState::default(),
         }
     }
@@ -450,6 +603,12 @@ impl Action {
                 Action::Change(Change::Version(VersionName::new(ds.version.as_deref()?)?))
             }
             OperationType::RotateAuth => Action::Change(Change::AuthRotation(ds.auth_rotation?)),
+            OperationType::Pause => Action::Change(Change::Paused(true)),
+            OperationType::Resume => Action::Change(Change::Paused(false)),
+            OperationType::SetDeletionPolicy => {
+                Action::Change(Change::DeletionPolicy(ds.deletion_policy?))
+            }
+            OperationType::Restart => Action::Change(Change::Restart(ds.restarts?)),
             OperationType::Deprovision => Action::Deprovision,
         })
     }
@@ -572,6 +731,22 @@ impl Operation {
         self.action.operation_type()
     }
 
+    /// Why a cancel cannot take this operation back, whatever its state:
+    /// only a change of one desired value can be put back.
+    pub fn cancel_refusal(&self) -> Option<&'static str> {
+        match self.action {
+            Action::Provision(_) => Some("a provision cannot be cancelled: delete the database"),
+            Action::Deprovision => Some("a deletion cannot be cancelled"),
+            Action::Change(Change::Paused(_)) => {
+                Some("a pause or resume cannot be cancelled: PATCH paused instead")
+            }
+            Action::Change(Change::DeletionPolicy(_)) => {
+                Some("a deletion policy change cannot be cancelled: PATCH deletion_policy instead")
+            }
+            Action::Change(_) => None,
+        }
+    }
+
     /// Name of the KubeDB object this attempt creates: derived from the id so
     /// a worker that restarts finds and adopts it instead of creating another.
     pub fn ops_request_name_for_attempt(&self) -> String {
@@ -602,17 +777,54 @@ pub struct ApiKeyRecord {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum EventType {
+    /// A user declared the database.
+    Created,
+    /// A user changed desired fields (the message says which, old → new).
+    DesiredChanged,
+    /// A user asked for deletion.
+    DeletionRequested,
+    /// A user asked for a restart.
+    RestartRequested,
     /// A user read the database's credentials.
     CredentialsRead,
     /// A user asked for new credentials.
     CredentialsRotationRequested,
+    /// The reconciler planned an operation.
+    OperationPlanned,
+    /// A worker started an attempt of an operation.
+    OperationStarted,
+    /// The reconciler started another attempt of a failed operation.
+    OperationRetried,
+    OperationSucceeded,
+    OperationFailed,
+    /// A user cancelled an operation (its change was taken back).
+    OperationCancelled,
+    /// A newer desired state replaced the operation.
+    OperationSuperseded,
+    /// The status users see changed.
+    StatusChanged,
+    /// The cluster resources are gone; the record stays.
+    Deleted,
 }
 
 impl EventType {
     pub fn as_str(self) -> &'static str {
         match self {
+            EventType::Created => "created",
+            EventType::DesiredChanged => "desired_changed",
+            EventType::DeletionRequested => "deletion_requested",
+            EventType::RestartRequested => "restart_requested",
             EventType::CredentialsRead => "credentials_read",
             EventType::CredentialsRotationRequested => "credentials_rotation_requested",
+            EventType::OperationPlanned => "operation_planned",
+            EventType::OperationStarted => "operation_started",
+            EventType::OperationRetried => "operation_retried",
+            EventType::OperationSucceeded => "operation_succeeded",
+            EventType::OperationFailed => "operation_failed",
+            EventType::OperationCancelled => "operation_cancelled",
+            EventType::OperationSuperseded => "operation_superseded",
+            EventType::StatusChanged => "status_changed",
+            EventType::Deleted => "deleted",
         }
     }
 }
@@ -627,6 +839,9 @@ pub struct Event {
     pub type_: EventType,
     /// The prefix of the API key that caused it, when a user did.
     pub api_key: Option<String>,
+    /// The operation it is about, if any.
+    #[serde(default)]
+    pub operation_id: Option<String>,
     pub message: String,
     pub at: DateTime<Utc>,
 }
@@ -646,6 +861,29 @@ impl Event {
             tenant_id: db.tenant_id.clone(),
             type_,
             api_key: api_key.map(str::to_string),
+            operation_id: None,
+            message: message.into(),
+            at,
+        }
+    }
+
+    /// An event about operation `op`, with an id derived from the
+    /// operation, its attempt and `type_`: a role that repeats a write after
+    /// a crash writes the same event again, not a second one.
+    pub fn of_operation(
+        op: &Operation,
+        type_: EventType,
+        message: impl Into<String>,
+        at: DateTime<Utc>,
+    ) -> Event {
+        let digest = Sha256::digest(format!("{}/{}/{}", op.id, op.attempts, type_.as_str()));
+        Event {
+            id: format!("ev-{}", &hex::encode(digest)[..20]),
+            database_id: op.database_id.clone(),
+            tenant_id: op.tenant_id.clone(),
+            type_,
+            api_key: None,
+            operation_id: Some(op.id.clone()),
             message: message.into(),
             at,
         }

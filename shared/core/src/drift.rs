@@ -11,31 +11,41 @@
 use serde::Serialize;
 
 use crate::catalog::VersionName;
-use crate::domain::{Action, OperationType, Size, Spec};
+use crate::domain::{Action, OnDelete, OperationType, Size, Spec};
+use crate::kubedb::DeletionPolicy;
 
-/// The fields that can drift, in the order they are fixed: storage first
+/// The fields that can drift, in the order they are fixed: pause or
+/// resume first (nothing else can change on a halted database, and a pause
+/// should not wait behind other changes), then the deletion policy (KubeDB
+/// forces `Halt` while halted; resuming puts the user's back), then storage
 /// (it can only grow, and a resize may need the space), then the instance
 /// class, then the replica count (on the version that runs), then the
 /// version (an upgrade then moves the final topology once), then a
-/// requested credential rotation (last: it changes nothing the others
-/// depend on).
+/// requested credential rotation and a requested restart (last: they change
+/// nothing the others depend on).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, PartialOrd, Ord)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum Field {
+    Paused,
+    DeletionPolicy,
     Storage,
     Size,
     Replicas,
     Version,
     AuthRotation,
+    Restart,
 }
 
 impl Field {
-    pub const ALL: [Field; 5] = [
+    pub const ALL: [Field; 8] = [
+        Field::Paused,
+        Field::DeletionPolicy,
         Field::Storage,
         Field::Size,
         Field::Replicas,
         Field::Version,
         Field::AuthRotation,
+        Field::Restart,
     ];
 
     /// The label used in metrics (`dbaas_drift_detected_total{type}`).
@@ -46,17 +56,9 @@ impl Field {
             Field::Replicas => "replicas",
             Field::Version => "version",
             Field::AuthRotation => "auth_rotation",
-        }
-    }
-
-    /// The operation that fixes drift in this field.
-    pub fn operation_type(self) -> OperationType {
-        match self {
-            Field::Storage => OperationType::ExpandStorage,
-            Field::Size => OperationType::ScaleVertical,
-            Field::Replicas => OperationType::ScaleHorizontal,
-            Field::Version => OperationType::UpdateVersion,
-            Field::AuthRotation => OperationType::RotateAuth,
+            Field::Paused => "paused",
+            Field::DeletionPolicy => "deletion_policy",
+            Field::Restart => "restart",
         }
     }
 }
@@ -69,6 +71,9 @@ pub struct Desired {
     pub storage_gb: u32,
     pub version: VersionName,
     pub auth_rotation: u64,
+    pub paused: bool,
+    pub deletion_policy: OnDelete,
+    pub restarts: u64,
     pub deletion_requested: bool,
 }
 
@@ -84,6 +89,13 @@ pub struct Observed {
     /// Rotations carried out: KubeDB keeps no count, so this one is the
     /// control plane's record of the RotateAuth requests that succeeded.
     pub auth_rotation: u64,
+    /// `spec.halted`.
+    pub halted: bool,
+    /// `spec.deletionPolicy`; `None` when unreadable.
+    pub deletion_policy: Option<DeletionPolicy>,
+    /// Restarts carried out, as the control plane recorded them (like
+    /// rotations, KubeDB keeps no count).
+    pub restarts: u64,
     /// KubeDB reports the database Ready (or Critical: reachable).
     pub ready: bool,
     /// The CR carries a deletionTimestamp.
@@ -91,8 +103,9 @@ pub struct Observed {
 }
 
 /// One change to one field: what the reconciler plans, what an operation
-/// targets and what the worker turns into one OpsRequest (and what an
-/// unfinished OpsRequest in the cluster is read back as).
+/// targets and what the worker turns into one OpsRequest or one patch of
+/// the CR (and what an unfinished OpsRequest in the cluster is read back
+/// as).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Change {
     Size(Size),
@@ -102,17 +115,41 @@ pub enum Change {
     Version(VersionName),
     /// New credentials, bringing the rotation count to this number.
     AuthRotation(u64),
+    /// Halt (true) or resume (false): the CR's `spec.halted`.
+    Paused(bool),
+    /// The CR's `spec.deletionPolicy`.
+    DeletionPolicy(OnDelete),
+    /// Restart the pods, bringing the restart count to this number.
+    Restart(u64),
 }
 
 impl Change {
-    /// The OpsRequest `spec.type` that makes this change.
-    pub fn ops_type(self) -> &'static str {
-        match self {
+    /// The OpsRequest `spec.type` that makes this change; `None` for the
+    /// changes KubeDB takes as an edit of the database CR itself.
+    pub fn ops_type(self) -> Option<&'static str> {
+        Some(match self {
             Change::Size(_) => "VerticalScaling",
             Change::Replicas(_) => "HorizontalScaling",
             Change::StorageGb(_) => "VolumeExpansion",
             Change::Version(_) => "UpdateVersion",
             Change::AuthRotation(_) => "RotateAuth",
+            Change::Restart(_) => "Restart",
+            Change::Paused(_) | Change::DeletionPolicy(_) => return None,
+        })
+    }
+
+    /// The operation that makes this change.
+    pub fn operation_type(self) -> OperationType {
+        match self {
+            Change::StorageGb(_) => OperationType::ExpandStorage,
+            Change::Size(_) => OperationType::ScaleVertical,
+            Change::Replicas(_) => OperationType::ScaleHorizontal,
+            Change::Version(_) => OperationType::UpdateVersion,
+            Change::AuthRotation(_) => OperationType::RotateAuth,
+            Change::Paused(true) => OperationType::Pause,
+            Change::Paused(false) => OperationType::Resume,
+            Change::DeletionPolicy(_) => OperationType::SetDeletionPolicy,
+            Change::Restart(_) => OperationType::Restart,
         }
     }
 
@@ -123,6 +160,9 @@ impl Change {
             Change::StorageGb(_) => Field::Storage,
             Change::Version(_) => Field::Version,
             Change::AuthRotation(_) => Field::AuthRotation,
+            Change::Paused(_) => Field::Paused,
+            Change::DeletionPolicy(_) => Field::DeletionPolicy,
+            Change::Restart(_) => Field::Restart,
         }
     }
 }
@@ -147,6 +187,8 @@ pub enum Plan {
     Wait,
     /// Only blocked drift remains: report it, plan nothing.
     Blocked,
+    /// Paused as desired: other drift waits for the resume.
+    Paused,
     /// The CR is missing: create it.
     Provision,
     /// Deletion is desired and the CR still exists: delete it.
@@ -168,7 +210,7 @@ impl Plan {
             })),
             Plan::Deprovision => Some(Action::Deprovision),
             Plan::Fix(c) => Some(Action::Change(c)),
-            Plan::InSync | Plan::Wait | Plan::Blocked | Plan::Finalize => None,
+            Plan::InSync | Plan::Wait | Plan::Blocked | Plan::Paused | Plan::Finalize => None,
         }
     }
 }
@@ -190,6 +232,9 @@ pub fn effective(observed: &Observed, in_flight: &[Change]) -> Observed {
             Change::StorageGb(g) => e.storage_gb = g,
             Change::Version(v) => e.version = Some(v),
             Change::AuthRotation(n) => e.auth_rotation = e.auth_rotation.max(n),
+            Change::Paused(p) => e.halted = p,
+            Change::DeletionPolicy(p) => e.deletion_policy = Some(p.kubedb()),
+            Change::Restart(n) => e.restarts = e.restarts.max(n),
         }
         e
     })
@@ -200,6 +245,24 @@ pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
     Field::ALL
         .into_iter()
         .filter_map(|field| match field {
+            Field::Paused if effective.halted != desired.paused => Some(Drift {
+                field,
+                fix: Change::Paused(desired.paused),
+                blocked: false,
+            }),
+            // KubeDB forces `Halt` on a halted database and refuses any
+            // other: the user's policy is put back after the resume.
+            Field::DeletionPolicy
+                if !desired.paused
+                    && !effective.halted
+                    && effective.deletion_policy != Some(desired.deletion_policy.kubedb()) =>
+            {
+                Some(Drift {
+                    field,
+                    fix: Change::DeletionPolicy(desired.deletion_policy),
+                    blocked: false,
+                })
+            }
             Field::Storage if effective.storage_gb != desired.storage_gb => Some(Drift {
                 field,
                 fix: Change::StorageGb(desired.storage_gb),
@@ -224,6 +287,11 @@ pub fn drifts(desired: &Desired, effective: &Observed) -> Vec<Drift> {
             Field::AuthRotation if effective.auth_rotation < desired.auth_rotation => Some(Drift {
                 field,
                 fix: Change::AuthRotation(desired.auth_rotation),
+                blocked: false,
+            }),
+            Field::Restart if effective.restarts < desired.restarts => Some(Drift {
+                field,
+                fix: Change::Restart(desired.restarts),
                 blocked: false,
             }),
             _ => None,
@@ -253,9 +321,17 @@ pub fn assess(desired: &Desired, observed: Option<&Observed>, in_flight: &[Chang
         });
     }
     let drifts = drifts(desired, &effective(observed, in_flight));
-    let plan = if observed.deleting || !observed.ready || !in_flight.is_empty() {
-        // One change at a time per database; KubeDB would not start a
-        // request on a database that is not Ready anyway.
+    let plan = if observed.deleting || !in_flight.is_empty() {
+        // One change at a time per database.
+        Plan::Wait
+    } else if observed.halted != desired.paused {
+        // Halting and resuming are edits of the CR that KubeDB takes in any
+        // phase (a halted database is never Ready).
+        Plan::Fix(Change::Paused(desired.paused))
+    } else if desired.paused {
+        Plan::Paused
+    } else if !observed.ready {
+        // KubeDB would not start a request on a database that is not Ready.
         Plan::Wait
     } else {
         match drifts.iter().find(|d| !d.blocked) {
@@ -285,47 +361,78 @@ mod tests {
         VersionName::new(name).expect("short")
     }
 
-    fn desired() -> impl Strategy<Value = Desired> {
-        (
-            size(),
-            1u32..=9,
-            10u32..=200,
-            version(),
-            0u64..=3,
-            prop::bool::weighted(0.1),
-        )
-            .prop_map(
-                |(size, replicas, storage_gb, version, auth_rotation, deletion_requested)| {
-                    Desired {
-                        size,
-                        replicas,
-                        storage_gb,
-                        version,
-                        auth_rotation,
-                        deletion_requested,
-                    }
-                },
-            )
+    fn on_delete() -> impl Strategy<Value = OnDelete> {
+        prop::sample::select(OnDelete::ALL.to_vec())
     }
 
-    fn observed() -> impl Strategy<Value = Observed> {
+    fn desired() -> impl Strategy<Value = Desired> {
         (
-            prop::option::weighted(0.9, size()),
-            1u32..=9,
-            10u32..=200,
-            prop::option::weighted(0.9, version()),
-            0u64..=3,
-            prop::bool::weighted(0.9),
+            (size(), 1u32..=9, 10u32..=200, version()),
+            (0u64..=3, prop::bool::weighted(0.2), on_delete(), 0u64..=2),
             prop::bool::weighted(0.1),
         )
             .prop_map(
-                |(size, replicas, storage_gb, version, auth_rotation, ready, deleting)| Observed {
+                |(
+                    (size, replicas, storage_gb, version),
+                    (auth_rotation, paused, deletion_policy, restarts),
+                    deletion_requested,
+                )| Desired {
                     size,
                     replicas,
                     storage_gb,
                     version,
                     auth_rotation,
-                    ready,
+                    paused,
+                    deletion_policy,
+                    restarts,
+                    deletion_requested,
+                },
+            )
+    }
+
+    fn deletion_policy() -> impl Strategy<Value = Option<DeletionPolicy>> {
+        prop::option::weighted(
+            0.9,
+            prop::sample::select(vec![
+                DeletionPolicy::Delete,
+                DeletionPolicy::WipeOut,
+                DeletionPolicy::Halt,
+            ]),
+        )
+    }
+
+    fn observed() -> impl Strategy<Value = Observed> {
+        (
+            (
+                prop::option::weighted(0.9, size()),
+                1u32..=9,
+                10u32..=200,
+                prop::option::weighted(0.9, version()),
+            ),
+            (
+                0u64..=3,
+                prop::bool::weighted(0.2),
+                deletion_policy(),
+                0u64..=2,
+            ),
+            (prop::bool::weighted(0.9), prop::bool::weighted(0.1)),
+        )
+            .prop_map(
+                |(
+                    (size, replicas, storage_gb, version),
+                    (auth_rotation, halted, deletion_policy, restarts),
+                    (ready, deleting),
+                )| Observed {
+                    size,
+                    replicas,
+                    storage_gb,
+                    version,
+                    auth_rotation,
+                    halted,
+                    deletion_policy,
+                    restarts,
+                    // KubeDB reports a halted database Halted, never Ready.
+                    ready: ready && !halted,
                     deleting,
                 },
             )
@@ -338,6 +445,9 @@ mod tests {
             (10u32..=200).prop_map(Change::StorageGb),
             version().prop_map(Change::Version),
             (1u64..=3).prop_map(Change::AuthRotation),
+            any::<bool>().prop_map(Change::Paused),
+            on_delete().prop_map(Change::DeletionPolicy),
+            (1u64..=2).prop_map(Change::Restart),
         ]
     }
 
@@ -351,12 +461,27 @@ mod tests {
                     storage_gb: desired.storage_gb,
                     version: Some(desired.version),
                     auth_rotation: 0,
+                    halted: false,
+                    deletion_policy: Some(desired.deletion_policy.kubedb()),
+                    restarts: 0,
                     ready: true,
                     deleting: false,
                 })
             }
             Plan::Deprovision => *observed = None,
-            Plan::Fix(c) => *observed = Some(effective(&observed.expect("fix needs a CR"), &[c])),
+            Plan::Fix(c) => {
+                let mut o = effective(&observed.expect("fix needs a CR"), &[c]);
+                // What KubeDB does on a halt and on a resume.
+                match c {
+                    Change::Paused(true) => {
+                        o.deletion_policy = Some(DeletionPolicy::Halt);
+                        o.ready = false;
+                    }
+                    Change::Paused(false) => o.ready = true,
+                    _ => {}
+                }
+                *observed = Some(o);
+            }
             _ => {}
         }
     }
@@ -379,13 +504,16 @@ mod tests {
                 Change::StorageGb(_) => Change::StorageGb(d.storage_gb),
                 Change::Version(_) => Change::Version(d.version),
                 Change::AuthRotation(_) => Change::AuthRotation(d.auth_rotation),
+                Change::Paused(_) => Change::Paused(d.paused),
+                Change::DeletionPolicy(_) => Change::DeletionPolicy(d.deletion_policy),
+                Change::Restart(_) => Change::Restart(d.restarts),
             };
             let a = assess(&Desired { deletion_requested: false, ..d }, Some(&o), &[covered]);
             prop_assert!(a.drifts.iter().all(|x| x.field != covered.field()));
         }
 
         /// The plan fixes the first unblocked drifted field, in the order
-        /// storage, size, replicas, and targets the desired value.
+        /// of [`Field`], and targets the desired value.
         #[test]
         fn fixes_follow_the_field_order(d in desired(), o in observed()) {
             let d = Desired { deletion_requested: false, ..d };
@@ -406,8 +534,12 @@ mod tests {
                         Field::Replicas => Change::Replicas(d.replicas),
                         Field::Version => Change::Version(d.version),
                         Field::AuthRotation => Change::AuthRotation(d.auth_rotation),
+                        Field::Paused => Change::Paused(d.paused),
+                        Field::DeletionPolicy => Change::DeletionPolicy(d.deletion_policy),
+                        Field::Restart => Change::Restart(d.restarts),
                     });
                 }
+                Plan::Paused => prop_assert!(d.paused && o.halted),
                 Plan::InSync => prop_assert!(a.drifts.is_empty()),
                 Plan::Blocked => prop_assert!(!a.drifts.is_empty() && a.drifts.iter().all(|x| x.blocked)),
                 other => prop_assert!(false, "unexpected plan {:?}", other),
@@ -418,10 +550,53 @@ mod tests {
         #[test]
         fn in_sync_plans_nothing(d in desired(), ready in any::<bool>()) {
             let d = Desired { deletion_requested: false, ..d };
-            let o = Observed { size: Some(d.size), replicas: d.replicas, storage_gb: d.storage_gb, version: Some(d.version), auth_rotation: d.auth_rotation, ready, deleting: false };
+            let o = Observed {
+                size: Some(d.size),
+                replicas: d.replicas,
+                storage_gb: d.storage_gb,
+                version: Some(d.version),
+                auth_rotation: d.auth_rotation,
+                halted: d.paused,
+                // What KubeDB forces on a halted database.
+                deletion_policy: Some(if d.paused { DeletionPolicy::Halt } else { d.deletion_policy.kubedb() }),
+                restarts: d.restarts,
+                ready: ready && !d.paused,
+                deleting: false,
+            };
             let a = assess(&d, Some(&o), &[]);
             prop_assert!(a.drifts.is_empty());
             prop_assert!(a.plan.action(&d).is_none());
+        }
+
+        /// A pause or a resume comes before any other change, whether or
+        /// not the database is ready, and waits only for what is in flight.
+        #[test]
+        fn pause_and_resume_come_first(d in desired(), o in observed(), f in prop::collection::vec(change(), 0..2)) {
+            let d = Desired { deletion_requested: false, ..d };
+            let o = Observed { deleting: false, ..o };
+            let plan = assess(&d, Some(&o), &f).plan;
+            if !f.is_empty() {
+                prop_assert_eq!(plan, Plan::Wait);
+            } else if d.paused != o.halted {
+                prop_assert_eq!(plan, Plan::Fix(Change::Paused(d.paused)));
+            } else if d.paused {
+                // Halted as desired: every other change waits for the resume.
+                prop_assert_eq!(plan, Plan::Paused);
+            }
+        }
+
+        /// KubeDB forces `Halt` on a halted database: that is never drift,
+        /// and once resumed the user's policy is put back.
+        #[test]
+        fn the_deletion_policy_is_put_back_after_a_resume(d in desired(), o in observed()) {
+            let d = Desired { deletion_requested: false, ..d };
+            let halted = Observed { halted: true, deletion_policy: Some(DeletionPolicy::Halt), ready: false, deleting: false, ..o };
+            let a = assess(&d, Some(&halted), &[]);
+            prop_assert!(a.drifts.iter().all(|x| x.field != Field::DeletionPolicy));
+            let resumed = Observed { halted: false, ready: true, ..halted };
+            let a = assess(&Desired { paused: false, ..d }, Some(&resumed), &[]);
+            let fixes_policy = a.drifts.iter().any(|x| x.fix == Change::DeletionPolicy(d.deletion_policy));
+            prop_assert_eq!(fixes_policy, d.deletion_policy != OnDelete::Halt);
         }
 
         /// A CR being deleted (by hand: deletion is not desired) is never in
@@ -454,17 +629,21 @@ mod tests {
             prop_assert_eq!(plan, expected);
         }
 
-        /// Applying each planned operation converges in at most six steps
-        /// (provision, storage, size, replicas, version, rotation) unless
-        /// storage must shrink.
+        /// Applying each planned operation converges in at most nine steps
+        /// (provision, then one per field) unless storage must shrink; a
+        /// paused database ends paused.
         #[test]
         fn plans_converge(d in desired(), o in prop::option::of(observed())) {
-            let mut current = o.map(|o| Observed { ready: true, deleting: false, ..o });
-            for _ in 0..7 {
+            let mut current = o.map(|o| Observed { ready: !o.halted, deleting: false, ..o });
+            for _ in 0..10 {
                 let plan = assess(&d, current.as_ref(), &[]).plan;
                 if plan.action(&d).is_none() {
                     let shrink = current.is_some_and(|c| c.storage_gb > d.storage_gb);
-                    prop_assert!(matches!(plan, Plan::InSync | Plan::Finalize) || (plan == Plan::Blocked && shrink));
+                    prop_assert!(
+                        matches!(plan, Plan::InSync | Plan::Finalize)
+                            || (plan == Plan::Blocked && shrink)
+                            || (plan == Plan::Paused && d.paused)
+                    );
                     return Ok(());
                 }
                 apply(&mut current, &d, plan);
@@ -483,6 +662,9 @@ mod tests {
             storage_gb: 50,
             version: Some(v("16.4")),
             auth_rotation: 0,
+            halted: false,
+            deletion_policy: Some(DeletionPolicy::WipeOut),
+            restarts: 0,
             ready: true,
             deleting: false,
         };
@@ -492,6 +674,9 @@ mod tests {
             storage_gb: 50,
             version: v("16.4"),
             auth_rotation: 0,
+            paused: false,
+            deletion_policy: OnDelete::Wipeout,
+            restarts: 0,
             deletion_requested: false,
         };
         assert_eq!(
@@ -510,6 +695,9 @@ mod tests {
             storage_gb: 20,
             version: Some(v("16.4")),
             auth_rotation: 0,
+            halted: false,
+            deletion_policy: Some(DeletionPolicy::WipeOut),
+            restarts: 0,
             ready: true,
             deleting: false,
         };
@@ -519,6 +707,9 @@ mod tests {
             storage_gb: 20,
             version: v("16.4"),
             auth_rotation: 3,
+            paused: false,
+            deletion_policy: OnDelete::Wipeout,
+            restarts: 0,
             deletion_requested: false,
         };
         let plan = assess(&d, Some(&o), &[]).plan;
@@ -537,6 +728,9 @@ mod tests {
             storage_gb: 20,
             version: Some(v("16.1")),
             auth_rotation: 0,
+            halted: false,
+            deletion_policy: Some(DeletionPolicy::WipeOut),
+            restarts: 0,
             ready: true,
             deleting: false,
         };
@@ -547,6 +741,9 @@ mod tests {
             storage_gb: 20,
             version: v("17.2"),
             auth_rotation: 0,
+            paused: false,
+            deletion_policy: OnDelete::Wipeout,
+            restarts: 0,
             deletion_requested: false,
         };
         let fix = Change::Version(v("17.2"));
@@ -573,6 +770,9 @@ mod tests {
             storage_gb: 50,
             version: Some(v("16.4")),
             auth_rotation: 0,
+            halted: false,
+            deletion_policy: Some(DeletionPolicy::WipeOut),
+            restarts: 0,
             ready: true,
             deleting: false,
         };
@@ -582,6 +782,9 @@ mod tests {
             storage_gb: 50,
             version: v("16.4"),
             auth_rotation: 0,
+            paused: false,
+            deletion_policy: OnDelete::Wipeout,
+            restarts: 0,
             deletion_requested: false,
         };
         assert_eq!(

@@ -25,6 +25,8 @@ pub const TENANT_ID_LABEL: &str = "dbaas.io/tenant-id";
 /// The finalizer KubeDB puts on every database it manages.
 /// On a RotateAuth OpsRequest: the rotation count it brings the database to.
 pub const AUTH_ROTATION_ANNOTATION: &str = "dbaas.io/auth-rotation";
+/// On a Restart OpsRequest: the restart count it brings the database to.
+pub const RESTART_ANNOTATION: &str = "dbaas.io/restart";
 pub const KUBEDB_FINALIZER: &str = "kubedb.com";
 
 /// `spec.deletionPolicy` of a KubeDB database.
@@ -224,8 +226,19 @@ pub fn database_object(spec: &DatabaseManifest) -> Value {
     })
 }
 
+/// The merge patch of the database CR that makes `change`, for the changes
+/// KubeDB takes as an edit of the CR rather than an OpsRequest.
+pub fn database_patch(change: &Change) -> Option<Value> {
+    match change {
+        Change::Paused(halted) => Some(json!({"spec": {"halted": halted}})),
+        Change::DeletionPolicy(p) => Some(json!({"spec": {"deletionPolicy": p.kubedb().as_str()}})),
+        _ => None,
+    }
+}
+
 /// The `<Engine>OpsRequest` (`ops.kubedb.com/v1alpha1`) named `name` that
-/// applies `change` to the database CR `database_name`, with `labels`.
+/// applies `change` to the database CR `database_name`, with `labels`
+/// (for a change with an OpsRequest type: see [`database_patch`]).
 pub fn ops_request_object(
     engine: Engine,
     name: &str,
@@ -256,14 +269,21 @@ pub fn ops_request_object(
         }}),
         Change::Version(v) => json!({"updateVersion": {"targetVersion": v.as_str()}}),
         // No `authentication.secretRef`: KubeDB generates the new password.
-        Change::AuthRotation(_) => json!({}),
+        Change::AuthRotation(_) | Change::Restart(_) => json!({}),
+        Change::Paused(_) | Change::DeletionPolicy(_) => json!({}),
     };
     merge_objects(&mut spec, block);
     let mut metadata = json!({"name": name, "namespace": namespace, "labels": labels});
-    if let Change::AuthRotation(n) = change {
-        // KubeDB keeps no rotation count: the target rides along, so an
-        // unfinished request reads back as the change it makes.
-        metadata["annotations"] = json!({AUTH_ROTATION_ANNOTATION: n.to_string()});
+    // KubeDB keeps no rotation or restart count: the target rides along,
+    // so an unfinished request reads back as the change it makes.
+    match change {
+        Change::AuthRotation(n) => {
+            metadata["annotations"] = json!({AUTH_ROTATION_ANNOTATION: n.to_string()});
+        }
+        Change::Restart(n) => {
+            metadata["annotations"] = json!({RESTART_ANNOTATION: n.to_string()});
+        }
+        _ => {}
     }
     json!({
         "apiVersion": "ops.kubedb.com/v1alpha1",
@@ -287,6 +307,8 @@ pub struct ObservedDatabase {
     pub size: Option<Size>,
     pub phase: Option<DatabasePhase>,
     pub deletion_policy: Option<DeletionPolicy>,
+    /// `spec.halted`: KubeDB removed the pods and Services, kept the rest.
+    pub halted: bool,
     /// `metadata.deletionTimestamp` is set: deletion is in progress.
     pub deleting: bool,
     pub generation: u64,
@@ -322,6 +344,7 @@ impl ObservedDatabase {
             deletion_policy: spec["deletionPolicy"]
                 .as_str()
                 .and_then(DeletionPolicy::parse),
+            halted: spec["halted"].as_bool().unwrap_or(false),
             deleting: !obj["metadata"]["deletionTimestamp"].is_null(),
             generation: obj["metadata"]["generation"].as_u64().unwrap_or(0),
             observed_generation: obj["status"]["observedGeneration"].as_u64(),
@@ -360,14 +383,18 @@ impl ObservedDatabase {
     }
 
     /// The CR's values as the drift computation compares them, with the
-    /// rotations the control plane recorded (KubeDB keeps no count).
-    pub fn observed(&self, auth_rotation: u64) -> Observed {
+    /// rotations and restarts the control plane recorded (KubeDB keeps no
+    /// count of either).
+    pub fn observed(&self, auth_rotation: u64, restarts: u64) -> Observed {
         Observed {
             size: self.size,
             replicas: self.replicas.unwrap_or(0),
             storage_gb: self.storage_gb.unwrap_or(0),
             version: self.version.as_deref().and_then(VersionName::new),
             auth_rotation,
+            halted: self.halted,
+            deletion_policy: self.deletion_policy,
+            restarts,
             ready: self.is_ready(),
             deleting: self.deleting,
         }
@@ -477,6 +504,11 @@ fn ops_change_of(engine: Engine, obj: &Value) -> Option<Change> {
             .parse()
             .ok()
             .map(Change::AuthRotation),
+        "Restart" => obj["metadata"]["annotations"][RESTART_ANNOTATION]
+            .as_str()?
+            .parse()
+            .ok()
+            .map(Change::Restart),
         _ => None,
     }
 }
@@ -618,6 +650,7 @@ mod tests {
             Change::StorageGb(50),
             Change::Version(VersionName::new("16.4").unwrap()),
             Change::AuthRotation(2),
+            Change::Restart(3),
         ]);
         for engine in Engine::ALL {
             for change in &changes {
@@ -635,7 +668,7 @@ mod tests {
                 assert_eq!(seen.name, "op-1-1");
                 assert_eq!(seen.engine, engine);
                 assert_eq!(seen.database_name, "orders");
-                assert_eq!(seen.ops_type, change.ops_type());
+                assert_eq!(Some(seen.ops_type.as_str()), change.ops_type());
                 assert_eq!(seen.change, Some(*change));
                 assert_eq!(seen.phase, None);
                 assert_eq!(seen.database_id.as_deref(), Some("db-abc"));

@@ -137,6 +137,18 @@ pub async fn rotate(
         let change = DesiredChange {
             auth_rotation: Some(db.auth_rotation + 1),
             status: observed.then_some(DatabaseStatus::Updating),
+            // Written with the change itself: neither exists without the other.
+            events: vec![Event::new(
+                &db,
+                EventType::CredentialsRotationRequested,
+                Some(&caller.api_key),
+                format!(
+                    "rotation {} requested with API key {}",
+                    db.auth_rotation + 1,
+                    caller.api_key
+                ),
+                Utc::now().trunc_subsecs(3),
+            )],
             ..Default::default()
         };
         if let Some(updated) = state
@@ -144,17 +156,6 @@ pub async fn rotate(
             .update_desired(&id, db.generation, &change)
             .await?
         {
-            let event = Event::new(
-                &updated,
-                EventType::CredentialsRotationRequested,
-                Some(&caller.api_key),
-                format!(
-                    "rotation {} requested with API key {}",
-                    updated.auth_rotation, caller.api_key
-                ),
-                Utc::now().trunc_subsecs(3),
-            );
-            state.store.insert_event(&event).await?;
             return Ok(respond(StatusCode::ACCEPTED, updated));
         }
     }

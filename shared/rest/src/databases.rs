@@ -18,7 +18,7 @@ use super::extract::{ApiJson, PathId, QueryParams};
 use super::page::{Page, id_cursor, parse_id_cursor};
 use super::validation::{check_create, check_patch, engine_param, page_limit};
 use super::versions;
-use dbaas_core::domain::{Database, DatabaseStatus, Size};
+use dbaas_core::domain::{Database, DatabaseStatus, Event, EventType, OnDelete, Size};
 use dbaas_core::engine::Engine;
 use dbaas_store::{DatabaseQuery, DesiredChange};
 
@@ -47,6 +47,12 @@ pub struct CreateDatabase {
     /// Storage in GiB, 10 to 10000.
     #[schema(example = 50, minimum = 10, maximum = 10000)]
     pub storage_gb: u32,
+    /// While true, a DELETE is refused (default false).
+    #[serde(default)]
+    pub deletion_protection: bool,
+    /// What a deletion keeps (default `wipeout`).
+    #[serde(default)]
+    pub deletion_policy: OnDelete,
 }
 
 /// A change to desired state: at least one field.
@@ -63,6 +69,14 @@ pub struct PatchDatabase {
     /// deprecated, and allowed from it (`GET .../upgrades`).
     #[schema(example = "16.4")]
     pub version: Option<String>,
+    /// Halt the database (true: KubeDB removes its pods and keeps its
+    /// volumes and Secret) or resume it (false). Changes to the other
+    /// fields made while it is paused are kept and applied after the resume.
+    pub paused: Option<bool>,
+    /// While true, a DELETE is refused.
+    pub deletion_protection: Option<bool>,
+    /// What a deletion keeps.
+    pub deletion_policy: Option<OnDelete>,
 }
 
 impl PatchDatabase {
@@ -71,17 +85,32 @@ impl PatchDatabase {
             && self.replicas.is_none()
             && self.storage_gb.is_none()
             && self.version.is_none()
+            && self.paused.is_none()
+            && self.deletion_protection.is_none()
+            && self.deletion_policy.is_none()
     }
 
     /// The change that brings `db` to this patch, or `None` when the patch
     /// asks for nothing new (so an idempotent PATCH does not bump the
     /// generation and wake the reconciler).
-    fn change_for(&self, db: &Database) -> Option<DesiredChange> {
+    fn change_for(&self, db: &Database, caller: &Caller) -> Option<DesiredChange> {
         let size = self.size.filter(|s| *s != db.size);
         let replicas = self.replicas.filter(|r| *r != db.replicas);
         let storage_gb = self.storage_gb.filter(|g| *g != db.storage_gb);
         let version = self.version.clone().filter(|v| *v != db.version);
-        if size.is_none() && replicas.is_none() && storage_gb.is_none() && version.is_none() {
+        let paused = self.paused.filter(|p| *p != db.paused);
+        let deletion_protection = self
+            .deletion_protection
+            .filter(|p| *p != db.deletion_protection);
+        let deletion_policy = self.deletion_policy.filter(|p| *p != db.deletion_policy);
+        if size.is_none()
+            && replicas.is_none()
+            && storage_gb.is_none()
+            && version.is_none()
+            && paused.is_none()
+            && deletion_protection.is_none()
+            && deletion_policy.is_none()
+        {
             return None;
         }
         let observed = db.current_size.is_some()
@@ -92,21 +121,88 @@ impl PatchDatabase {
             replicas: replicas.unwrap_or(db.replicas),
             storage_gb: storage_gb.unwrap_or(db.storage_gb),
             version: version.clone().unwrap_or_else(|| db.version.clone()),
+            paused: paused.unwrap_or(db.paused),
             ..db.clone()
         };
         // Before the first observation the database is still provisioning;
         // after it, a change that differs from what runs is an update.
         let status = (observed && !next.in_sync()).then_some(DatabaseStatus::Updating);
-        Some(DesiredChange {
+        let mut change = DesiredChange {
             size,
             replicas,
             storage_gb,
             version,
-            delete: false,
+            paused,
+            deletion_protection,
+            deletion_policy,
             status,
             ..Default::default()
-        })
+        };
+        change.events.push(Event::new(
+            db,
+            EventType::DesiredChanged,
+            Some(&caller.api_key),
+            format!(
+                "{} (API key {})",
+                describe_change(db, &change),
+                caller.api_key
+            ),
+            Utc::now().trunc_subsecs(3),
+        ));
+        Some(change)
     }
+}
+
+/// The desired fields `change` sets, `field: old → new`, for the history.
+pub(super) fn describe_change(db: &Database, change: &DesiredChange) -> String {
+    let mut parts = Vec::new();
+    let mut note = |field: &str, old: String, new: Option<String>| {
+        if let Some(new) = new {
+            parts.push(format!("{field}: {old} → {new}"));
+        }
+    };
+    note(
+        "size",
+        db.size.to_string(),
+        change.size.map(|s| s.to_string()),
+    );
+    note(
+        "replicas",
+        db.replicas.to_string(),
+        change.replicas.map(|r| r.to_string()),
+    );
+    note(
+        "storage_gb",
+        db.storage_gb.to_string(),
+        change.storage_gb.map(|g| g.to_string()),
+    );
+    note("version", db.version.clone(), change.version.clone());
+    note(
+        "paused",
+        db.paused.to_string(),
+        change.paused.map(|p| p.to_string()),
+    );
+    note(
+        "deletion_protection",
+        db.deletion_protection.to_string(),
+        change.deletion_protection.map(|p| p.to_string()),
+    );
+    note(
+        "deletion_policy",
+        db.deletion_policy.as_str().to_string(),
+        change.deletion_policy.map(|p| p.as_str().to_string()),
+    );
+    note(
+        "auth_rotation",
+        db.auth_rotation.to_string(),
+        change.auth_rotation.map(|n| n.to_string()),
+    );
+    note(
+        "restarts",
+        db.restarts.to_string(),
+        change.restarts.map(|n| n.to_string()),
+    );
+    parts.join(", ")
 }
 
 fn not_found(id: &str) -> ApiError {
@@ -184,6 +280,8 @@ pub async fn create(
         now,
     );
     db.version = versions::version_for_new(&state, req.engine, req.version.as_deref()).await?;
+    db.deletion_protection = req.deletion_protection;
+    db.deletion_policy = req.deletion_policy;
     match state.store.insert_database(&db).await {
         Ok(()) => {}
         Err(dbaas_core::Error::Conflict(_)) => {
@@ -194,6 +292,23 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
+    // A second write: a crash right here loses this event, not the record.
+    let created = Event::new(
+        &db,
+        EventType::Created,
+        Some(&caller.api_key),
+        format!(
+            "declared {} {} {} × {} with {} GiB (API key {})",
+            db.engine.as_str(),
+            db.version,
+            db.size,
+            db.replicas,
+            db.storage_gb,
+            caller.api_key
+        ),
+        now,
+    );
+    state.store.insert_event(&created).await?;
     let location = format!("/api/v1/databases/{}", db.id);
     Ok((
         [(header::LOCATION, location)],
@@ -277,7 +392,8 @@ pub async fn get(
     Ok(respond(StatusCode::OK, find(&state, &caller, &id).await?))
 }
 
-/// Change desired size, replicas or storage.
+/// Change desired fields: size, replicas, storage, version, paused,
+/// deletion protection and policy.
 ///
 /// A compare-and-set on the generation: concurrent PATCHes are applied one
 /// after another, the last accepted wins and none is lost. With `If-Match`,
@@ -334,7 +450,7 @@ pub async fn patch(
             let catalog = catalog.as_ref().expect("read above");
             versions::check_upgrade(catalog, &db, to)?;
         }
-        let Some(change) = patch.change_for(&db) else {
+        let Some(change) = patch.change_for(&db, &caller) else {
             return Ok(respond(StatusCode::OK, db));
         };
         if let Some(updated) = state
@@ -355,7 +471,8 @@ pub async fn patch(
 /// Request deletion.
 ///
 /// Records deletion as desired state (status `deleting`); the reconciler
-/// removes the cluster resources. Deleting again is accepted alike.
+/// removes the cluster resources as `deletion_policy` says. Deleting again
+/// is accepted alike. Refused while `deletion_protection` is on.
 #[utoipa::path(
     delete, path = "/api/v1/databases/{id}", tag = "databases",
     params(("id" = String, Path, description = "Database id")),
@@ -364,6 +481,7 @@ pub async fn patch(
         (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
         (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Deletion protection is on, or changed concurrently on every attempt", body = Problem, content_type = "application/problem+json"),
         (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
         (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
     ),
@@ -374,16 +492,104 @@ pub async fn delete(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    let change = DesiredChange {
-        delete: true,
-        status: Some(DatabaseStatus::Deleting),
-        ..Default::default()
-    };
     for _ in 0..CAS_ATTEMPTS {
         let db = find(&state, &caller, &id).await?;
         if db.deletion_requested {
             return Ok(respond(StatusCode::ACCEPTED, db));
         }
+        if db.deletion_protection {
+            return Err(ApiError::Conflict {
+                detail: format!(
+                    "database {id} has deletion protection on: PATCH deletion_protection to false first"
+                ),
+                errors: vec![FieldError::new("deletion_protection", "is true")],
+            });
+        }
+        let change = DesiredChange {
+            delete: true,
+            status: Some(DatabaseStatus::Deleting),
+            events: vec![Event::new(
+                &db,
+                EventType::DeletionRequested,
+                Some(&caller.api_key),
+                format!(
+                    "deletion requested with policy {} (API key {})",
+                    db.deletion_policy.as_str(),
+                    caller.api_key
+                ),
+                Utc::now().trunc_subsecs(3),
+            )],
+            ..Default::default()
+        };
+        // The compare-and-set on the generation also catches protection
+        // turned on since the read.
+        if let Some(updated) = state
+            .store
+            .update_desired(&id, db.generation, &change)
+            .await?
+        {
+            return Ok(respond(StatusCode::ACCEPTED, updated));
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "database {id} kept changing concurrently; retry"
+    )))
+}
+
+/// Restart the database's pods.
+///
+/// Records one more desired restart; the reconciler plans a KubeDB
+/// `Restart` OpsRequest. Requests made before it runs are served by one
+/// restart.
+#[utoipa::path(
+    post, path = "/api/v1/databases/{id}/restart", tag = "databases",
+    params(("id" = String, Path, description = "Database id")),
+    responses(
+        (status = 202, description = "Restart recorded", body = Database, headers(("ETag" = String))),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such database", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Being deleted, paused, or changed concurrently on every attempt", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn restart(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Response, ApiError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let db = find(&state, &caller, &id).await?;
+        if db.deletion_requested {
+            return Err(ApiError::conflict(format!(
+                "database {id} is being deleted"
+            )));
+        }
+        if db.paused {
+            return Err(ApiError::Conflict {
+                detail: format!("database {id} is paused: resume it to restart it"),
+                errors: vec![FieldError::new("paused", "is true")],
+            });
+        }
+        let observed = db.current_size.is_some();
+        let mut change = DesiredChange {
+            restarts: Some(db.restarts + 1),
+            status: observed.then_some(DatabaseStatus::Updating),
+            ..Default::default()
+        };
+        change.events.push(Event::new(
+            &db,
+            EventType::RestartRequested,
+            Some(&caller.api_key),
+            format!(
+                "restart {} requested (API key {})",
+                db.restarts + 1,
+                caller.api_key
+            ),
+            Utc::now().trunc_subsecs(3),
+        ));
         if let Some(updated) = state
             .store
             .update_desired(&id, db.generation, &change)

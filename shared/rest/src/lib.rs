@@ -159,6 +159,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/versions", get(versions::list))
         .route("/api/v1/operations", get(operations::list))
         .route("/api/v1/operations/{id}", get(operations::get))
+        .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
+        .route("/api/v1/databases/{id}/restart", post(databases::restart))
         .route("/api/v1/admin/tenants", post(admin::post_tenant))
         .route(
             "/api/v1/admin/tenants/{id}/api-keys",

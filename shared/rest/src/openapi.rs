@@ -11,8 +11,8 @@ use super::versions::{self, VersionInfo, Versions};
 use super::{events, operations, system};
 use dbaas_core::catalog::CatalogVersion;
 use dbaas_core::domain::{
-    Condition, Connection, Database, DatabaseStatus, DesiredState, Event, EventType, Operation,
-    OperationStatus, OperationType, Size, Tenant,
+    Condition, Connection, Database, DatabaseStatus, DesiredState, Event, EventType, OnDelete,
+    Operation, OperationStatus, OperationType, Size, Tenant,
 };
 use dbaas_core::engine::Engine;
 
@@ -25,15 +25,16 @@ use dbaas_core::engine::Engine;
     ),
     paths(
         databases::create, databases::list, databases::get, databases::patch, databases::delete,
+        databases::restart,
         credentials::get, credentials::rotate, events::list, versions::list, versions::upgrades,
-        operations::list, operations::get,
+        operations::list, operations::get, operations::cancel,
         admin::post_tenant, admin::post_api_key,
         system::healthz, system::readyz, system::metrics, system::openapi,
     ),
     components(schemas(
         CreateDatabase, PatchDatabase, Database, DatabaseStatus, Condition, Engine, Size,
         Operation, OperationType, OperationStatus, DesiredState, Connection, Credentials,
-        Event, EventType, Versions, VersionInfo, CatalogVersion,
+        Event, EventType, OnDelete, Versions, VersionInfo, CatalogVersion,
         CreateTenant, Tenant, NewApiKey, Problem, FieldError,
     )),
     modifiers(&BearerSchemes),

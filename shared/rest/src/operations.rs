@@ -1,16 +1,19 @@
-//! `/api/v1/operations`: the changes the reconciler planned, read-only.
+//! `/api/v1/operations`: the changes the reconciler planned, and cancelling
+//! one that has not reached the cluster yet.
 
 use axum::Json;
 use axum::extract::State;
+use chrono::{SubsecRound, Utc};
 
 use super::AppState;
 use super::auth::Caller;
+use super::databases::{CAS_ATTEMPTS, describe_change};
 use super::error::{ApiError, Problem};
 use super::extract::{PathId, QueryParams};
 use super::page::{Page, parse_time_id_cursor, time_id_cursor};
 use super::validation::page_limit;
-use dbaas_core::domain::Operation;
-use dbaas_store::OperationQuery;
+use dbaas_core::domain::{Event, EventType, Operation, OperationStatus};
+use dbaas_store::{DesiredChange, OperationQuery};
 
 /// List the caller's operations, newest first.
 #[utoipa::path(
@@ -73,8 +76,132 @@ pub async fn get(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Json<Operation>, ApiError> {
-    match state.store.get_operation(&id).await? {
-        Some(op) if op.tenant_id == caller.tenant_id => Ok(Json(op)),
+    Ok(Json(find(&state, &caller, &id).await?))
+}
+
+async fn find(state: &AppState, caller: &Caller, id: &str) -> Result<Operation, ApiError> {
+    match state.store.get_operation(id).await? {
+        Some(op) if op.tenant_id == caller.tenant_id => Ok(op),
         _ => Err(ApiError::NotFound(format!("operation {id} not found"))),
     }
+}
+
+/// Why `op` cannot be cancelled now, if it cannot.
+fn refusal(op: &Operation) -> Option<String> {
+    if let Some(why) = op.cancel_refusal() {
+        return Some(why.to_string());
+    }
+    if op.status.is_final() {
+        return Some(format!(
+            "operation {} already ended {}",
+            op.id,
+            op.status.as_str()
+        ));
+    }
+    match (&op.ops_request_name, op.status) {
+        (Some(name), OperationStatus::Pending | OperationStatus::Running) => Some(format!(
+            "the OpsRequest {name} exists and KubeDB cannot cancel it: wait for it to end, then PATCH the database back"
+        )),
+        _ => None,
+    }
+}
+
+/// Cancel an operation: take its change back.
+///
+/// Allowed while the operation's OpsRequest does not exist yet (pending,
+/// or claimed by a worker that has not created it) or after its attempt
+/// failed. The operation ends `cancelled` and the database's desired field
+/// it targets goes back to its current value (a new generation), unless a
+/// later change replaced that value. Provisions, deletions, pauses,
+/// resumes and deletion policy changes cannot be cancelled.
+#[utoipa::path(
+    post, path = "/api/v1/operations/{id}/cancel", tag = "operations",
+    params(("id" = String, Path, description = "Operation id")),
+    responses(
+        (status = 200, description = "Cancelled; its change was taken back", body = Operation),
+        (status = 400, description = "The id is not valid UTF-8 once percent-decoded", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "Missing or invalid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "No such operation", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "Ended, its OpsRequest exists, or of a type that cannot be cancelled", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "Rate limited", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Store unavailable", body = Problem, content_type = "application/problem+json"),
+    ),
+    security(("api_key" = []))
+)]
+pub async fn cancel(
+    State(state): State<AppState>,
+    caller: Caller,
+    PathId(id): PathId,
+) -> Result<Json<Operation>, ApiError> {
+    let op = find(&state, &caller, &id).await?;
+    if let Some(why) = refusal(&op) {
+        return Err(ApiError::conflict(why));
+    }
+    let now = Utc::now().trunc_subsecs(3);
+    let mut event = Event::of_operation(
+        &op,
+        EventType::OperationCancelled,
+        format!("cancelled with API key {}", caller.api_key),
+        now,
+    );
+    event.api_key = Some(caller.api_key.clone());
+    // The commit point: a compare-and-set that a worker recording its
+    // OpsRequest name excludes, so no OpsRequest is made after it.
+    let Some(cancelled) = state.store.cancel_operation(&id, now, &[event]).await? else {
+        // Something moved first: say what.
+        let now_op = find(&state, &caller, &id).await?;
+        return Err(ApiError::conflict(refusal(&now_op).unwrap_or_else(|| {
+            format!("operation {id} changed while being cancelled; retry")
+        })));
+    };
+    take_back(&state, &caller, &cancelled).await?;
+    state
+        .store
+        .end_operation(&cancelled.database_id, &cancelled.id)
+        .await?;
+    Ok(Json(cancelled))
+}
+
+/// Puts the desired field a cancelled operation targeted back to its
+/// current value. If this process dies first, the reconciler does it.
+async fn take_back(state: &AppState, caller: &Caller, op: &Operation) -> Result<(), ApiError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let Some(db) = state.store.get_database(&op.database_id).await? else {
+            return Ok(());
+        };
+        let Some(back) = db.taken_back(op).filter(|_| !db.deletion_requested) else {
+            return Ok(());
+        };
+        let mut change = DesiredChange {
+            size: back.size,
+            replicas: back.replicas,
+            storage_gb: back.storage_gb,
+            version: back.version,
+            auth_rotation: back.auth_rotation,
+            restarts: back.restarts,
+            ..Default::default()
+        };
+        change.events.push(Event::new(
+            &db,
+            EventType::DesiredChanged,
+            Some(&caller.api_key),
+            format!(
+                "{} (taken back by the cancel of {}, API key {})",
+                describe_change(&db, &change),
+                op.id,
+                caller.api_key
+            ),
+            Utc::now().trunc_subsecs(3),
+        ));
+        if state
+            .store
+            .update_desired(&db.id, db.generation, &change)
+            .await?
+            .is_some()
+        {
+            return Ok(());
+        }
+    }
+    // The reconciler finishes it (see its handling of cancelled operations).
+    Ok(())
 }

@@ -116,7 +116,7 @@ pub fn check_patch(db: &Database, patch: &PatchDatabase) -> Result<(), ApiError>
     if patch.is_empty() {
         return Err(ApiError::bad_request(
             "",
-            "the patch is empty: give at least one of size, replicas, storage_gb, version",
+            "the patch is empty: give at least one of size, replicas, storage_gb, version, paused, deletion_protection, deletion_policy",
         ));
     }
     let mut errors = Errors::default();
@@ -184,6 +184,8 @@ mod tests {
             size: Size::Small,
             replicas,
             storage_gb,
+            deletion_protection: false,
+            deletion_policy: Default::default(),
         }
     }
 
@@ -278,7 +280,7 @@ mod tests {
             size,
             replicas,
             storage_gb,
-            version: None,
+            ..Default::default()
         };
         assert!(matches!(
             check_patch(&db, &patch(None, None, None)),

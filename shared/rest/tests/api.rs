@@ -60,6 +60,8 @@ macro_rules! store_cases {
 }
 
 store_cases!(
+    lifecycle_fields_restart_and_history,
+    cancel_takes_the_change_back,
     credentials_and_rotation,
     versions_and_upgrades,
     system_endpoints,
@@ -865,7 +867,7 @@ async fn tenant_isolation(store: Arc<dyn Store>) {
     let db = app.database(&alice, pg("secret")).await;
     let id = id_of(&db);
     let op = operation(&*store, &db, 0, Utc::now()).await;
-    assert!(store.insert_operation(&op).await.unwrap());
+    assert!(store.insert_operation(&op, &[]).await.unwrap());
 
     // Bob sees exactly what he would see for an id that does not exist.
     let absent = "db-doesnotexist";
@@ -1180,7 +1182,7 @@ async fn delete_is_desired_state_and_idempotent(store: Arc<dyn Store>) {
         "a DELETE creates no operation"
     );
 
-    assert!(store.finalize_deletion(&id).await.unwrap());
+    assert!(store.finalize_deletion(&id, &[]).await.unwrap());
     app.database(&key, pg("doomed")).await;
     let listed = app.get("/api/v1/databases", &key).await.ok(200).clone();
     assert_eq!(
@@ -1227,12 +1229,12 @@ async fn operations_are_listed_newest_first(store: Arc<dyn Store>) {
         // Two operations share a timestamp: the id breaks the tie.
         let at = base + TimeDelta::milliseconds(10 * (seq as i64 / 2 * 2));
         let op = operation(&*store, &db, seq, at).await;
-        assert!(store.insert_operation(&op).await.unwrap());
+        assert!(store.insert_operation(&op, &[]).await.unwrap());
         ops.push(op);
     }
     assert!(
         store
-            .insert_operation(&operation(&*store, &other, 0, base).await)
+            .insert_operation(&operation(&*store, &other, 0, base).await, &[])
             .await
             .unwrap()
     );
@@ -1365,10 +1367,18 @@ impl Store for DownStore {
     async fn end_operation(&self, _: &str, _: &str) -> dbaas_core::Result<bool> {
         self.fail().await
     }
-    async fn finalize_deletion(&self, _: &str) -> dbaas_core::Result<bool> {
+    async fn finalize_deletion(&self, _: &str, _: &[Event]) -> dbaas_core::Result<bool> {
         self.fail().await
     }
-    async fn insert_operation(&self, _: &Operation) -> dbaas_core::Result<bool> {
+    async fn insert_operation(&self, _: &Operation, _: &[Event]) -> dbaas_core::Result<bool> {
+        self.fail().await
+    }
+    async fn cancel_operation(
+        &self,
+        _: &str,
+        _: DateTime<Utc>,
+        _: &[Event],
+    ) -> dbaas_core::Result<Option<Operation>> {
         self.fail().await
     }
     async fn get_operation(&self, _: &str) -> dbaas_core::Result<Option<Operation>> {
@@ -1409,6 +1419,9 @@ impl Store for DownStore {
         self.fail().await
     }
     async fn list_events(&self, _: &EventQuery) -> dbaas_core::Result<Vec<Event>> {
+        self.fail().await
+    }
+    async fn flush_events(&self) -> dbaas_core::Result<usize> {
         self.fail().await
     }
 }
@@ -1563,8 +1576,13 @@ async fn credentials_and_rotation(store: Arc<dyn Store>) {
     let events = format!("/api/v1/databases/{id}/events");
     let page = app.get(&events, &key).await.ok(200).clone();
     let items = page["items"].as_array().expect("items");
-    assert_eq!(items.len(), 1, "one read, one event: {page}");
+    assert_eq!(
+        items.len(),
+        2,
+        "one read, one event after the creation's: {page}"
+    );
     assert_eq!(items[0]["type"], "credentials_read");
+    assert_eq!(items[1]["type"], "created");
     assert_eq!(items[0]["api_key"], key[..8].to_string());
     assert!(
         !page.to_string().contains("s3cr3t"),
@@ -1706,4 +1724,275 @@ async fn versions_and_upgrades(store: Arc<dyn Store>) {
     );
     assert_eq!(patched["generation"], 2);
     assert_eq!(app.operation_count().await, 0, "the API plans nothing");
+}
+
+fn event_types(page: &Value) -> Vec<String> {
+    page["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .map(|e| e["type"].as_str().expect("type").to_string())
+        .collect()
+}
+
+async fn lifecycle_fields_restart_and_history(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (_, key) = app.tenant("acme").await;
+    let mut body = pg("kept");
+    body["deletion_protection"] = json!(true);
+    body["deletion_policy"] = json!("halt");
+    let db = app.database(&key, body).await;
+    let id = id_of(&db);
+    assert_eq!(
+        (
+            &db["deletion_protection"],
+            &db["deletion_policy"],
+            &db["paused"]
+        ),
+        (&json!(true), &json!("halt"), &json!(false))
+    );
+    let mut bad = pg("bad-policy");
+    bad["deletion_policy"] = json!("keep");
+    app.send("POST", "/api/v1/databases", Some(&key), Some(bad))
+        .await
+        .problem_naming(422, "deletion_policy");
+    app.patch(&id, &key, json!({"deletion_policy": "keep"}))
+        .await
+        .problem_naming(422, "deletion_policy");
+    app.patch(&id, &key, json!({"paused": "yes"}))
+        .await
+        .problem_naming(422, "paused");
+
+    // Protected: refused with the field named, and nothing changes.
+    let uri = format!("/api/v1/databases/{id}");
+    app.send("DELETE", &uri, Some(&key), None)
+        .await
+        .problem_naming(409, "deletion_protection");
+    let same = app.get(&uri, &key).await.ok(200).clone();
+    assert_eq!(
+        (&same["deletion_requested"], &same["generation"]),
+        (&json!(false), &json!(1))
+    );
+
+    let paused = app.patch(&id, &key, json!({"paused": true})).await;
+    assert_eq!(
+        (&paused.ok(200)["paused"], &paused.body["generation"]),
+        (&json!(true), &json!(2))
+    );
+    let restart = format!("/api/v1/databases/{id}/restart");
+    app.send("POST", &restart, Some(&key), None)
+        .await
+        .problem_naming(409, "paused");
+    app.patch(
+        &id,
+        &key,
+        json!({"paused": false, "deletion_protection": false}),
+    )
+    .await
+    .ok(200);
+    let restarted = app.send("POST", &restart, Some(&key), None).await;
+    assert_eq!(
+        (
+            &restarted.ok(202)["restarts"],
+            &restarted.body["generation"]
+        ),
+        (&json!(1), &json!(4))
+    );
+    app.send("DELETE", &uri, Some(&key), None).await.ok(202);
+
+    let events = app
+        .get(&format!("{uri}/events"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(
+        event_types(&events),
+        [
+            "deletion_requested",
+            "restart_requested",
+            "desired_changed",
+            "desired_changed",
+            "created"
+        ],
+        "{events}"
+    );
+    let items = events["items"].as_array().expect("items");
+    assert!(items.iter().all(|e| e["api_key"] == key[..8]), "{events}");
+    assert!(
+        items[3]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("paused: false → true")),
+        "{events}"
+    );
+    assert!(
+        items[2]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("paused: true → false")
+                && m.contains("deletion_protection: true → false")),
+        "{events}"
+    );
+    assert_eq!(app.operation_count().await, 0, "the API plans nothing");
+}
+
+async fn cancel_takes_the_change_back(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (_, key) = app.tenant("acme").await;
+    let (_, other) = app.tenant("other").await;
+    let db = app.database(&key, pg("undo")).await;
+    let id = id_of(&db);
+    let running = ObservedUpdate {
+        current_size: Some(Size::Small),
+        current_replicas: Some(1),
+        current_storage_gb: Some(20),
+        current_version: db["version"].as_str().map(str::to_string),
+        ..Default::default()
+    };
+    assert!(store.update_observed(&id, &running).await.unwrap());
+    app.patch(&id, &key, json!({"size": "db.t3.large"}))
+        .await
+        .ok(200);
+    // What the reconciler would plan for it.
+    let plan = |seq: u64, size: Size| {
+        let store = store.clone();
+        let id = id.clone();
+        async move {
+            let db = store.get_database(&id).await.unwrap().expect("db");
+            let op = Operation::planned(&db, Action::Change(Change::Size(size)), Utc::now());
+            assert!(store.insert_operation(&op, &[]).await.unwrap());
+            assert!(store.begin_operation(&id, &op.id, seq).await.unwrap());
+            op
+        }
+    };
+    let op = plan(0, Size::Large).await;
+    let cancel = |op: &str| format!("/api/v1/operations/{op}/cancel");
+    app.send("POST", &cancel(&op.id), Some(&other), None)
+        .await
+        .problem(404);
+    let cancelled = app.send("POST", &cancel(&op.id), Some(&key), None).await;
+    assert_eq!(cancelled.ok(200)["status"], "cancelled");
+    let back = app
+        .get(&format!("/api/v1/databases/{id}"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(
+        (
+            &back["size"],
+            &back["generation"],
+            &back["active_operation_id"]
+        ),
+        (&json!("db.t3.small"), &json!(3), &Value::Null),
+        "taken back as a new generation, and the database released"
+    );
+    let again = app.send("POST", &cancel(&op.id), Some(&key), None).await;
+    assert!(
+        again.problem(409)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("already ended")
+    );
+    let events = app
+        .get(&format!("/api/v1/databases/{id}/events?limit=2"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(
+        event_types(&events),
+        ["desired_changed", "operation_cancelled"],
+        "{events}"
+    );
+    assert!(
+        events["items"][0]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("size: db.t3.large → db.t3.small")),
+        "{events}"
+    );
+
+    // Once the worker has named its OpsRequest, KubeDB cannot cancel it.
+    app.patch(&id, &key, json!({"size": "db.t3.large"}))
+        .await
+        .ok(200);
+    let op = plan(1, Size::Large).await;
+    store
+        .update_operation(
+            &op.id,
+            &[OperationStatus::Pending],
+            &OperationUpdate {
+                status: Some(OperationStatus::Running),
+                ops_request_name: Some(Some(op.ops_request_name_for_attempt())),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+        .expect("running");
+    let refused = app.send("POST", &cancel(&op.id), Some(&key), None).await;
+    assert!(
+        refused.problem(409)["detail"]
+            .as_str()
+            .unwrap()
+            .contains("OpsRequest")
+    );
+    let db = store.get_database(&id).await.unwrap().expect("db");
+    assert_eq!(
+        (db.size, db.generation),
+        (Size::Large, 4),
+        "nothing changed"
+    );
+    store
+        .update_operation(
+            &op.id,
+            &[OperationStatus::Running],
+            &OperationUpdate {
+                status: Some(OperationStatus::Succeeded),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(store.end_operation(&id, &op.id).await.unwrap());
+
+    // Eight cancels at once: one wins, the change is taken back once.
+    app.patch(&id, &key, json!({"size": "db.t3.medium"}))
+        .await
+        .ok(200);
+    let op = plan(2, Size::Medium).await;
+    let uri = cancel(&op.id);
+    let (app_ref, key_ref, uri_ref) = (&app, &key, &uri);
+    let replies = futures::future::join_all(
+        (0..8).map(|_| async move { app_ref.send("POST", uri_ref, Some(key_ref), None).await }),
+    )
+    .await;
+    let won = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::OK)
+        .count();
+    let lost = replies
+        .iter()
+        .filter(|r| r.status == StatusCode::CONFLICT)
+        .count();
+    assert_eq!((won, lost), (1, 7));
+    let db = store.get_database(&id).await.unwrap().expect("db");
+    assert_eq!((db.size, db.generation), (Size::Small, 6));
+
+    // A provision is not taken back by a cancel.
+    let fresh = app.database(&key, pg("fresh")).await;
+    let fresh = store
+        .get_database(&id_of(&fresh))
+        .await
+        .unwrap()
+        .expect("db");
+    let provision = Operation::planned(
+        &fresh,
+        Action::Provision(dbaas_core::domain::Spec {
+            size: Size::Small,
+            replicas: 1,
+            storage_gb: 20,
+        }),
+        Utc::now(),
+    );
+    assert!(store.insert_operation(&provision, &[]).await.unwrap());
+    app.send("POST", &cancel(&provision.id), Some(&key), None)
+        .await
+        .problem(409);
 }

@@ -20,6 +20,8 @@ use dbaas_core::naming;
 /// The condition that marks the start of provisioning; its time is when
 /// the provisioning delay started.
 const PROVISIONING_STARTED: &str = "ProvisioningStarted";
+/// The condition KubeDB sets on a halted database.
+const HALTED: &str = "Halted";
 
 impl Standin {
     pub(super) async fn database(
@@ -37,7 +39,14 @@ impl Standin {
         let phase = obj["status"]["phase"]
             .as_str()
             .and_then(DatabasePhase::parse);
+        let halted = obj["spec"]["halted"].as_bool() == Some(true);
         match phase {
+            // A new database is taken in first (finalizer, Provisioning),
+            // halted or not.
+            Some(phase) if halted => {
+                return self.halt(engine, &kind, obj, phase, now, report).await;
+            }
+            Some(DatabasePhase::Halted) => return self.resume(&kind, obj, now, report).await,
             None => {
                 let mut finalizers = finalizers(obj);
                 if !finalizers.iter().any(|f| f == KUBEDB_FINALIZER) {
@@ -121,6 +130,163 @@ impl Standin {
                     report.record(&kind, obj, format!("ObservedGeneration {generation}"));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// A database with `spec.halted: true`. KubeDB's mutating webhook
+    /// refuses to halt a `DoNotTerminate` database and forces `Halt` on any
+    /// other; the stand-in sees the write only after the API server took it,
+    /// so it undoes what the webhook would have refused and applies what it
+    /// would have forced. Then, as the operator does, it removes the
+    /// workload (the Services: the stand-in runs no pods) and keeps the
+    /// volumes and the auth Secret, with the phase `Halted`.
+    async fn halt(
+        &self,
+        engine: Engine,
+        kind: &Kind,
+        obj: &Value,
+        phase: DatabasePhase,
+        now: DateTime<Utc>,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        let policy = obj["spec"]["deletionPolicy"]
+            .as_str()
+            .and_then(DeletionPolicy::parse)
+            .unwrap_or(DeletionPolicy::Delete);
+        let precondition = json!({"resourceVersion": obj["metadata"]["resourceVersion"]});
+        if policy == DeletionPolicy::DoNotTerminate {
+            // "Can't halt, since termination policy is 'DoNotTerminate'":
+            // the write that made halted and DoNotTerminate meet is the one
+            // refused. On a running database that is the halt; on a halted
+            // one, the change of policy.
+            let (patch, to) = if phase == DatabasePhase::Halted {
+                (
+                    json!({"metadata": precondition, "spec": {"deletionPolicy": DeletionPolicy::Halt.as_str()}}),
+                    "DeletionPolicy Halt (DoNotTerminate refused while halted)",
+                )
+            } else {
+                (
+                    json!({"metadata": precondition, "spec": {"halted": false}}),
+                    "HaltRefused (DoNotTerminate)",
+                )
+            };
+            self.cluster.merge_patch(kind, ns, name, &patch).await?;
+            report.record(kind, obj, to);
+            return Ok(());
+        }
+        let obj = if policy == DeletionPolicy::Halt {
+            obj.clone()
+        } else {
+            let patch = json!({"metadata": precondition, "spec": {"deletionPolicy": DeletionPolicy::Halt.as_str()}});
+            let obj = self.cluster.merge_patch(kind, ns, name, &patch).await?;
+            report.record(kind, &obj, "DeletionPolicy Halt");
+            obj
+        };
+        let generation = generation(&obj);
+        if phase != DatabasePhase::Halted {
+            self.delete_services(&obj).await?;
+            let mut list = conditions(&obj);
+            for (type_, reason, message) in [
+                (
+                    "ReplicaReady",
+                    "DatabaseHalted",
+                    "The database is halted: it has no replicas",
+                ),
+                (
+                    "AcceptingConnection",
+                    "DatabaseHalted",
+                    "The database is halted",
+                ),
+                ("Ready", "DatabaseHalted", "The database is halted"),
+            ] {
+                set_condition(
+                    &mut list,
+                    condition(type_, false, reason, message, now, generation),
+                );
+            }
+            let message = format!("{} {ns}/{name} successfully halted.", engine.spec().kind);
+            set_condition(
+                &mut list,
+                condition(
+                    HALTED,
+                    true,
+                    "DatabaseHaltedSuccessfully",
+                    &message,
+                    now,
+                    generation,
+                ),
+            );
+            let patch = json!({"status": {
+                "phase": "Halted",
+                "observedGeneration": generation,
+                "conditions": list,
+            }});
+            self.cluster
+                .merge_patch_status(kind, ns, name, &patch)
+                .await?;
+            report.record(kind, &obj, "Halted");
+        } else if obj["status"]["observedGeneration"].as_u64() != Some(generation) {
+            let patch = json!({"status": {"observedGeneration": generation}});
+            self.cluster
+                .merge_patch_status(kind, ns, name, &patch)
+                .await?;
+            report.record(kind, &obj, format!("ObservedGeneration {generation}"));
+        }
+        Ok(())
+    }
+
+    /// A halted database whose `spec.halted` went back to false: KubeDB
+    /// drops the `Halted` condition and provisions the workload again
+    /// (Provisioning, then Ready after the provisioning delay, with the
+    /// Services back). The deletion policy stays `Halt`.
+    async fn resume(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        now: DateTime<Utc>,
+        report: &mut StepReport,
+    ) -> Result<()> {
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        let generation = generation(obj);
+        let mut list: Vec<Value> = conditions(obj)
+            .into_iter()
+            .filter(|c| c["type"] != HALTED)
+            .collect();
+        // The provisioning delay runs from here.
+        set_condition(
+            &mut list,
+            condition(
+                PROVISIONING_STARTED,
+                true,
+                "DatabaseProvisioningStartedSuccessfully",
+                "The KubeDB operator has started the provisioning",
+                now,
+                generation,
+            ),
+        );
+        let patch = json!({"status": {
+            "phase": "Provisioning",
+            "observedGeneration": generation,
+            "conditions": list,
+        }});
+        self.cluster
+            .merge_patch_status(kind, ns, name, &patch)
+            .await?;
+        report.record(kind, obj, "Provisioning");
+        Ok(())
+    }
+
+    /// Removes the Services [`Self::ensure_services`] makes (whichever exist).
+    async fn delete_services(&self, obj: &Value) -> Result<()> {
+        let (ns, name) = (namespace_of(obj), name_of(obj).unwrap_or_default());
+        for service in [
+            name.to_string(),
+            format!("{name}-pods"),
+            format!("{name}-standby"),
+        ] {
+            self.cluster.delete(&Kind::service(), ns, &service).await?;
         }
         Ok(())
     }
@@ -261,13 +427,7 @@ impl Standin {
         }
         // The Services go with the database whatever the policy (KubeDB
         // owns them; garbage collection removes them).
-        for service in [
-            name.to_string(),
-            format!("{name}-pods"),
-            format!("{name}-standby"),
-        ] {
-            self.cluster.delete(&Kind::service(), ns, &service).await?;
-        }
+        self.delete_services(obj).await?;
         let rest: Vec<&String> = finalizers
             .iter()
             .filter(|f| *f != KUBEDB_FINALIZER)

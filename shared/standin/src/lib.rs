@@ -16,7 +16,15 @@
 //!   only while the database is `Ready`, and one at a time per database) →
 //!   `Successful`, writing the new value into the database spec only then,
 //!   or `Failed`; a `Pending` request with a newer one of the same type for
-//!   the same database becomes `Skipped`;
+//!   the same database becomes `Skipped`; a `Restart` request changes no
+//!   spec (the database stays `Ready`, as for every other request);
+//! - `spec.halted: true`: the Services go (the stand-in runs no pods), the
+//!   auth Secret stays, the phase is `Halted` and `spec.deletionPolicy` is
+//!   forced to `Halt`; a `DoNotTerminate` database is not halted (KubeDB's
+//!   webhook refuses the write: the stand-in undoes it). Requests wait while
+//!   the database is halted. Back to `false`: `Provisioning`, then `Ready`
+//!   with the Services again after `provision_delay`; the policy stays
+//!   `Halt`;
 //! - deletion by `spec.deletionPolicy` (`DoNotTerminate` blocks it).
 
 use std::collections::HashSet;

@@ -105,7 +105,9 @@ impl Standin {
                     .and_then(DatabasePhase::parse)
                     == Some(DatabasePhase::Ready);
                 let key = (op.namespace.clone(), op.database_name.clone());
-                if (if_ready && !db_ready) || busy.contains(&key) {
+                // A halted database has nothing to work on: even `apply:
+                // Always` waits for the resume.
+                if (if_ready && !db_ready) || is_halted(&db) || busy.contains(&key) {
                     return Ok(());
                 }
                 busy.insert(key);
@@ -155,6 +157,24 @@ impl Standin {
                     return self
                         .fail(&kind, obj, "InjectedFailure", message, now, report)
                         .await;
+                }
+                if is_halted(&db) {
+                    // Halted under a running request: its pods are gone.
+                    return self
+                        .fail(
+                            &kind,
+                            obj,
+                            "DatabaseHalted",
+                            "The database was halted while the request ran",
+                            now,
+                            report,
+                        )
+                        .await;
+                }
+                if op.ops_type == "Restart" {
+                    // KubeDB restarts the pods one by one; nothing in the
+                    // database spec changes.
+                    return self.succeed(&kind, obj, now, report).await;
                 }
                 if op.ops_type == "RotateAuth" {
                     // KubeDB generates a new password into the auth Secret
@@ -334,8 +354,22 @@ fn invalid(engine: Engine, op: &ObservedOpsRequest, db: &Value) -> Option<(&'sta
                 .or_else(|| engine.replica_change_error(current, n))
                 .map(|m| ("InvalidReplicas", format!("Invalid replica count {n}: {m}")))
         }
-        Change::Size(_) | Change::Version(_) | Change::AuthRotation(_) => None,
+        Change::Size(_)
+        | Change::Version(_)
+        | Change::AuthRotation(_)
+        | Change::Restart(_)
+        | Change::Paused(_)
+        | Change::DeletionPolicy(_) => None,
     }
+}
+
+/// Whether the database is halted, or about to be (`spec.halted`).
+fn is_halted(db: &Value) -> bool {
+    db["spec"]["halted"].as_bool() == Some(true)
+        || db["status"]["phase"]
+            .as_str()
+            .and_then(DatabasePhase::parse)
+            == Some(DatabasePhase::Halted)
 }
 
 /// Writes a new generated password into the database's auth Secret.
@@ -352,8 +386,13 @@ async fn rotate_password(cluster: &dyn Cluster, namespace: &str, db: &Value) -> 
 fn spec_patch(engine: Engine, db: &Value, change: Change) -> Value {
     match change {
         Change::Version(v) => json!({"spec": {"version": v.as_str()}}),
-        // Nothing in the spec: the Secret changes (see `rotate_password`).
-        Change::AuthRotation(_) => json!({}),
+        // Nothing in the spec: the Secret changes (see `rotate_password`),
+        // or the pods restart.
+        Change::AuthRotation(_) | Change::Restart(_) => json!({}),
+        // Edits of the CR itself, never an OpsRequest.
+        Change::Paused(_) | Change::DeletionPolicy(_) => {
+            dbaas_core::kubedb::database_patch(&change).unwrap_or_else(|| json!({}))
+        }
         Change::Replicas(n) => json!({"spec": {"replicas": n}}),
         Change::StorageGb(gb) => {
             json!({"spec": {"storage": {"resources": {"requests": {"storage": quantity::storage_quantity(gb)}}}}})

@@ -61,6 +61,24 @@ async fn deletion_policies() {
 }
 
 #[tokio::test]
+async fn halt_and_resume() {
+    let (c, ns) = setup().await;
+    standin_suite::halt_and_resume(c, &ns).await;
+}
+
+#[tokio::test]
+async fn halt_refused_for_do_not_terminate() {
+    let (c, ns) = setup().await;
+    standin_suite::halt_refused_for_do_not_terminate(c, &ns).await;
+}
+
+#[tokio::test]
+async fn restart_request() {
+    let (c, ns) = setup().await;
+    standin_suite::restart_request(c, &ns).await;
+}
+
+#[tokio::test]
 async fn stateless_restart() {
     let (c, ns) = setup().await;
     standin_suite::stateless_restart(c, &ns).await;

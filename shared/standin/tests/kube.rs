@@ -76,6 +76,9 @@ scenario!(finished_requests_skip_nothing);
 scenario!(failures);
 scenario!(deletion_policies);
 scenario!(stateless_restart);
+scenario!(halt_and_resume);
+scenario!(halt_refused_for_do_not_terminate);
+scenario!(restart_request);
 
 #[tokio::test]
 async fn cluster_semantics() {
@@ -150,6 +153,7 @@ async fn ops_requests_pass_strict_validation() {
         Change::Replicas(3),
         Change::StorageGb(20),
         Change::AuthRotation(4),
+        Change::Restart(2),
     ]);
     for engine in Engine::ALL {
         for (i, change) in changes.iter().enumerate() {

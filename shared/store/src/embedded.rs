@@ -7,6 +7,11 @@
 //! against another process sharing the file). Times are truncated to
 //! milliseconds, the precision the MongoDB adapter keeps, so both adapters
 //! return the same records.
+//!
+//! Events that ride with a write go into the `events` table in the write's
+//! transaction, and only when its precondition held; there is no outbox,
+//! so [`Store::flush_events`] has nothing to move. Records written before a
+//! field existed read back with the field's default (serde defaults).
 
 use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -23,6 +28,7 @@ use super::{
     DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
     Store,
 };
+use dbaas_core::domain::OperationStatus::{Failed, Pending, Running};
 use dbaas_core::domain::{
     ApiKeyRecord, Database, DatabaseStatus, Event, Operation, OperationStatus, Tenant,
 };
@@ -144,7 +150,7 @@ pub fn configure(conn: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-/// Sets the fields `update` sets.
+/// Sets the fields `update` sets (its events are written by the caller).
 fn apply_update(op: &mut Operation, update: OperationUpdate) {
     if let Some(s) = update.status {
         op.status = s;
@@ -269,6 +275,40 @@ fn modify_operation(
     )
     .map_err(store_err)?;
     Ok(Some(op))
+}
+
+/// Appends `events` to the history, in the caller's transaction; an event
+/// whose id is already there is kept as it is (idempotent by id).
+fn write_events(tx: &Transaction<'_>, events: &[Event]) -> Result<()> {
+    for event in events {
+        let mut event = event.clone();
+        event.at = millis(event.at);
+        tx.execute(
+            "INSERT INTO events (id, database_id, at_ms, doc) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (id) DO NOTHING",
+            params![
+                event.id,
+                event.database_id,
+                event.at.timestamp_millis(),
+                to_json(&event)?
+            ],
+        )
+        .map_err(store_err)?;
+    }
+    Ok(())
+}
+
+/// `modified` as it is, after writing `events` if it is `Some` (the write's
+/// precondition held).
+fn with_events<T>(
+    tx: &Transaction<'_>,
+    modified: Option<T>,
+    events: &[Event],
+) -> Result<Option<T>> {
+    if modified.is_some() {
+        write_events(tx, events)?;
+    }
+    Ok(modified)
 }
 
 fn query_docs<T: DeserializeOwned>(
@@ -408,9 +448,10 @@ impl Store for SqliteStore {
         expected_generation: u64,
         change: &DesiredChange,
     ) -> Result<Option<Database>> {
-        let (id, change) = (id.to_string(), change.clone());
+        let (id, mut change) = (id.to_string(), change.clone());
+        let events = std::mem::take(&mut change.events);
         self.tx(move |tx| {
-            modify_database(tx, &id, |db| {
+            let modified = modify_database(tx, &id, |db| {
                 if db.generation != expected_generation || db.deletion_requested {
                     return false;
                 }
@@ -429,6 +470,18 @@ impl Store for SqliteStore {
                 if let Some(n) = change.auth_rotation {
                     db.auth_rotation = n;
                 }
+                if let Some(p) = change.paused {
+                    db.paused = p;
+                }
+                if let Some(p) = change.deletion_protection {
+                    db.deletion_protection = p;
+                }
+                if let Some(p) = change.deletion_policy {
+                    db.deletion_policy = p;
+                }
+                if let Some(n) = change.restarts {
+                    db.restarts = n;
+                }
                 if change.delete {
                     db.deletion_requested = true;
                 }
@@ -437,16 +490,18 @@ impl Store for SqliteStore {
                 }
                 db.generation += 1;
                 true
-            })
+            })?;
+            with_events(tx, modified, &events)
         })
         .await
     }
 
     async fn update_observed(&self, id: &str, update: &ObservedUpdate) -> Result<bool> {
-        let (id, update) = (id.to_string(), update.clone());
+        let (id, mut update) = (id.to_string(), update.clone());
+        let events = std::mem::take(&mut update.events);
         let updated = self
             .tx(move |tx| {
-                modify_database(tx, &id, |db| {
+                let modified = modify_database(tx, &id, |db| {
                     if let Some(s) = update.current_size {
                         db.current_size = Some(s);
                     }
@@ -461,6 +516,12 @@ impl Store for SqliteStore {
                     }
                     if let Some(n) = update.current_auth_rotation {
                         db.current_auth_rotation = db.current_auth_rotation.max(n);
+                    }
+                    if let Some(p) = update.current_paused {
+                        db.current_paused = p;
+                    }
+                    if let Some(n) = update.current_restarts {
+                        db.current_restarts = db.current_restarts.max(n);
                     }
                     if let Some(c) = update.connection {
                         db.connection = Some(c);
@@ -478,7 +539,8 @@ impl Store for SqliteStore {
                         }
                     }
                     true
-                })
+                })?;
+                with_events(tx, modified, &events)
             })
             .await?;
         Ok(updated.is_some())
@@ -522,21 +584,27 @@ impl Store for SqliteStore {
         Ok(updated.is_some())
     }
 
-    async fn finalize_deletion(&self, id: &str) -> Result<bool> {
-        let id = id.to_string();
-        let updated = self
-            .tx(move |tx| {
-                modify_database(tx, &id, |db| {
-                    db.status = DatabaseStatus::Deleted;
-                    true
-                })
-            })
-            .await?;
-        Ok(updated.is_some())
+    async fn finalize_deletion(&self, id: &str, events: &[Event]) -> Result<bool> {
+        let (id, events) = (id.to_string(), events.to_vec());
+        self.tx(move |tx| {
+            let Some(db) = load::<Database>(tx, "databases", &id)? else {
+                return Ok(false);
+            };
+            if db.status == DatabaseStatus::Deleted {
+                // Finalized before: nothing to do, no second event.
+                return Ok(true);
+            }
+            let modified = modify_database(tx, &id, |db| {
+                db.status = DatabaseStatus::Deleted;
+                true
+            })?;
+            Ok(with_events(tx, modified, &events)?.is_some())
+        })
+        .await
     }
 
-    async fn insert_operation(&self, op: &Operation) -> Result<bool> {
-        let op = normalize_operation(op.clone());
+    async fn insert_operation(&self, op: &Operation, events: &[Event]) -> Result<bool> {
+        let (op, events) = (normalize_operation(op.clone()), events.to_vec());
         self.tx(move |tx| {
             let inserted = tx.execute(
                 "INSERT INTO operations (id, database_id, tenant_id, status, created_at_ms, doc)
@@ -550,7 +618,7 @@ impl Store for SqliteStore {
                     to_json(&op)?
                 ],
             ).map_err(store_err)?;
-            Ok(inserted == 1)
+            Ok(with_events(tx, (inserted == 1).then_some(()), &events)?.is_some())
         })
         .await
     }
@@ -599,22 +667,9 @@ impl Store for SqliteStore {
     }
 
     async fn insert_event(&self, event: &Event) -> Result<()> {
-        let mut event = event.clone();
-        event.at = millis(event.at);
-        self.tx(move |tx| {
-            tx.execute(
-                "INSERT INTO events (id, database_id, at_ms, doc) VALUES (?1, ?2, ?3, ?4)",
-                params![
-                    event.id,
-                    event.database_id,
-                    event.at.timestamp_millis(),
-                    to_json(&event)?
-                ],
-            )
-            .map_err(store_err)?;
-            Ok(())
-        })
-        .await
+        let event = event.clone();
+        self.tx(move |tx| write_events(tx, std::slice::from_ref(&event)))
+            .await
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
@@ -637,21 +692,29 @@ impl Store for SqliteStore {
         self.tx(move |tx| query_docs(tx, &sql, args)).await
     }
 
+    async fn flush_events(&self) -> Result<usize> {
+        // Events are written to the history directly, in their write's
+        // transaction: there is never anything to move.
+        Ok(0)
+    }
+
     async fn update_operation(
         &self,
         id: &str,
         expected: &[OperationStatus],
         update: &OperationUpdate,
     ) -> Result<Option<Operation>> {
-        let (id, expected, update) = (id.to_string(), expected.to_vec(), update.clone());
+        let (id, expected, mut update) = (id.to_string(), expected.to_vec(), update.clone());
+        let events = std::mem::take(&mut update.events);
         self.tx(move |tx| {
-            modify_operation(tx, &id, |op| {
+            let modified = modify_operation(tx, &id, |op| {
                 let holds = expected.contains(&op.status);
                 if holds {
                     apply_update(op, update);
                 }
                 holds
-            })
+            })?;
+            with_events(tx, modified, &events)
         })
         .await
     }
@@ -662,16 +725,18 @@ impl Store for SqliteStore {
         claim: &str,
         update: &OperationUpdate,
     ) -> Result<Option<Operation>> {
-        let (id, claim, update) = (id.to_string(), claim.to_string(), update.clone());
+        let (id, claim, mut update) = (id.to_string(), claim.to_string(), update.clone());
+        let events = std::mem::take(&mut update.events);
         self.tx(move |tx| {
-            modify_operation(tx, &id, |op| {
+            let modified = modify_operation(tx, &id, |op| {
                 let holds = op.status == OperationStatus::Running
                     && op.claimed_by.as_deref() == Some(claim.as_str());
                 if holds {
                     apply_update(op, update);
                 }
                 holds
-            })
+            })?;
+            with_events(tx, modified, &events)
         })
         .await
     }
@@ -705,6 +770,35 @@ impl Store for SqliteStore {
         .await
     }
 
+    async fn cancel_operation(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<Option<Operation>> {
+        let (id, events) = (id.to_string(), events.to_vec());
+        let now = millis(now);
+        self.tx(move |tx| {
+            let modified = modify_operation(tx, &id, |op| {
+                // No KubeDB object exists for the current attempt: none was
+                // named yet, or the one that was is final (failed).
+                let cancellable = match op.status {
+                    Pending | Running => op.ops_request_name.is_none(),
+                    Failed => true,
+                    _ => false,
+                };
+                if cancellable {
+                    op.status = OperationStatus::Cancelled;
+                    op.finished_at = Some(now);
+                    op.claimed_until = None;
+                }
+                cancellable
+            })?;
+            with_events(tx, modified, &events)
+        })
+        .await
+    }
+
     async fn add_to_counter(&self, name: &str, by: f64) -> Result<f64> {
         let name = name.to_string();
         self.tx(move |tx| {
@@ -718,5 +812,50 @@ impl Store for SqliteStore {
             .map_err(store_err)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dbaas_core::domain::{OnDelete, Size};
+    use dbaas_core::engine::Engine;
+
+    /// A record written before the lifecycle fields existed reads back with
+    /// their defaults.
+    #[tokio::test]
+    async fn records_without_new_fields_read_with_defaults() {
+        let store = SqliteStore::in_memory().expect("open");
+        let mut db = Database::declared("tn-1", "old", Engine::Postgres, Size::Small, 1, 10, now());
+        db.paused = true;
+        db.current_restarts = 4;
+        db.deletion_policy = OnDelete::Halt;
+        store.insert_database(&db).await.expect("insert");
+        let id = db.id.clone();
+        store
+            .tx(move |tx| {
+                tx.execute(
+                    "UPDATE databases SET doc = json_remove(doc, '$.paused', '$.current_paused',
+                     '$.deletion_protection', '$.deletion_policy', '$.restarts',
+                     '$.current_restarts') WHERE id = ?1",
+                    [&id],
+                )
+                .map_err(store_err)?;
+                Ok(())
+            })
+            .await
+            .expect("strip fields");
+        let got = store
+            .get_database(&db.id)
+            .await
+            .expect("get")
+            .expect("kept");
+        let want = Database {
+            paused: false,
+            current_restarts: 0,
+            deletion_policy: OnDelete::Wipeout,
+            ..normalize_database(db)
+        };
+        assert_eq!(got, want);
     }
 }

@@ -15,12 +15,21 @@
 //! `mongo` for the details and the one race left after a crash. Desired fields and
 //! observed fields are set field by field, never by saving a whole document,
 //! so the API and the reconciler never overwrite each other's writes.
+//!
+//! History events ride with the write that causes them (`events` on
+//! [`DesiredChange`], [`ObservedUpdate`] and [`OperationUpdate`], and the
+//! event arguments of the other writes), so a crash never leaves a change
+//! without its event or an event without its change. SQLite writes them in
+//! the same transaction; MongoDB, with no multi-document transactions,
+//! pushes them into the written document itself (an outbox) and
+//! [`Store::flush_events`] moves them to the events collection later.
+//! Readers see both at once.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use dbaas_core::domain::{
-    ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, Event, Operation,
+    ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, Event, OnDelete, Operation,
     OperationStatus, Size, Tenant,
 };
 use dbaas_core::engine::Engine;
@@ -80,10 +89,17 @@ pub struct DesiredChange {
     pub version: Option<String>,
     /// The new desired rotation count (one more than before).
     pub auth_rotation: Option<u64>,
+    pub paused: Option<bool>,
+    pub deletion_protection: Option<bool>,
+    pub deletion_policy: Option<OnDelete>,
+    /// The new desired restart count (one more than before).
+    pub restarts: Option<u64>,
     /// Request deletion (never un-requested).
     pub delete: bool,
     /// Status to show with the change (`updating`, `deleting`).
     pub status: Option<DatabaseStatus>,
+    /// History events written with the change, atomically.
+    pub events: Vec<Event>,
 }
 
 /// Observed-state fields to set; `None` leaves a field as it is.
@@ -96,10 +112,15 @@ pub struct ObservedUpdate {
     /// Raises the recorded rotation count (never lowers it: a late writer
     /// of an older rotation changes nothing).
     pub current_auth_rotation: Option<u64>,
+    pub current_paused: Option<bool>,
+    /// Raises the recorded restart count (never lowers it).
+    pub current_restarts: Option<u64>,
     pub connection: Option<Connection>,
     pub observed_generation: Option<u64>,
     pub status: Option<DatabaseStatus>,
     pub conditions: Option<Vec<Condition>>,
+    /// History events written with the update, atomically.
+    pub events: Vec<Event>,
 }
 
 /// Operation fields to set; `None` leaves a field as it is, `Some(None)`
@@ -114,6 +135,9 @@ pub struct OperationUpdate {
     pub claimed_until: Option<Option<DateTime<Utc>>>,
     pub next_attempt_at: Option<Option<DateTime<Utc>>>,
     pub finished_at: Option<Option<DateTime<Utc>>>,
+    /// History events written with the update, atomically (only when the
+    /// update's precondition holds).
+    pub events: Vec<Event>,
 }
 
 /// Persistent state of the control plane.
@@ -159,12 +183,13 @@ pub trait Store: Send + Sync + 'static {
     /// Clears the active operation, only if it is `operation_id`.
     async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool>;
 
-    /// Marks the database deleted and frees its name for reuse.
-    async fn finalize_deletion(&self, id: &str) -> Result<bool>;
+    /// Marks the database deleted and frees its name for reuse, with
+    /// `events` (written only if it was not finalized before).
+    async fn finalize_deletion(&self, id: &str, events: &[Event]) -> Result<bool>;
 
-    /// Inserts the operation unless one with its id exists: returns false
-    /// then (a re-planned operation is the same operation).
-    async fn insert_operation(&self, op: &Operation) -> Result<bool>;
+    /// Inserts the operation, with `events`, unless one with its id exists:
+    /// returns false then (a re-planned operation is the same operation).
+    async fn insert_operation(&self, op: &Operation, events: &[Event]) -> Result<bool>;
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>>;
     async fn list_operations(&self, query: &OperationQuery) -> Result<Vec<Operation>>;
 
@@ -198,9 +223,28 @@ pub trait Store: Send + Sync + 'static {
         claim: &str,
     ) -> Result<Option<Operation>>;
 
-    /// Appends an event to its database's history.
+    /// Ends the operation `cancelled` (with `events`), only while no
+    /// KubeDB object exists for its current attempt: it is pending or
+    /// running with no `ops_request_name` recorded (a worker records the
+    /// name before it creates the object), or it failed (its object is
+    /// final). `finished_at` is set to `now` and the claim cleared. `None`
+    /// when the precondition failed.
+    async fn cancel_operation(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<Option<Operation>>;
+
+    /// Appends an event to its database's history (idempotent by id).
     async fn insert_event(&self, event: &Event) -> Result<()>;
+    /// A page of a database's history: events written with other writes
+    /// are included whether or not they were flushed yet.
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>>;
+    /// Moves events written alongside other records into the history
+    /// (idempotent; a no-op where they are written there directly).
+    /// Returns how many moved.
+    async fn flush_events(&self) -> Result<usize>;
 
     /// Adds `by` to the named durable counter and returns the new total
     /// (running totals behind monotonic Prometheus counters).

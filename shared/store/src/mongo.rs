@@ -18,6 +18,20 @@
 //! indexes hold), so every update of an existing document first takes a
 //! short write lock: a document in the `locks` collection whose `_id` names
 //! the record. On MongoDB the lock is redundant but harmless.
+//!
+//! With no multi-document transactions, an event cannot be inserted into
+//! `events` atomically with the write that causes it. Instead the write
+//! pushes it into an outbox, the `pending_events` array of the very
+//! document it updates (a database or an operation), in the same
+//! single-document update, so the change and its event exist together or
+//! not at all. [`Store::flush_events`] copies outbox events into `events`
+//! (by `_id`, so a copy repeated after a crash is a duplicate key and
+//! nothing more) and only then removes them from the outbox, under the
+//! record's lock. [`Store::list_events`] reads the outboxes of the database
+//! and of its operations before the `events` collection and merges them
+//! (by id): an event is in one or the other at any moment, and a flush puts
+//! it in `events` before taking it out of the outbox, so a reader never
+//! misses one.
 
 use std::future::Future;
 use std::time::Duration;
@@ -39,7 +53,7 @@ use super::{
 };
 use dbaas_core::domain::{
     Action, ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, DesiredState, Event,
-    EventType, Operation, OperationStatus, OperationType, Size, Tenant, random_token,
+    EventType, OnDelete, Operation, OperationStatus, OperationType, Size, Tenant, random_token,
 };
 use dbaas_core::engine::Engine;
 use dbaas_core::error::{Error, Result};
@@ -297,8 +311,12 @@ impl TryFrom<ConditionDoc> for Condition {
     }
 }
 
-/// A database as stored; integers are i64 because BSON has no unsigned types.
-#[derive(Serialize, Deserialize)]
+/// The outbox field of databases and operations: events written with the
+/// document's updates, not yet moved to the `events` collection.
+const OUTBOX: &str = "pending_events";
+
+/// An event as stored, in the `events` collection and in outboxes alike.
+#[derive(Clone, Serialize, Deserialize)]
 struct EventDoc {
     #[serde(rename = "_id")]
     id: String,
@@ -307,8 +325,34 @@ struct EventDoc {
     #[serde(rename = "type")]
     type_: EventType,
     api_key: Option<String>,
+    #[serde(default)]
+    operation_id: Option<String>,
     message: String,
     at: bson::DateTime,
+}
+
+/// A database or operation read for its outbox only.
+#[derive(Deserialize)]
+struct OutboxDoc {
+    #[serde(rename = "_id")]
+    id: String,
+    #[serde(default)]
+    pending_events: Vec<EventDoc>,
+}
+
+/// Matches documents whose outbox holds an event.
+fn has_outbox() -> Document {
+    doc! {format!("{OUTBOX}.0"): {"$exists": true}}
+}
+
+/// `update` that also pushes `events` into the written document's outbox.
+fn with_events(mut update: Document, events: &[Event]) -> Result<Document> {
+    if !events.is_empty() {
+        let docs: Vec<EventDoc> = events.iter().map(EventDoc::from_domain).collect();
+        let each = bson::to_bson(&docs).map_err(bson_err)?;
+        update.insert("$push", doc! {OUTBOX: {"$each": each}});
+    }
+    Ok(update)
 }
 
 impl EventDoc {
@@ -319,6 +363,7 @@ impl EventDoc {
             tenant_id: e.tenant_id.clone(),
             type_: e.type_,
             api_key: e.api_key.clone(),
+            operation_id: e.operation_id.clone(),
             message: e.message.clone(),
             at: bdate(e.at),
         }
@@ -331,12 +376,16 @@ impl EventDoc {
             tenant_id: self.tenant_id,
             type_: self.type_,
             api_key: self.api_key,
+            operation_id: self.operation_id,
             message: self.message,
             at: cdate(self.at)?,
         })
     }
 }
 
+/// A database as stored; integers are i64 because BSON has no unsigned
+/// types. Fields added later default when a document lacks them; the
+/// outbox (`pending_events`) is not part of it.
 #[derive(Serialize, Deserialize)]
 struct DatabaseDoc {
     #[serde(rename = "_id")]
@@ -360,6 +409,18 @@ struct DatabaseDoc {
     current_auth_rotation: i64,
     #[serde(default)]
     connection: Option<Connection>,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default)]
+    current_paused: bool,
+    #[serde(default)]
+    deletion_protection: bool,
+    #[serde(default)]
+    deletion_policy: OnDelete,
+    #[serde(default)]
+    restarts: i64,
+    #[serde(default)]
+    current_restarts: i64,
     deletion_requested: bool,
     generation: i64,
     observed_generation: i64,
@@ -395,6 +456,12 @@ impl DatabaseDoc {
             auth_rotation: int(d.auth_rotation)?,
             current_auth_rotation: int(d.current_auth_rotation)?,
             connection: d.connection.clone(),
+            paused: d.paused,
+            current_paused: d.current_paused,
+            deletion_protection: d.deletion_protection,
+            deletion_policy: d.deletion_policy,
+            restarts: int(d.restarts)?,
+            current_restarts: int(d.current_restarts)?,
             deletion_requested: d.deletion_requested,
             generation: int(d.generation)?,
             observed_generation: int(d.observed_generation)?,
@@ -430,6 +497,12 @@ impl DatabaseDoc {
             auth_rotation: uint(self.auth_rotation, "auth_rotation")?,
             current_auth_rotation: uint(self.current_auth_rotation, "current_auth_rotation")?,
             connection: self.connection,
+            paused: self.paused,
+            current_paused: self.current_paused,
+            deletion_protection: self.deletion_protection,
+            deletion_policy: self.deletion_policy,
+            restarts: uint(self.restarts, "restarts")?,
+            current_restarts: uint(self.current_restarts, "current_restarts")?,
             deletion_requested: self.deletion_requested,
             generation: uint(self.generation, "generation")?,
             observed_generation: uint(self.observed_generation, "observed_generation")?,
@@ -447,7 +520,8 @@ impl DatabaseDoc {
     }
 }
 
-/// An operation as stored.
+/// An operation as stored. `pending_events` is written with a new
+/// operation only; reads leave the outbox alone.
 #[derive(Serialize, Deserialize)]
 struct OperationDoc {
     #[serde(rename = "_id")]
@@ -470,6 +544,8 @@ struct OperationDoc {
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
     finished_at: Option<bson::DateTime>,
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pending_events: Vec<EventDoc>,
 }
 
 impl OperationDoc {
@@ -492,6 +568,7 @@ impl OperationDoc {
             created_at: bdate(o.created_at),
             updated_at: bdate(o.updated_at),
             finished_at: o.finished_at.map(bdate),
+            pending_events: Vec::new(),
         })
     }
 
@@ -525,6 +602,12 @@ impl OperationDoc {
             finished_at: self.finished_at.map(cdate).transpose()?,
         })
     }
+}
+
+/// The update of an operation: `$set` of the fields it sets, and its
+/// events pushed into the operation's outbox.
+fn operation_update(update: &OperationUpdate) -> Result<Document> {
+    with_events(doc! {"$set": operation_set(update)}, &update.events)
 }
 
 /// The `$set` of an operation update: only the fields it sets.
@@ -675,6 +758,103 @@ impl MongoStore {
                 .transpose()
         })
         .await
+    }
+
+    /// Inserts an event into the `events` collection; one with its id being
+    /// there already (inserted or moved before) is not an error.
+    async fn insert_event_doc(&self, event: EventDoc) -> Result<()> {
+        match self.events.insert_one(event).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate_key(&e) => Ok(()),
+            Err(e) => Err(store_err(e)),
+        }
+    }
+
+    /// The unflushed events of database `database_id`: in its own outbox and
+    /// in those of its operations.
+    async fn outbox_events(&self, database_id: &str) -> Result<Vec<EventDoc>> {
+        let projection = doc! {OUTBOX: 1};
+        let mut events = Vec::new();
+        let mut filter = has_outbox();
+        filter.insert("_id", database_id);
+        let db = self
+            .databases
+            .clone_with_type::<OutboxDoc>()
+            .find_one(filter)
+            .projection(projection.clone())
+            .await
+            .map_err(store_err)?;
+        events.extend(db.into_iter().flat_map(|d| d.pending_events));
+        let mut filter = has_outbox();
+        filter.insert("database_id", database_id);
+        let ops: Vec<OutboxDoc> = self
+            .operations
+            .clone_with_type::<OutboxDoc>()
+            .find(filter)
+            .projection(projection)
+            .await
+            .map_err(store_err)?
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        events.extend(ops.into_iter().flat_map(|o| o.pending_events));
+        Ok(events)
+    }
+
+    /// Moves the outbox events of every document of `collection` into the
+    /// `events` collection; returns how many left the outboxes.
+    async fn flush_outboxes(&self, collection: &str) -> Result<usize> {
+        let outboxes = self.database.collection::<OutboxDoc>(collection);
+        let docs: Vec<OutboxDoc> = outboxes
+            .find(has_outbox())
+            .projection(doc! {OUTBOX: 1})
+            .await
+            .map_err(store_err)?
+            .try_collect()
+            .await
+            .map_err(store_err)?;
+        let mut moved = 0;
+        for d in docs {
+            // Copy first (idempotent by `_id`), so an event is always in the
+            // outbox, in `events`, or in both: never in neither.
+            let mut ids = std::collections::HashSet::new();
+            for e in d.pending_events {
+                ids.insert(e.id.clone());
+                self.insert_event_doc(e).await?;
+            }
+            // Then take the copied events out, leaving any pushed since.
+            // Under the record's lock, which every writer of the document
+            // takes, reading the outbox and setting what is left is atomic
+            // (and needs no `$pull` by condition, which FerretDB 1.x lacks).
+            moved += self
+                .locked(collection, &d.id, async {
+                    let Some(current) = outboxes
+                        .find_one(doc! {"_id": &d.id})
+                        .projection(doc! {OUTBOX: 1})
+                        .await
+                        .map_err(store_err)?
+                    else {
+                        return Ok(0);
+                    };
+                    let before = current.pending_events.len();
+                    let left: Vec<EventDoc> = current
+                        .pending_events
+                        .into_iter()
+                        .filter(|e| !ids.contains(&e.id))
+                        .collect();
+                    let taken = before - left.len();
+                    if taken > 0 {
+                        let left = bson::to_bson(&left).map_err(bson_err)?;
+                        outboxes
+                            .update_one(doc! {"_id": &d.id}, doc! {"$set": {OUTBOX: left}})
+                            .await
+                            .map_err(store_err)?;
+                    }
+                    Ok(taken)
+                })
+                .await?;
+        }
+        Ok(moved)
     }
 
     /// Like [`MongoStore::modify_database`], for an operation.
@@ -854,6 +1034,18 @@ impl Store for MongoStore {
         if let Some(n) = change.auth_rotation {
             set.insert("auth_rotation", int(n)?);
         }
+        if let Some(p) = change.paused {
+            set.insert("paused", p);
+        }
+        if let Some(p) = change.deletion_protection {
+            set.insert("deletion_protection", p);
+        }
+        if let Some(p) = change.deletion_policy {
+            set.insert("deletion_policy", p.as_str());
+        }
+        if let Some(n) = change.restarts {
+            set.insert("restarts", int(n)?);
+        }
         if change.delete {
             set.insert("deletion_requested", true);
         }
@@ -865,7 +1057,10 @@ impl Store for MongoStore {
             "generation": int(expected_generation)?,
             "deletion_requested": false,
         };
-        let update = doc! {"$set": set, "$inc": {"generation": 1_i64}};
+        let update = with_events(
+            doc! {"$set": set, "$inc": {"generation": 1_i64}},
+            &change.events,
+        )?;
         self.modify_database(id, filter, update).await
     }
 
@@ -883,6 +1078,9 @@ impl Store for MongoStore {
         if let Some(v) = &update.current_version {
             set.insert("current_version", v.as_str());
         }
+        if let Some(p) = update.current_paused {
+            set.insert("current_paused", p);
+        }
         if let Some(c) = &update.connection {
             set.insert("connection", bson::to_bson(c).map_err(bson_err)?);
         }
@@ -896,10 +1094,20 @@ impl Store for MongoStore {
             let docs: Vec<ConditionDoc> = c.iter().map(ConditionDoc::from).collect();
             set.insert("conditions", bson::to_bson(&docs).map_err(bson_err)?);
         }
-        let mut ops = doc! {"$set": set};
+        // Counts KubeDB carried out only grow: a late writer of an older
+        // count changes nothing.
+        let mut max = Document::new();
         if let Some(n) = update.current_auth_rotation {
-            ops.insert("$max", doc! {"current_auth_rotation": int(n)?});
+            max.insert("current_auth_rotation", int(n)?);
         }
+        if let Some(n) = update.current_restarts {
+            max.insert("current_restarts", int(n)?);
+        }
+        let mut ops = doc! {"$set": set};
+        if !max.is_empty() {
+            ops.insert("$max", max);
+        }
+        let ops = with_events(ops, &update.events)?;
         let updated = self.modify_database(id, doc! {"_id": id}, ops).await?;
         Ok(updated.is_some())
     }
@@ -928,7 +1136,7 @@ impl Store for MongoStore {
         Ok(self.modify_database(id, filter, update).await?.is_some())
     }
 
-    async fn finalize_deletion(&self, id: &str) -> Result<bool> {
+    async fn finalize_deletion(&self, id: &str, events: &[Event]) -> Result<bool> {
         // Tenant and name never change, so reading them first cannot race.
         let Some(db) = self
             .databases
@@ -938,22 +1146,30 @@ impl Store for MongoStore {
         else {
             return Ok(false);
         };
-        let update = doc! {"$set": {
-            "status": DatabaseStatus::Deleted.as_str(),
-            "name_key": deleted_name_key(&db.tenant_id, &db.name, &db.id),
-        }};
-        Ok(self
-            .modify_database(id, doc! {"_id": id}, update)
-            .await?
-            .is_some())
+        let deleted = DatabaseStatus::Deleted.as_str();
+        if db.status == DatabaseStatus::Deleted {
+            // Finalized before: nothing to do, no second event.
+            return Ok(true);
+        }
+        let update = with_events(
+            doc! {"$set": {
+                "status": deleted,
+                "name_key": deleted_name_key(&db.tenant_id, &db.name, &db.id),
+            }},
+            events,
+        )?;
+        // Only the first finalization writes (and pushes the events); one
+        // that lost a race finds it finalized, which is what it wanted.
+        let filter = doc! {"_id": id, "status": {"$ne": deleted}};
+        self.modify_database(id, filter, update).await?;
+        Ok(true)
     }
 
-    async fn insert_operation(&self, op: &Operation) -> Result<bool> {
-        match self
-            .operations
-            .insert_one(OperationDoc::from_domain(op)?)
-            .await
-        {
+    async fn insert_operation(&self, op: &Operation, events: &[Event]) -> Result<bool> {
+        let mut doc = OperationDoc::from_domain(op)?;
+        // The events go in with the operation: written only if it is new.
+        doc.pending_events = events.iter().map(EventDoc::from_domain).collect();
+        match self.operations.insert_one(doc).await {
             Ok(_) => Ok(true),
             Err(e) => match store_err(e) {
                 // The only unique key is `_id`: the operation already exists.
@@ -1011,14 +1227,26 @@ impl Store for MongoStore {
     }
 
     async fn insert_event(&self, event: &Event) -> Result<()> {
-        self.events
-            .insert_one(EventDoc::from_domain(event))
-            .await
-            .map_err(store_err)?;
-        Ok(())
+        self.insert_event_doc(EventDoc::from_domain(event)).await
     }
 
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>> {
+        // Outboxes first, then the collection: a flush copies an event into
+        // the collection before it removes it from the outbox, so an event
+        // missing from the outboxes read here is in the collection by then.
+        let older = |e: &Event| {
+            query
+                .before
+                .as_ref()
+                .is_none_or(|(at, id)| (e.at, e.id.as_str()) < (*at, id.as_str()))
+        };
+        let mut merged = std::collections::HashMap::new();
+        for e in self.outbox_events(&query.database_id).await? {
+            let e = e.into_domain()?;
+            if e.database_id == query.database_id && older(&e) {
+                merged.insert(e.id.clone(), e);
+            }
+        }
         let mut filter = doc! {"database_id": query.database_id.as_str()};
         if let Some((at, id)) = &query.before {
             let at = bdate(*at);
@@ -1040,7 +1268,22 @@ impl Store for MongoStore {
             .try_collect()
             .await
             .map_err(store_err)?;
-        docs.into_iter().map(EventDoc::into_domain).collect()
+        for d in docs {
+            // By id: an event both moved and not yet taken out of its
+            // outbox is listed once.
+            let e = d.into_domain()?;
+            merged.insert(e.id.clone(), e);
+        }
+        let mut events: Vec<Event> = merged.into_values().collect();
+        events.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+        if let Some(limit) = query.limit {
+            events.truncate(limit);
+        }
+        Ok(events)
+    }
+
+    async fn flush_events(&self) -> Result<usize> {
+        Ok(self.flush_outboxes("databases").await? + self.flush_outboxes("operations").await?)
     }
 
     async fn update_operation(
@@ -1054,7 +1297,7 @@ impl Store for MongoStore {
         }
         let statuses: Vec<&str> = expected.iter().map(|s| s.as_str()).collect();
         let filter = doc! {"_id": id, "status": {"$in": statuses}};
-        self.modify_operation(id, filter, doc! {"$set": operation_set(update)})
+        self.modify_operation(id, filter, operation_update(update)?)
             .await
     }
 
@@ -1069,7 +1312,7 @@ impl Store for MongoStore {
             "status": OperationStatus::Running.as_str(),
             "claimed_by": claim,
         };
-        self.modify_operation(id, filter, doc! {"$set": operation_set(update)})
+        self.modify_operation(id, filter, operation_update(update)?)
             .await
     }
 
@@ -1092,6 +1335,40 @@ impl Store for MongoStore {
         };
         let update =
             doc! {"$set": {"status": running, "claimed_until": bdate(until), "claimed_by": claim}};
+        self.modify_operation(id, filter, update).await
+    }
+
+    async fn cancel_operation(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<Option<Operation>> {
+        // The precondition is in the filter, applied under the record's
+        // lock like every update: a worker recording `ops_request_name`
+        // (also a conditional update under the lock) and a cancel cannot
+        // both succeed.
+        let filter = doc! {
+            "_id": id,
+            "$or": [
+                {
+                    "status": {"$in": [
+                        OperationStatus::Pending.as_str(),
+                        OperationStatus::Running.as_str(),
+                    ]},
+                    "ops_request_name": Bson::Null,
+                },
+                {"status": OperationStatus::Failed.as_str()},
+            ],
+        };
+        let update = with_events(
+            doc! {"$set": {
+                "status": OperationStatus::Cancelled.as_str(),
+                "finished_at": bdate(now),
+                "claimed_until": Bson::Null,
+            }},
+            events,
+        )?;
         self.modify_operation(id, filter, update).await
     }
 

@@ -89,7 +89,109 @@ async fn mongo() {
 
     store_suite::run_all(&store).await;
     stale_write_lock_is_taken_over(&store).await;
+    documents_without_new_fields(&store).await;
     store.database().drop().await.expect("drop test database");
+}
+
+/// Documents written before the lifecycle fields and the outboxes existed
+/// read back with the fields' defaults, and take events and flushes.
+async fn documents_without_new_fields(store: &MongoStore) {
+    use dbaas_core::domain::{Database, Event, EventType, OnDelete, Size};
+    use dbaas_core::engine::Engine;
+    use dbaas_store::{EventQuery, ObservedUpdate};
+    use mongodb::bson::{Document, doc};
+
+    // Empty the outboxes the suite left, so the flush below counts ours.
+    store.flush_events().await.expect("flush");
+    let mut db = Database::declared(
+        format!("tn-{}", random_token(12)),
+        format!("old-{}", random_token(6)),
+        Engine::Postgres,
+        Size::Small,
+        1,
+        10,
+        Utc::now(),
+    );
+    db.paused = true;
+    db.deletion_policy = OnDelete::Halt;
+    db.current_restarts = 3;
+    store.insert_database(&db).await.expect("insert database");
+    store
+        .database()
+        .collection::<Document>("databases")
+        .update_one(
+            doc! {"_id": &db.id},
+            doc! {"$unset": {
+                "paused": "", "current_paused": "", "deletion_protection": "",
+                "deletion_policy": "", "restarts": "", "current_restarts": "",
+            }},
+        )
+        .await
+        .expect("strip fields");
+    let got = store
+        .get_database(&db.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(
+        (
+            got.paused,
+            got.current_paused,
+            got.deletion_protection,
+            got.deletion_policy,
+            got.restarts,
+            got.current_restarts
+        ),
+        (false, false, false, OnDelete::Wipeout, 0, 0)
+    );
+    // `$max` and `$push` on fields the document lacks.
+    let event = Event::new(&got, EventType::StatusChanged, None, "old", Utc::now());
+    let update = ObservedUpdate {
+        current_restarts: Some(2),
+        events: vec![event.clone()],
+        ..Default::default()
+    };
+    assert!(
+        store
+            .update_observed(&db.id, &update)
+            .await
+            .expect("observe")
+    );
+    let got = store
+        .get_database(&db.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(got.current_restarts, 2);
+    let query = EventQuery {
+        database_id: db.id.clone(),
+        ..Default::default()
+    };
+    let listed = store.list_events(&query).await.expect("list events");
+    assert_eq!(
+        listed.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        [&event.id]
+    );
+    assert_eq!(store.flush_events().await.expect("flush"), 1);
+    assert_eq!(
+        store.list_events(&query).await.expect("list events"),
+        listed
+    );
+    let outbox = store
+        .database()
+        .collection::<Document>("databases")
+        .find_one(doc! {"_id": &db.id})
+        .await
+        .expect("find")
+        .expect("kept");
+    assert_eq!(
+        outbox
+            .get_array("pending_events")
+            .map(Vec::len)
+            .unwrap_or(0),
+        0,
+        "the outbox is emptied"
+    );
 }
 
 /// A write lock left by a writer that died does not block the record

@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use dbaas_control::reconciler::ReconcilerConfig;
 use dbaas_control::worker::WorkerConfig;
-use dbaas_core::kubedb::DeletionPolicy;
 
 /// A pass in `namespace` under the Lease as `holder`.
 pub fn reconciler_config(namespace: &str, holder: &str) -> ReconcilerConfig {
@@ -31,7 +30,6 @@ pub fn worker_config(namespace: &str) -> WorkerConfig {
         operation_deadline: Duration::from_secs(30),
         retry_backoff: Duration::ZERO,
         max_retry_backoff: Duration::ZERO,
-        deletion_policy: DeletionPolicy::WipeOut,
         pushgateway_url: None,
     }
 }

@@ -20,7 +20,8 @@ use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::{
     DATABASE_ID_LABEL, DatabaseManifest, DatabasePhase, DeletionPolicy, KUBEDB_FINALIZER,
-    ObservedDatabase, ObservedOpsRequest, OpsPhase, database_object, ops_request_object,
+    ObservedDatabase, ObservedOpsRequest, OpsPhase, database_object, database_patch,
+    ops_request_object,
 };
 use dbaas_standin::{FAIL_ANNOTATION, Standin, StandinConfig};
 
@@ -240,6 +241,7 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
         (Engine::Redis, Change::Size(Size::Small)),
         (Engine::Postgres, Change::AuthRotation(1)),
         (Engine::Mongodb, Change::Version(version("8.0.4"))),
+        (Engine::Mysql, Change::Restart(1)),
     ];
     dbaas_standin::catalog::install(c)
         .await
@@ -296,7 +298,10 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
             Change::Replicas(n) => assert_eq!(after.replicas, Some(n)),
             Change::StorageGb(gb) => assert_eq!(after.storage_gb, Some(gb)),
             Change::Version(v) => assert_eq!(after.version.as_deref(), Some(v.as_str())),
-            Change::AuthRotation(_) => {}
+            Change::AuthRotation(_)
+            | Change::Restart(_)
+            | Change::Paused(_)
+            | Change::DeletionPolicy(_) => {}
         }
         let password = get(c, &Kind::secret(), ns, &secret).await["data"]["password"].clone();
         if let Change::AuthRotation(_) = change {
@@ -308,6 +313,11 @@ pub async fn ops_lifecycle(cluster: Arc<dyn Cluster>, ns: &str) {
             password, password_before,
             "only RotateAuth changes the password"
         );
+        if let Change::Restart(_) = change {
+            assert_eq!(after.generation, before.generation, "the spec is untouched");
+            assert_eq!(after.phase, Some(DatabasePhase::Ready));
+            continue;
+        }
         let standby = c
             .get(&Kind::service(), ns, &format!("{db_name}-standby"))
             .await;
@@ -738,6 +748,323 @@ pub async fn deletion_policies(cluster: Arc<dyn Cluster>, ns: &str) {
             .unwrap()
             .is_none()
     );
+}
+
+/// The Services KubeDB makes for database `name` (primary, headless,
+/// standby), each paired with whether it exists.
+async fn services(cluster: &dyn Cluster, ns: &str, name: &str) -> Vec<(String, bool)> {
+    let mut out = Vec::new();
+    for service in [
+        name.to_string(),
+        format!("{name}-pods"),
+        format!("{name}-standby"),
+    ] {
+        let found = cluster
+            .get(&Kind::service(), ns, &service)
+            .await
+            .expect("get Service")
+            .is_some();
+        out.push((service, found));
+    }
+    out
+}
+
+fn condition_status(obj: &Value, type_: &str) -> Option<String> {
+    obj["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == type_)
+        .and_then(|c| c["status"].as_str())
+        .map(str::to_string)
+}
+
+async fn patch_database(
+    cluster: &dyn Cluster,
+    engine: Engine,
+    ns: &str,
+    name: &str,
+    change: Change,
+) {
+    let patch = database_patch(&change).expect("a change of the CR itself");
+    cluster
+        .merge_patch(&Kind::database(engine), ns, name, &patch)
+        .await
+        .unwrap_or_else(|e| panic!("patch {name} with {patch}: {e}"));
+}
+
+/// `spec.halted: true` removes the Services, keeps the auth Secret, makes
+/// the phase `Halted` and forces `deletionPolicy: Halt` (even against a
+/// later edit); requests wait, `apply: Always` included. Back to `false`:
+/// Provisioning (for the provisioning delay), then Ready with the Services
+/// back, the same Secret, and the policy still `Halt`.
+pub async fn halt_and_resume(cluster: Arc<dyn Cluster>, ns: &str) {
+    let s = standin(&cluster, ns);
+    let c = cluster.as_ref();
+    let engine = Engine::Postgres;
+    let kind = Kind::database(engine);
+    ready_database(&cluster, &s, engine, ns, "pause", DeletionPolicy::WipeOut).await;
+    assert!(
+        services(c, ns, "pause")
+            .await
+            .iter()
+            .all(|(_, found)| *found),
+        "three replicas: primary, headless and standby Services"
+    );
+    let secret = get(c, &Kind::secret(), ns, "pause-auth").await;
+
+    patch_database(c, engine, ns, "pause", Change::Paused(true)).await;
+    step(&s).await;
+    let obj = get(c, &kind, ns, "pause").await;
+    assert_eq!(obj["status"]["phase"], "Halted");
+    assert_eq!(obj["spec"]["halted"], true);
+    assert_eq!(obj["spec"]["deletionPolicy"], "Halt", "forced while halted");
+    assert_eq!(condition_status(&obj, "Halted").as_deref(), Some("True"));
+    assert_eq!(condition_status(&obj, "Ready").as_deref(), Some("False"));
+    assert_eq!(
+        obj["status"]["observedGeneration"],
+        obj["metadata"]["generation"]
+    );
+    for (service, found) in services(c, ns, "pause").await {
+        assert!(!found, "{service} is gone while halted");
+    }
+    let kept = get(c, &Kind::secret(), ns, "pause-auth").await;
+    assert_eq!(kept["data"], secret["data"], "the auth Secret is kept");
+    let seen = db(c, engine, ns, "pause").await;
+    assert!(seen.halted && !seen.is_ready());
+
+    // Requests do not start on a halted database, `apply: Always` or not.
+    create_op(c, engine, ns, "pause-v", "pause", Change::Size(Size::Small)).await;
+    let mut always = ops_request_object(engine, "pause-r", ns, "pause", &Change::Restart(1), &[]);
+    always["spec"]["apply"] = json!("Always");
+    c.create(&Kind::ops_request(engine), ns, &always)
+        .await
+        .expect("create OpsRequest");
+    // KubeDB's webhook puts `Halt` back on any other policy while halted.
+    patch_database(
+        c,
+        engine,
+        ns,
+        "pause",
+        Change::DeletionPolicy(dbaas_core::domain::OnDelete::Delete),
+    )
+    .await;
+    for _ in 0..4 {
+        step(&s).await;
+    }
+    for name in ["pause-v", "pause-r"] {
+        assert_eq!(
+            op(c, engine, ns, name).await.phase,
+            Some(OpsPhase::Pending),
+            "{name} waits while halted"
+        );
+    }
+    let obj = get(c, &kind, ns, "pause").await;
+    assert_eq!(obj["spec"]["deletionPolicy"], "Halt", "forced back to Halt");
+    assert_eq!(obj["status"]["phase"], "Halted");
+    let report = s.step(Utc::now()).await.expect("step");
+    assert!(
+        report.transitions.is_empty(),
+        "a halted database is left alone: {:?}",
+        report.transitions
+    );
+
+    // Resume: Provisioning for the provisioning delay, no Services yet.
+    patch_database(c, engine, ns, "pause", Change::Paused(false)).await;
+    let slow = standin_with(&cluster, ns, |cfg| {
+        cfg.provision_delay = Duration::from_secs(3600)
+    });
+    for _ in 0..3 {
+        step(&slow).await;
+    }
+    let obj = get(c, &kind, ns, "pause").await;
+    assert_eq!(obj["status"]["phase"], "Provisioning");
+    assert_eq!(obj["spec"]["halted"], false);
+    assert_eq!(
+        condition_status(&obj, "Halted"),
+        None,
+        "the Halted condition goes"
+    );
+    for (service, found) in services(c, ns, "pause").await {
+        assert!(!found, "{service} waits for the provisioning");
+    }
+    assert_eq!(
+        op(c, engine, ns, "pause-v").await.phase,
+        Some(OpsPhase::Pending),
+        "apply: IfReady waits for Ready"
+    );
+
+    step(&s).await;
+    let obj = get(c, &kind, ns, "pause").await;
+    assert_eq!(obj["status"]["phase"], "Ready");
+    assert_eq!(
+        obj["status"]["observedGeneration"],
+        obj["metadata"]["generation"]
+    );
+    assert_eq!(
+        obj["spec"]["deletionPolicy"], "Halt",
+        "KubeDB does not put the old policy back"
+    );
+    assert_eq!(condition_status(&obj, "Ready").as_deref(), Some("True"));
+    for (service, found) in services(c, ns, "pause").await {
+        assert!(found, "{service} is back");
+    }
+    let kept = get(c, &Kind::secret(), ns, "pause-auth").await;
+    assert_eq!(kept["data"], secret["data"], "the same credentials");
+    for _ in 0..6 {
+        step(&s).await;
+    }
+    for name in ["pause-v", "pause-r"] {
+        assert_eq!(
+            op(c, engine, ns, name).await.phase,
+            Some(OpsPhase::Successful),
+            "{name} ran after the resume"
+        );
+    }
+    assert_eq!(db(c, engine, ns, "pause").await.size, Some(Size::Small));
+
+    // The control plane puts the user's policy back with a patch of its own.
+    patch_database(
+        c,
+        engine,
+        ns,
+        "pause",
+        Change::DeletionPolicy(dbaas_core::domain::OnDelete::Wipeout),
+    )
+    .await;
+    step(&s).await;
+    let obj = get(c, &kind, ns, "pause").await;
+    assert_eq!(
+        obj["spec"]["deletionPolicy"], "WipeOut",
+        "kept once resumed"
+    );
+    assert_eq!(obj["status"]["phase"], "Ready");
+}
+
+/// KubeDB refuses to halt a `DoNotTerminate` database ("Can't halt, since
+/// termination policy is 'DoNotTerminate'"), and refuses `DoNotTerminate`
+/// on a halted one: the refused write does not stick and nothing else
+/// changes.
+pub async fn halt_refused_for_do_not_terminate(cluster: Arc<dyn Cluster>, ns: &str) {
+    let s = standin(&cluster, ns);
+    let c = cluster.as_ref();
+    let engine = Engine::Mongodb;
+    let kind = Kind::database(engine);
+    ready_database(
+        &cluster,
+        &s,
+        engine,
+        ns,
+        "keep",
+        DeletionPolicy::DoNotTerminate,
+    )
+    .await;
+    patch_database(c, engine, ns, "keep", Change::Paused(true)).await;
+    for _ in 0..3 {
+        step(&s).await;
+    }
+    let obj = get(c, &kind, ns, "keep").await;
+    assert_eq!(obj["spec"]["halted"], false, "the halt is refused");
+    assert_eq!(obj["spec"]["deletionPolicy"], "DoNotTerminate");
+    assert_eq!(obj["status"]["phase"], "Ready");
+    assert_eq!(condition_status(&obj, "Halted"), None);
+    assert_eq!(
+        obj["status"]["observedGeneration"],
+        obj["metadata"]["generation"]
+    );
+    for (service, found) in services(c, ns, "keep").await {
+        assert!(found, "{service} stays");
+    }
+    let report = s.step(Utc::now()).await.expect("step");
+    assert!(report.transitions.is_empty(), "{:?}", report.transitions);
+
+    // Halted first, then DoNotTerminate: the policy change is the refused one.
+    ready_database(&cluster, &s, engine, ns, "kept", DeletionPolicy::Delete).await;
+    patch_database(c, engine, ns, "kept", Change::Paused(true)).await;
+    step(&s).await;
+    assert_eq!(get(c, &kind, ns, "kept").await["status"]["phase"], "Halted");
+    c.merge_patch(
+        &kind,
+        ns,
+        "kept",
+        &json!({"spec": {"deletionPolicy": "DoNotTerminate"}}),
+    )
+    .await
+    .expect("patch the policy");
+    step(&s).await;
+    let obj = get(c, &kind, ns, "kept").await;
+    assert_eq!(obj["spec"]["deletionPolicy"], "Halt");
+    assert_eq!(obj["spec"]["halted"], true, "still halted");
+    assert_eq!(obj["status"]["phase"], "Halted");
+}
+
+/// A Restart request goes Pending → Progressing → Successful with the
+/// database Ready throughout and its spec, Secret and Services untouched;
+/// so does one written without the control plane's restart count.
+pub async fn restart_request(cluster: Arc<dyn Cluster>, ns: &str) {
+    let s = standin(&cluster, ns);
+    let c = cluster.as_ref();
+    let engine = Engine::Mariadb;
+    let kind = Kind::database(engine);
+    ready_database(&cluster, &s, engine, ns, "bounce", DeletionPolicy::Delete).await;
+    let before = get(c, &kind, ns, "bounce").await;
+    let secret = get(c, &Kind::secret(), ns, "bounce-auth").await;
+    create_op(c, engine, ns, "bounce-1", "bounce", Change::Restart(1)).await;
+    let seen = op(c, engine, ns, "bounce-1").await;
+    assert_eq!(
+        (seen.ops_type.as_str(), seen.change),
+        ("Restart", Some(Change::Restart(1)))
+    );
+    for phase in [
+        OpsPhase::Pending,
+        OpsPhase::Progressing,
+        OpsPhase::Successful,
+    ] {
+        step(&s).await;
+        assert_eq!(op(c, engine, ns, "bounce-1").await.phase, Some(phase));
+        let now = get(c, &kind, ns, "bounce").await;
+        assert_eq!(now["status"]["phase"], "Ready");
+        assert_eq!(now["spec"], before["spec"], "a restart changes no spec");
+        assert_eq!(
+            now["metadata"]["generation"],
+            before["metadata"]["generation"]
+        );
+    }
+    let last = get(c, &Kind::ops_request(engine), ns, "bounce-1").await["status"]["conditions"]
+        .as_array()
+        .and_then(|l| l.last().cloned())
+        .expect("conditions");
+    assert_eq!(
+        (last["type"].clone(), last["status"].clone()),
+        (json!("Successful"), json!("True"))
+    );
+
+    // A plain KubeDB Restart request, without the restart count annotation.
+    let mut plain = ops_request_object(engine, "bounce-2", ns, "bounce", &Change::Restart(2), &[]);
+    plain["metadata"]
+        .as_object_mut()
+        .expect("metadata")
+        .remove("annotations");
+    c.create(&Kind::ops_request(engine), ns, &plain)
+        .await
+        .expect("create OpsRequest");
+    for _ in 0..3 {
+        step(&s).await;
+    }
+    assert_eq!(
+        op(c, engine, ns, "bounce-2").await.phase,
+        Some(OpsPhase::Successful)
+    );
+    let after = get(c, &kind, ns, "bounce").await;
+    assert_eq!(after["spec"], before["spec"]);
+    assert_eq!(after["status"]["phase"], "Ready");
+    let kept = get(c, &Kind::secret(), ns, "bounce-auth").await;
+    assert_eq!(
+        kept["data"], secret["data"],
+        "a restart keeps the credentials"
+    );
+    for (service, found) in services(c, ns, "bounce").await {
+        assert!(found, "{service} stays");
+    }
 }
 
 /// A stand-in restarted half-way (a new instance) carries on from what the

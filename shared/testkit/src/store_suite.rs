@@ -9,7 +9,8 @@ use futures::future::join_all;
 
 use dbaas_core::domain::{
     Action, ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, Event, EventType,
-    Operation, OperationStatus, Size, Spec, Tenant, hash_api_key, new_api_key, random_token,
+    OnDelete, Operation, OperationStatus, Size, Spec, Tenant, hash_api_key, new_api_key,
+    random_token,
 };
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
@@ -38,6 +39,12 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_update_desired(store).await;
     rotation_and_connection(store).await;
     events(store).await;
+    lifecycle_fields(store).await;
+    events_ride_with_writes(store).await;
+    events_page_across_flushes(store).await;
+    cancel_operation(store).await;
+    concurrent_cancel_operation(store).await;
+    cancel_races_worker(store).await;
 }
 
 fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -256,7 +263,12 @@ pub async fn list_databases(store: &dyn Store) {
     .await;
     assert_eq!(ids(&ready_postgres), [format!("{prefix}0")]);
 
-    assert!(store.finalize_deletion(&dbs[4].id).await.expect("finalize"));
+    assert!(
+        store
+            .finalize_deletion(&dbs[4].id, &[])
+            .await
+            .expect("finalize")
+    );
     let live = list(DatabaseQuery {
         exclude_deleted: true,
         ..tenant()
@@ -359,7 +371,12 @@ pub async fn unique_names(store: &dyn Store) {
         store.insert_database(&dup).await,
         "name of a deleting database",
     );
-    assert!(store.finalize_deletion(&first.id).await.expect("finalize"));
+    assert!(
+        store
+            .finalize_deletion(&first.id, &[])
+            .await
+            .expect("finalize")
+    );
     assert_eq!(
         get_db(store, &first.id).await.status,
         DatabaseStatus::Deleted
@@ -371,11 +388,16 @@ pub async fn unique_names(store: &dyn Store) {
     assert_eq!(get_db(store, &dup.id).await.name, "orders");
 
     // And again: several deleted records may share a name.
-    assert!(store.finalize_deletion(&dup.id).await.expect("finalize"));
+    assert!(
+        store
+            .finalize_deletion(&dup.id, &[])
+            .await
+            .expect("finalize")
+    );
     insert_database(store, &t.id, "orders").await;
     assert!(
         !store
-            .finalize_deletion("db-missing")
+            .finalize_deletion("db-missing", &[])
             .await
             .expect("finalize")
     );
@@ -651,17 +673,17 @@ pub async fn insert_operation_is_idempotent(store: &dyn Store) {
     op.claimed_until = Some(Utc::now() + Duration::seconds(60));
     op.next_attempt_at = Some(Utc::now() + Duration::seconds(120));
     op.finished_at = Some(Utc::now());
-    assert!(store.insert_operation(&op).await.expect("insert"));
+    assert!(store.insert_operation(&op, &[]).await.expect("insert"));
     assert_eq!(get_op(store, &op.id).await, stored_operation(op.clone()));
 
     let mut again = op.clone();
     again.status = OperationStatus::Pending;
     again.attempts = 0;
-    assert!(!store.insert_operation(&again).await.expect("insert"));
+    assert!(!store.insert_operation(&again, &[]).await.expect("insert"));
     assert_eq!(get_op(store, &op.id).await, stored_operation(op.clone()));
 
     let plain = sample_operation(&db, &format!("op-{}", random_token(16)), Utc::now());
-    assert!(store.insert_operation(&plain).await.expect("insert"));
+    assert!(store.insert_operation(&plain, &[]).await.expect("insert"));
     assert_eq!(get_op(store, &plain.id).await, stored_operation(plain));
     assert_eq!(store.get_operation("op-missing").await.expect("get"), None);
 }
@@ -686,7 +708,7 @@ pub async fn list_operations(store: &dyn Store) {
         let at = base + Duration::minutes(*minute) + Duration::microseconds(250);
         let mut op = sample_operation(&db, &format!("{prefix}-{i}"), at);
         op.status = *status;
-        assert!(store.insert_operation(&op).await.expect("insert"));
+        assert!(store.insert_operation(&op, &[]).await.expect("insert"));
         ops.push(stored_operation(op));
     }
     let foreign = sample_operation(
@@ -694,7 +716,7 @@ pub async fn list_operations(store: &dyn Store) {
         &format!("{prefix}-x"),
         base - Duration::minutes(1),
     );
-    assert!(store.insert_operation(&foreign).await.expect("insert"));
+    assert!(store.insert_operation(&foreign, &[]).await.expect("insert"));
 
     let ids = |v: &[Operation]| v.iter().map(|o| o.id.clone()).collect::<Vec<_>>();
     let want = |idx: &[usize]| {
@@ -762,7 +784,7 @@ pub async fn update_operation(store: &dyn Store) {
     let t = new_tenant(store).await;
     let db = insert_database(store, &t.id, "opupdate").await;
     let op = sample_operation(&db, &format!("op-{}", random_token(16)), Utc::now());
-    assert!(store.insert_operation(&op).await.expect("insert"));
+    assert!(store.insert_operation(&op, &[]).await.expect("insert"));
 
     let running = OperationUpdate {
         status: Some(OperationStatus::Running),
@@ -843,7 +865,7 @@ pub async fn claim_operation(store: &dyn Store) {
     let t = new_tenant(store).await;
     let db = insert_database(store, &t.id, "claims").await;
     let op = sample_operation(&db, &format!("op-{}", random_token(16)), Utc::now());
-    assert!(store.insert_operation(&op).await.expect("insert"));
+    assert!(store.insert_operation(&op, &[]).await.expect("insert"));
     let now = Utc::now();
     let until = now + Duration::seconds(30);
 
@@ -954,7 +976,7 @@ pub async fn claim_operation(store: &dyn Store) {
 
     let mut failed = sample_operation(&db, &format!("op-{}", random_token(16)), Utc::now());
     failed.status = OperationStatus::Failed;
-    assert!(store.insert_operation(&failed).await.expect("insert"));
+    assert!(store.insert_operation(&failed, &[]).await.expect("insert"));
     assert_eq!(
         store
             .claim_operation(&failed.id, far, far, "w4")
@@ -1100,4 +1122,805 @@ pub async fn events(store: &dyn Store) {
         .await
         .expect("list");
     assert_eq!(rest, written[2..]);
+}
+
+/// Pause, deletion protection and policy, and restarts: desired fields
+/// round-trip and are set by desired changes; their observed counterparts
+/// by observed updates, the restart count only ever raised.
+pub async fn lifecycle_fields(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let plain = insert_database(store, &t.id, "lifecycle").await;
+    let before = get_db(store, &plain.id).await;
+    assert_eq!(
+        (
+            before.paused,
+            before.current_paused,
+            before.deletion_protection,
+            before.deletion_policy,
+            before.restarts,
+            before.current_restarts
+        ),
+        (false, false, false, OnDelete::Wipeout, 0, 0),
+        "defaults"
+    );
+
+    let mut set = sample_database(&t.id, &format!("db-{}", random_token(12)), "lifecycle-set");
+    set.paused = true;
+    set.current_paused = true;
+    set.deletion_protection = true;
+    set.deletion_policy = OnDelete::Halt;
+    set.restarts = 3;
+    set.current_restarts = 2;
+    store.insert_database(&set).await.expect("insert database");
+    assert_eq!(get_db(store, &set.id).await, stored_database(set));
+
+    // A desired change sets them, and nothing else but the generation.
+    let change = DesiredChange {
+        paused: Some(true),
+        deletion_protection: Some(true),
+        deletion_policy: Some(OnDelete::Delete),
+        restarts: Some(1),
+        ..Default::default()
+    };
+    let after = store
+        .update_desired(&plain.id, before.generation, &change)
+        .await
+        .expect("update")
+        .expect("generation matched");
+    let mut want = before.clone();
+    want.paused = true;
+    want.deletion_protection = true;
+    want.deletion_policy = OnDelete::Delete;
+    want.restarts = 1;
+    want.generation += 1;
+    want.updated_at = after.updated_at;
+    assert_eq!(after, want, "only the named fields and the generation");
+    assert_eq!(get_db(store, &plain.id).await, after);
+
+    // `None` keeps a field; `Some(false)` clears a flag.
+    let change = DesiredChange {
+        paused: Some(false),
+        ..Default::default()
+    };
+    let after = store
+        .update_desired(&plain.id, after.generation, &change)
+        .await
+        .expect("update")
+        .expect("generation matched");
+    assert_eq!(
+        (
+            after.paused,
+            after.deletion_protection,
+            after.deletion_policy,
+            after.restarts
+        ),
+        (false, true, OnDelete::Delete, 1)
+    );
+    let mut generation = after.generation;
+    for policy in OnDelete::ALL {
+        let change = DesiredChange {
+            deletion_policy: Some(policy),
+            deletion_protection: Some(false),
+            ..Default::default()
+        };
+        generation = store
+            .update_desired(&plain.id, generation, &change)
+            .await
+            .expect("update")
+            .expect("generation matched")
+            .generation;
+        let got = get_db(store, &plain.id).await;
+        assert_eq!(
+            (got.deletion_policy, got.deletion_protection),
+            (policy, false)
+        );
+    }
+    let desired = get_db(store, &plain.id).await;
+
+    // Observed: set by observed updates, desired fields untouched.
+    let observe = |paused, restarts| ObservedUpdate {
+        current_paused: paused,
+        current_restarts: restarts,
+        ..Default::default()
+    };
+    assert!(
+        store
+            .update_observed(&plain.id, &observe(Some(true), Some(2)))
+            .await
+            .expect("observe")
+    );
+    let got = get_db(store, &plain.id).await;
+    assert_eq!((got.current_paused, got.current_restarts), (true, 2));
+    assert_eq!(
+        (got.paused, got.restarts, got.generation),
+        (desired.paused, desired.restarts, desired.generation),
+        "desired untouched"
+    );
+    assert!(
+        store
+            .update_observed(&plain.id, &observe(None, Some(1)))
+            .await
+            .expect("observe")
+    );
+    let got = get_db(store, &plain.id).await;
+    assert_eq!(
+        (got.current_paused, got.current_restarts),
+        (true, 2),
+        "a late, older restart count changes nothing"
+    );
+    assert!(
+        store
+            .update_observed(&plain.id, &observe(Some(false), Some(5)))
+            .await
+            .expect("observe")
+    );
+    assert!(
+        store
+            .update_observed(&plain.id, &observe(None, None))
+            .await
+            .expect("observe")
+    );
+    let got = get_db(store, &plain.id).await;
+    assert_eq!((got.current_paused, got.current_restarts), (false, 5));
+    // And desired changes leave observed fields alone.
+    let change = DesiredChange {
+        paused: Some(true),
+        restarts: Some(6),
+        ..Default::default()
+    };
+    let got = store
+        .update_desired(&plain.id, got.generation, &change)
+        .await
+        .expect("update")
+        .expect("generation matched");
+    assert_eq!(
+        (
+            got.paused,
+            got.restarts,
+            got.current_paused,
+            got.current_restarts
+        ),
+        (true, 6, false, 5)
+    );
+}
+
+/// Newest first by `(at, id)`: the order `list_events` returns.
+fn newest_first(mut events: Vec<Event>) -> Vec<Event> {
+    events.sort_by(|a, b| (b.at, &b.id).cmp(&(a.at, &a.id)));
+    events
+}
+
+async fn all_events(store: &dyn Store, database_id: &str) -> Vec<Event> {
+    store
+        .list_events(&EventQuery {
+            database_id: database_id.to_string(),
+            before: None,
+            limit: None,
+        })
+        .await
+        .expect("list events")
+}
+
+/// Every event of the database, read in pages of `limit` along the cursor.
+async fn paged_events(store: &dyn Store, database_id: &str, limit: usize) -> Vec<Event> {
+    let mut seen = Vec::new();
+    let mut before = None;
+    loop {
+        let page = store
+            .list_events(&EventQuery {
+                database_id: database_id.to_string(),
+                before: before.clone(),
+                limit: Some(limit),
+            })
+            .await
+            .expect("list events");
+        assert!(page.len() <= limit, "a page holds at most its limit");
+        let Some(last) = page.last() else {
+            return seen;
+        };
+        before = Some((last.at, last.id.clone()));
+        seen.extend(page);
+    }
+}
+
+/// Events written with the writes that cause them are listed at once,
+/// before and after they are flushed, and only when the write happened.
+pub async fn events_ride_with_writes(store: &dyn Store) {
+    // Start from empty outboxes, so the flush below counts only ours.
+    store.flush_events().await.expect("flush");
+    let t = new_tenant(store).await;
+    let db = insert_database(store, &t.id, "chronicle").await;
+    let other = insert_database(store, &t.id, "chronicle-other").await;
+    let base = ms(Utc::now()) - Duration::minutes(10);
+    let at = |i: i64| base + Duration::milliseconds(10 * i);
+    let event =
+        |type_, i: i64| Event::new(&db, type_, Some("dbk_test"), format!("event {i}"), at(i));
+    let mut want: Vec<Event> = Vec::new();
+    let mut lost: Vec<Event> = Vec::new();
+
+    async fn check(store: &dyn Store, id: &str, want: &[Event], lost: &[Event], when: &str) {
+        let got = all_events(store, id).await;
+        assert_eq!(got, newest_first(want.to_vec()), "{when}");
+        for l in lost {
+            assert!(
+                !got.iter().any(|e| e.id == l.id),
+                "{when}: {l:?} not written"
+            );
+        }
+    }
+
+    // update_desired: a stale generation writes no event.
+    let e = event(EventType::DesiredChanged, 0);
+    let stale = DesiredChange {
+        replicas: Some(3),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .update_desired(&db.id, db.generation + 1, &stale)
+            .await
+            .expect("update"),
+        None
+    );
+    lost.push(e);
+    check(store, &db.id, &want, &lost, "stale update_desired").await;
+    let e = event(EventType::DesiredChanged, 1);
+    let change = DesiredChange {
+        replicas: Some(3),
+        status: Some(DatabaseStatus::Updating),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    let updated = store
+        .update_desired(&db.id, db.generation, &change)
+        .await
+        .expect("update")
+        .expect("generation matched");
+    want.push(e);
+    check(store, &db.id, &want, &lost, "update_desired").await;
+
+    // update_observed, of this database and of another one.
+    let (e1, e2) = (
+        event(EventType::StatusChanged, 2),
+        event(EventType::StatusChanged, 3),
+    );
+    let observed = ObservedUpdate {
+        status: Some(DatabaseStatus::Ready),
+        events: vec![e1.clone(), e2.clone()],
+        ..Default::default()
+    };
+    assert!(
+        store
+            .update_observed(&db.id, &observed)
+            .await
+            .expect("observe")
+    );
+    want.extend([e1, e2]);
+    let foreign = Event::new(&other, EventType::StatusChanged, None, "other", at(2));
+    let observed = ObservedUpdate {
+        status: Some(DatabaseStatus::Ready),
+        events: vec![foreign.clone()],
+        ..Default::default()
+    };
+    assert!(
+        store
+            .update_observed(&other.id, &observed)
+            .await
+            .expect("observe")
+    );
+    let e = event(EventType::StatusChanged, 4);
+    let missing = ObservedUpdate {
+        status: Some(DatabaseStatus::Ready),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    assert!(
+        !store
+            .update_observed("db-missing", &missing)
+            .await
+            .expect("observe")
+    );
+    lost.push(e);
+    check(store, &db.id, &want, &lost, "update_observed").await;
+    assert_eq!(all_events(store, &other.id).await, vec![foreign.clone()]);
+
+    // insert_operation: only a new operation writes its events.
+    let op = sample_operation(&updated, &format!("op-{}", random_token(16)), Utc::now());
+    let planned = Event::of_operation(&op, EventType::OperationPlanned, "planned", at(5));
+    assert!(
+        store
+            .insert_operation(&op, std::slice::from_ref(&planned))
+            .await
+            .expect("insert")
+    );
+    want.push(planned.clone());
+    let e = event(EventType::OperationPlanned, 6);
+    assert!(
+        !store
+            .insert_operation(&op, std::slice::from_ref(&e))
+            .await
+            .expect("insert")
+    );
+    lost.push(e);
+    check(store, &db.id, &want, &lost, "insert_operation").await;
+
+    // update_operation and update_claimed_operation: only when the status
+    // or the claim holds.
+    let e = event(EventType::OperationStarted, 7);
+    let wrong = OperationUpdate {
+        attempts: Some(1),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .update_operation(&op.id, &[OperationStatus::Running], &wrong)
+            .await
+            .expect("update"),
+        None
+    );
+    lost.push(e);
+    let now = Utc::now();
+    store
+        .claim_operation(&op.id, now, now + Duration::seconds(30), "w1")
+        .await
+        .expect("claim")
+        .expect("pending is claimable");
+    let e = event(EventType::OperationStarted, 8);
+    let lost_claim = OperationUpdate {
+        ops_request_name: Some(Some(op.ops_request_name_for_attempt())),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .update_claimed_operation(&op.id, "w2", &lost_claim)
+            .await
+            .expect("update"),
+        None
+    );
+    lost.push(e);
+    let started = Event::of_operation(&op, EventType::OperationStarted, "started", at(9));
+    let start = OperationUpdate {
+        ops_request_name: Some(Some(op.ops_request_name_for_attempt())),
+        events: vec![started.clone()],
+        ..Default::default()
+    };
+    store
+        .update_claimed_operation(&op.id, "w1", &start)
+        .await
+        .expect("update")
+        .expect("the holder writes");
+    want.push(started);
+    let succeeded = Event::of_operation(&op, EventType::OperationSucceeded, "done", at(10));
+    let done = OperationUpdate {
+        status: Some(OperationStatus::Succeeded),
+        events: vec![succeeded.clone()],
+        ..Default::default()
+    };
+    store
+        .update_operation(&op.id, &[OperationStatus::Running], &done)
+        .await
+        .expect("update")
+        .expect("running");
+    want.push(succeeded);
+    check(store, &db.id, &want, &lost, "operation updates").await;
+
+    // Deletion: requested (then no more desired changes), then finalized once.
+    let e = event(EventType::DeletionRequested, 11);
+    let delete = DesiredChange {
+        delete: true,
+        status: Some(DatabaseStatus::Deleting),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    let deleting = store
+        .update_desired(&db.id, updated.generation, &delete)
+        .await
+        .expect("update")
+        .expect("generation matched");
+    want.push(e);
+    let e = event(EventType::DesiredChanged, 12);
+    let late = DesiredChange {
+        replicas: Some(5),
+        events: vec![e.clone()],
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .update_desired(&db.id, deleting.generation, &late)
+            .await
+            .expect("update"),
+        None
+    );
+    lost.push(e);
+    let e = event(EventType::Deleted, 13);
+    assert!(
+        store
+            .finalize_deletion(&db.id, std::slice::from_ref(&e))
+            .await
+            .expect("finalize")
+    );
+    want.push(e);
+    let e = event(EventType::Deleted, 14);
+    store
+        .finalize_deletion(&db.id, std::slice::from_ref(&e))
+        .await
+        .expect("finalize again");
+    lost.push(e);
+    let e = Event::new(&db, EventType::Deleted, None, "missing", at(15));
+    assert!(
+        !store
+            .finalize_deletion("db-missing", std::slice::from_ref(&e))
+            .await
+            .expect("finalize")
+    );
+    lost.push(e);
+    assert_eq!(get_db(store, &db.id).await.status, DatabaseStatus::Deleted);
+    check(
+        store,
+        &db.id,
+        &want,
+        &lost,
+        "deletion (events of a deleted database stay)",
+    )
+    .await;
+
+    // An event copied to the history but still in its outbox (a flush that
+    // stopped halfway) is listed once.
+    store.insert_event(&want[1]).await.expect("insert event");
+    check(store, &db.id, &want, &lost, "copied, not yet taken out").await;
+
+    // Flushing moves them (or finds nothing to move where they were written
+    // to the history directly) and changes nothing a reader sees.
+    let moved = store.flush_events().await.expect("flush");
+    assert!(
+        moved == 0 || moved == want.len() + 1,
+        "moved {moved}: none, or the {} written with writes",
+        want.len() + 1
+    );
+    check(store, &db.id, &want, &lost, "after a flush").await;
+    assert_eq!(
+        store.flush_events().await.expect("flush"),
+        0,
+        "nothing left"
+    );
+    check(store, &db.id, &want, &lost, "after a second flush").await;
+    assert_eq!(all_events(store, &other.id).await, vec![foreign]);
+
+    // insert_event is idempotent by id, also for events written with writes.
+    store
+        .insert_event(&want[0])
+        .await
+        .expect("insert event again");
+    let fresh = event(EventType::CredentialsRead, 16);
+    store.insert_event(&fresh).await.expect("insert event");
+    store
+        .insert_event(&fresh)
+        .await
+        .expect("insert event twice");
+    want.push(fresh);
+    check(store, &db.id, &want, &lost, "insert_event twice").await;
+}
+
+/// Paging newest first works across events in the history and events not
+/// flushed yet, with times that interleave and tie.
+pub async fn events_page_across_flushes(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let db = insert_database(store, &t.id, "pages").await;
+    let base = ms(Utc::now()) - Duration::minutes(5);
+    let mut generation = db.generation;
+    let mut written = Vec::new();
+    for round in 0..2_i64 {
+        for i in 0..3_i64 {
+            // Round 0 takes the even slots, round 1 the odd ones; within a
+            // slot a direct and an observed event share a time.
+            let at = base + Duration::milliseconds(10 * (2 * i + round));
+            let direct = Event::new(&db, EventType::CredentialsRead, Some("dbk_p"), "read", at);
+            store.insert_event(&direct).await.expect("insert event");
+            let observed = Event::new(&db, EventType::StatusChanged, None, "status", at);
+            let update = ObservedUpdate {
+                observed_generation: Some(generation),
+                events: vec![observed.clone()],
+                ..Default::default()
+            };
+            assert!(
+                store
+                    .update_observed(&db.id, &update)
+                    .await
+                    .expect("observe")
+            );
+            let desired = Event::new(
+                &db,
+                EventType::DesiredChanged,
+                Some("dbk_p"),
+                "desired",
+                at + Duration::milliseconds(1),
+            );
+            let change = DesiredChange {
+                storage_gb: Some(u32::try_from(20 + 2 * i + round).expect("small")),
+                events: vec![desired.clone()],
+                ..Default::default()
+            };
+            generation = store
+                .update_desired(&db.id, generation, &change)
+                .await
+                .expect("update")
+                .expect("generation matched")
+                .generation;
+            let op = sample_operation(&db, &format!("op-{}", random_token(16)), Utc::now());
+            let planned = Event::of_operation(
+                &op,
+                EventType::OperationPlanned,
+                "planned",
+                at + Duration::milliseconds(2),
+            );
+            assert!(
+                store
+                    .insert_operation(&op, std::slice::from_ref(&planned))
+                    .await
+                    .expect("insert")
+            );
+            written.extend([direct, observed, desired, planned]);
+        }
+        if round == 0 {
+            store.flush_events().await.expect("flush");
+        }
+    }
+    let want = newest_first(written);
+    async fn check(store: &dyn Store, id: &str, want: &[Event], when: &str) {
+        assert_eq!(all_events(store, id).await, want, "{when}");
+        for limit in [1, 2, 3, 5, 30] {
+            assert_eq!(
+                paged_events(store, id, limit).await,
+                want,
+                "{when}: pages of {limit}"
+            );
+        }
+        // A page from the middle: strictly older than the cursor.
+        let cursor = &want[6];
+        let page = store
+            .list_events(&EventQuery {
+                database_id: id.to_string(),
+                before: Some((cursor.at, cursor.id.clone())),
+                limit: Some(4),
+            })
+            .await
+            .expect("list events");
+        assert_eq!(page, want[7..11], "{when}: page after a cursor");
+    }
+    check(store, &db.id, &want, "half flushed").await;
+    store.flush_events().await.expect("flush");
+    check(store, &db.id, &want, "flushed").await;
+    store.flush_events().await.expect("flush");
+    check(store, &db.id, &want, "flushed twice").await;
+}
+
+/// An operation of `db` in `status`, inserted; `named`: with the name of
+/// its attempt's OpsRequest recorded.
+async fn insert_op(
+    store: &dyn Store,
+    db: &Database,
+    status: OperationStatus,
+    named: bool,
+) -> Operation {
+    let mut op = sample_operation(db, &format!("op-{}", random_token(16)), Utc::now());
+    op.status = status;
+    op.attempts = 1;
+    if named {
+        op.ops_request_name = Some(op.ops_request_name_for_attempt());
+    }
+    if status == OperationStatus::Running {
+        op.claimed_until = Some(Utc::now() + Duration::seconds(60));
+        op.claimed_by = Some("w0".into());
+    }
+    if status == OperationStatus::Failed {
+        op.error = Some("OpsRequest failed".into());
+        op.next_attempt_at = Some(Utc::now() + Duration::seconds(30));
+    }
+    assert!(store.insert_operation(&op, &[]).await.expect("insert"));
+    stored_operation(op)
+}
+
+fn cancelled_event(db: &Database, op: &Operation) -> Event {
+    Event {
+        api_key: Some("dbk_cancel".into()),
+        operation_id: Some(op.id.clone()),
+        ..Event::new(
+            db,
+            EventType::OperationCancelled,
+            None,
+            "cancelled",
+            ms(Utc::now()),
+        )
+    }
+}
+
+/// A cancel ends the operation only while no KubeDB object exists for its
+/// current attempt: pending or running with no name recorded, or failed.
+pub async fn cancel_operation(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let db = insert_database(store, &t.id, "cancels").await;
+    let now = Utc::now();
+    let mut want_events = Vec::new();
+    let mut lost = Vec::new();
+
+    // Cancellable: the record ends cancelled, at `now`, with no claim.
+    let pending = insert_op(store, &db, OperationStatus::Pending, false).await;
+    let running = insert_op(store, &db, OperationStatus::Running, false).await;
+    let failed = insert_op(store, &db, OperationStatus::Failed, true).await;
+    for (what, op) in [
+        ("pending", pending),
+        ("running, unnamed", running),
+        ("failed", failed),
+    ] {
+        let e = cancelled_event(&db, &op);
+        let got = store
+            .cancel_operation(&op.id, now, std::slice::from_ref(&e))
+            .await
+            .expect("cancel")
+            .unwrap_or_else(|| panic!("{what} is cancellable"));
+        let mut want = op.clone();
+        want.status = OperationStatus::Cancelled;
+        want.finished_at = Some(ms(now));
+        want.claimed_until = None;
+        want.updated_at = got.updated_at;
+        assert_eq!(
+            got, want,
+            "{what}: only status, finished_at and the claim change"
+        );
+        assert_eq!(get_op(store, &op.id).await, got);
+        want_events.push(e);
+        // Cancelled is final: no second cancel, no claim.
+        let e = cancelled_event(&db, &op);
+        assert_eq!(
+            store
+                .cancel_operation(&op.id, now, std::slice::from_ref(&e))
+                .await
+                .expect("cancel"),
+            None,
+            "{what}: cancelled twice"
+        );
+        lost.push(e);
+        let later = now + Duration::days(1);
+        assert_eq!(
+            store
+                .claim_operation(&op.id, later, later, "w9")
+                .await
+                .expect("claim"),
+            None,
+            "{what}: a cancelled operation is not claimed"
+        );
+    }
+
+    // Not cancellable: a KubeDB object may exist, or the operation is over.
+    let named = insert_op(store, &db, OperationStatus::Running, true).await;
+    let named_pending = insert_op(store, &db, OperationStatus::Pending, true).await;
+    let succeeded = insert_op(store, &db, OperationStatus::Succeeded, false).await;
+    let superseded = insert_op(store, &db, OperationStatus::Superseded, false).await;
+    for (what, op) in [
+        ("running with its OpsRequest named", named),
+        ("pending with a name", named_pending),
+        ("succeeded", succeeded),
+        ("superseded", superseded),
+    ] {
+        let e = cancelled_event(&db, &op);
+        assert_eq!(
+            store
+                .cancel_operation(&op.id, now, std::slice::from_ref(&e))
+                .await
+                .expect("cancel"),
+            None,
+            "{what} is not cancellable"
+        );
+        assert_eq!(get_op(store, &op.id).await, op, "{what}: unchanged");
+        lost.push(e);
+    }
+    let e = Event::new(&db, EventType::OperationCancelled, None, "missing", ms(now));
+    assert_eq!(
+        store
+            .cancel_operation("op-missing", now, std::slice::from_ref(&e))
+            .await
+            .expect("cancel"),
+        None
+    );
+    lost.push(e);
+
+    let got = all_events(store, &db.id).await;
+    assert_eq!(
+        got,
+        newest_first(want_events),
+        "only the cancels that happened"
+    );
+    for l in &lost {
+        assert!(!got.iter().any(|e| e.id == l.id), "{l:?} not written");
+    }
+}
+
+/// Concurrent cancels of one operation: exactly one ends it, and only its
+/// event is written.
+pub async fn concurrent_cancel_operation(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let db = insert_database(store, &t.id, "cancel-race").await;
+    let op = insert_op(store, &db, OperationStatus::Pending, false).await;
+    let events: Vec<Event> = (0..8).map(|_| cancelled_event(&db, &op)).collect();
+    let now = Utc::now();
+    let results = join_all(
+        events
+            .iter()
+            .map(|e| store.cancel_operation(&op.id, now, std::slice::from_ref(e))),
+    )
+    .await;
+    let winners: Vec<(&Event, Operation)> = events
+        .iter()
+        .zip(results)
+        .filter_map(|(e, r)| r.expect("cancel").map(|op| (e, op)))
+        .collect();
+    assert_eq!(winners.len(), 1, "exactly one cancel wins");
+    assert_eq!(winners[0].1.status, OperationStatus::Cancelled);
+    assert_eq!(get_op(store, &op.id).await, winners[0].1);
+    assert_eq!(all_events(store, &db.id).await, vec![winners[0].0.clone()]);
+}
+
+/// A cancel racing the worker that records the OpsRequest's name (it
+/// creates the object next): exactly one of them succeeds, every time.
+pub async fn cancel_races_worker(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let db = insert_database(store, &t.id, "cancel-worker").await;
+    for round in 0..8 {
+        let op = insert_op(store, &db, OperationStatus::Pending, false).await;
+        let now = Utc::now();
+        store
+            .claim_operation(&op.id, now, now + Duration::seconds(30), "w")
+            .await
+            .expect("claim")
+            .expect("pending is claimable");
+        let cancel_event = cancelled_event(&db, &op);
+        let started = Event::of_operation(&op, EventType::OperationStarted, "started", ms(now));
+        let record_name = OperationUpdate {
+            ops_request_name: Some(Some(op.ops_request_name_for_attempt())),
+            events: vec![started.clone()],
+            ..Default::default()
+        };
+        let cancel = store.cancel_operation(&op.id, now, std::slice::from_ref(&cancel_event));
+        let record = store.update_claimed_operation(&op.id, "w", &record_name);
+        // Alternate which is polled first.
+        let (cancelled, recorded) = if round % 2 == 0 {
+            futures::join!(cancel, record)
+        } else {
+            let (r, c) = futures::join!(record, cancel);
+            (c, r)
+        };
+        let (cancelled, recorded) = (cancelled.expect("cancel"), recorded.expect("update"));
+        let got = get_op(store, &op.id).await;
+        let events = all_events(store, &db.id).await;
+        let has = |e: &Event| events.iter().any(|x| x.id == e.id);
+        match (cancelled, recorded) {
+            (Some(c), None) => {
+                assert_eq!(got, c);
+                assert_eq!(
+                    (got.status, got.ops_request_name),
+                    (OperationStatus::Cancelled, None)
+                );
+                assert!(
+                    has(&cancel_event) && !has(&started),
+                    "only the cancel's event"
+                );
+            }
+            (None, Some(r)) => {
+                assert_eq!(got, r);
+                assert_eq!(got.status, OperationStatus::Running);
+                assert_eq!(
+                    got.ops_request_name,
+                    Some(op.ops_request_name_for_attempt())
+                );
+                assert!(
+                    has(&started) && !has(&cancel_event),
+                    "only the worker's event"
+                );
+            }
+            (c, r) => panic!("round {round}: cancel {c:?} and worker {r:?}: exactly one wins"),
+        }
+    }
 }

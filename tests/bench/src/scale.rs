@@ -10,7 +10,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use dbaas_cluster::kube::KubeCluster;
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::{
-    self, Action, Condition, Connection, Database, DatabaseStatus, Operation, Size,
+    self, Action, Condition, Connection, Database, DatabaseStatus, OnDelete, Operation, Size,
 };
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
@@ -263,7 +263,7 @@ impl Scenario {
                 let (store, op) = (self.store.clone(), op.clone());
                 tasks.spawn(async move {
                     store
-                        .insert_operation(&op)
+                        .insert_operation(&op, &[])
                         .await
                         .map_err(anyhow::Error::from)
                 });
@@ -425,6 +425,13 @@ fn record(tenant_id: &str, id: String, name: String, s: &Seed, now: DateTime<Utc
         auth_rotation: 0,
         current_auth_rotation: 0,
         connection: None,
+        paused: false,
+        current_paused: false,
+        deletion_protection: false,
+        // As the CRs above are made.
+        deletion_policy: OnDelete::Wipeout,
+        restarts: 0,
+        current_restarts: 0,
         deletion_requested: false,
         generation: if in_sync { 1 } else { 2 },
         observed_generation: 1,

@@ -218,6 +218,11 @@ impl Store for FaultyStore {
             .call("store.list_events", self.inner.list_events(query))
             .await
     }
+    async fn flush_events(&self) -> Result<usize> {
+        self.inj
+            .call("store.flush_events", self.inner.flush_events())
+            .await
+    }
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
         self.inj
             .call("store.insert_tenant", self.inner.insert_tenant(tenant))
@@ -295,14 +300,33 @@ impl Store for FaultyStore {
             )
             .await
     }
-    async fn finalize_deletion(&self, id: &str) -> Result<bool> {
+    async fn finalize_deletion(&self, id: &str, events: &[Event]) -> Result<bool> {
         self.inj
-            .call("store.finalize_deletion", self.inner.finalize_deletion(id))
+            .call(
+                "store.finalize_deletion",
+                self.inner.finalize_deletion(id, events),
+            )
             .await
     }
-    async fn insert_operation(&self, op: &Operation) -> Result<bool> {
+    async fn insert_operation(&self, op: &Operation, events: &[Event]) -> Result<bool> {
         self.inj
-            .call("store.insert_operation", self.inner.insert_operation(op))
+            .call(
+                "store.insert_operation",
+                self.inner.insert_operation(op, events),
+            )
+            .await
+    }
+    async fn cancel_operation(
+        &self,
+        id: &str,
+        now: DateTime<Utc>,
+        events: &[Event],
+    ) -> Result<Option<Operation>> {
+        self.inj
+            .call(
+                "store.cancel_operation",
+                self.inner.cancel_operation(id, now, events),
+            )
             .await
     }
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::{Database, Operation, OperationStatus};
@@ -211,6 +211,13 @@ impl Reconciler<'_> {
         }
         self.repair_queue(&ops, to_enqueue, now, &mut report)
             .await?;
+        // History events written alongside records (the MongoDB outbox)
+        // move to the history; readers see them either way.
+        match self.store.flush_events().await {
+            Ok(moved) if moved > 0 => debug!(moved, "history events flushed"),
+            Ok(_) => {}
+            Err(e) => warn!(error = %e, "could not flush history events; next pass"),
+        }
         Ok(report)
     }
 

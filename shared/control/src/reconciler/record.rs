@@ -2,7 +2,7 @@
 //! written only where they changed.
 
 use chrono::{DateTime, Utc};
-use dbaas_core::domain::{Condition, Database, DatabaseStatus, Operation};
+use dbaas_core::domain::{Condition, Database, DatabaseStatus, Event, EventType, Operation};
 use dbaas_core::drift::{Assessment, Plan};
 use dbaas_core::error::Result;
 use dbaas_core::kubedb::ObservedDatabase;
@@ -22,11 +22,18 @@ impl Reconciler<'_> {
         report: &mut PassReport,
     ) -> Result<()> {
         let ready = cr.is_some_and(ObservedDatabase::is_ready);
-        let in_sync = assessment.plan == Plan::InSync;
+        let halted = cr.is_some_and(|c| c.halted);
+        let in_sync = assessment.plan == Plan::InSync
+            || (assessment.plan == Plan::Paused && assessment.drifts.is_empty());
         let status = if db.deletion_requested {
             DatabaseStatus::Deleting
         } else if failed.is_some() {
             DatabaseStatus::Failed
+        } else if halted && db.paused {
+            DatabaseStatus::Paused
+        } else if halted {
+            // Being resumed.
+            DatabaseStatus::Updating
         } else if !ready {
             DatabaseStatus::Provisioning
         } else if in_sync {
@@ -59,6 +66,8 @@ impl Reconciler<'_> {
                 if in_sync { "InSync" } else { "Drift" },
                 &if in_sync {
                     "current state matches desired state".to_string()
+                } else if assessment.plan == Plan::Paused {
+                    format!("paused: drift in {drift_text} is applied after the resume")
                 } else if drift_text.is_empty() {
                     "waiting for the cluster".to_string()
                 } else {
@@ -113,6 +122,9 @@ impl Reconciler<'_> {
             if cr.version.is_some() && cr.version != db.current_version {
                 update.current_version = cr.version.clone();
             }
+            if cr.halted != db.current_paused {
+                update.current_paused = Some(cr.halted);
+            }
             // KubeDB has made the Services and the Secret once the database
             // is ready.
             let connection = ready.then(|| cr.connection());
@@ -125,6 +137,13 @@ impl Reconciler<'_> {
         }
         if status != db.status {
             update.status = Some(status);
+            update.events.push(Event::new(
+                db,
+                EventType::StatusChanged,
+                None,
+                format!("{} → {}", db.status.as_str(), status.as_str()),
+                now,
+            ));
         }
         if conditions != db.conditions {
             update.conditions = Some(conditions);

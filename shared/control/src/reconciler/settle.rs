@@ -5,10 +5,12 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use dbaas_core::catalog::VersionName;
-use dbaas_core::domain::{Action, Database, Operation, OperationStatus};
+use dbaas_core::domain::{
+    Action, Database, Event, EventType, OnDelete, Operation, OperationStatus,
+};
 use dbaas_core::drift::{self, Desired, Plan};
 use dbaas_core::error::Result;
-use dbaas_store::OperationUpdate;
+use dbaas_store::{DesiredChange, OperationUpdate};
 use tracing::{debug, info};
 
 use super::{ClusterView, PassReport, Reconciler};
@@ -26,7 +28,7 @@ impl Reconciler<'_> {
         report: &mut PassReport,
     ) -> Result<Option<String>> {
         let cr = view.databases.get(&db.id);
-        let observed = cr.map(|c| c.observed(db.current_auth_rotation));
+        let observed = cr.map(|c| c.observed(db.current_auth_rotation, db.current_restarts));
         let in_flight = cr
             .and_then(|c| view.in_flight.get(&c.name))
             .map(Vec::as_slice)
@@ -42,6 +44,9 @@ impl Reconciler<'_> {
                 .or_else(|| VersionName::new(db.engine.spec().default_version))
                 .expect("engine default versions are short"),
             auth_rotation: db.auth_rotation,
+            paused: db.paused,
+            deletion_policy: db.deletion_policy,
+            restarts: db.restarts,
             deletion_requested: db.deletion_requested,
         };
         // An unfinished operation that is not the active one is either a
@@ -117,8 +122,16 @@ impl Reconciler<'_> {
                         failed_past_bound = Some(op);
                     }
                 }
-                // Finished (or vanished): release the database.
+                // Finished (or vanished): release the database, unless it
+                // was cancelled and its change is still to be taken back.
                 _ => {
+                    let ended = self.store.get_operation(op_id).await?;
+                    if let Some(op) = ended.filter(|o| o.status == OperationStatus::Cancelled)
+                        && self.take_back(db, &op, now).await?
+                    {
+                        // Re-read next pass, with the new generation.
+                        return Ok(None);
+                    }
                     self.store.end_operation(&db.id, op_id).await?;
                 }
             }
@@ -131,7 +144,15 @@ impl Reconciler<'_> {
         }
         match assessment.plan {
             Plan::Finalize => {
-                if self.store.finalize_deletion(&db.id).await? {
+                let message = match db.deletion_policy {
+                    OnDelete::Halt => {
+                        "deleted; its volumes and Secret were kept (deletion policy halt)"
+                    }
+                    OnDelete::Delete => "deleted with its volumes; the Secret was kept",
+                    OnDelete::Wipeout => "deleted with its volumes and Secret",
+                };
+                let event = Event::new(db, EventType::Deleted, None, message, now);
+                if self.store.finalize_deletion(&db.id, &[event]).await? {
                     report.finalized += 1;
                     info!(database_id = %db.id, "deletion finalized");
                 }
@@ -144,6 +165,39 @@ impl Reconciler<'_> {
         }
     }
 
+    /// The API takes a cancelled operation's change back right after the
+    /// cancel; if it died in between, this does it (or the change would be
+    /// planned again). Only while no newer desired change landed. True when
+    /// it wrote.
+    async fn take_back(&self, db: &Database, op: &Operation, now: DateTime<Utc>) -> Result<bool> {
+        let Some(back) = db
+            .taken_back(op)
+            .filter(|_| op.target_generation == db.generation)
+        else {
+            return Ok(false);
+        };
+        let change = DesiredChange {
+            size: back.size,
+            replicas: back.replicas,
+            storage_gb: back.storage_gb,
+            version: back.version,
+            auth_rotation: back.auth_rotation,
+            restarts: back.restarts,
+            events: vec![Event::of_operation(
+                op,
+                EventType::DesiredChanged,
+                "the cancelled change was taken back",
+                now,
+            )],
+            ..Default::default()
+        };
+        Ok(self
+            .store
+            .update_desired(&db.id, db.generation, &change)
+            .await?
+            .is_some())
+    }
+
     /// Records the operation under its deterministic id, then makes it the
     /// database's active operation; both steps are idempotent.
     async fn plan_operation(
@@ -154,7 +208,13 @@ impl Reconciler<'_> {
         report: &mut PassReport,
     ) -> Result<Option<String>> {
         let op = Operation::planned(db, action, now);
-        self.store.insert_operation(&op).await?;
+        let planned = Event::of_operation(
+            &op,
+            EventType::OperationPlanned,
+            format!("{} planned: {}", op.type_().as_str(), describe(action)),
+            now,
+        );
+        self.store.insert_operation(&op, &[planned]).await?;
         if !self
             .store
             .begin_operation(&db.id, &op.id, db.operation_seq)
@@ -178,6 +238,12 @@ impl Reconciler<'_> {
                 &OperationUpdate {
                     status: Some(OperationStatus::Superseded),
                     finished_at: Some(Some(Utc::now())),
+                    events: vec![Event::of_operation(
+                        op,
+                        EventType::OperationSuperseded,
+                        "superseded by a newer desired state",
+                        Utc::now(),
+                    )],
                     ..Default::default()
                 },
             )
@@ -193,6 +259,20 @@ impl Reconciler<'_> {
     /// Moves a failed operation back to pending as its next attempt; the
     /// worker names that attempt's OpsRequest after the new count.
     async fn retry(&self, op: &Operation) -> Result<bool> {
+        let next = Operation {
+            attempts: op.attempts + 1,
+            ..op.clone()
+        };
+        let retried = Event::of_operation(
+            &next,
+            EventType::OperationRetried,
+            format!(
+                "attempt {} after: {}",
+                next.attempts,
+                op.error.as_deref().unwrap_or("a failure")
+            ),
+            Utc::now(),
+        );
         let updated = self
             .store
             .update_operation(
@@ -205,6 +285,7 @@ impl Reconciler<'_> {
                     ops_request_phase: Some(None),
                     claimed_until: Some(None),
                     next_attempt_at: Some(None),
+                    events: vec![retried],
                     ..Default::default()
                 },
             )
@@ -214,4 +295,10 @@ impl Reconciler<'_> {
         }
         Ok(updated.is_some())
     }
+}
+
+/// The target of an action, for people.
+pub(crate) fn describe(action: Action) -> String {
+    let target = action.desired_state();
+    serde_json::to_string(&target).unwrap_or_default()
 }

@@ -3,7 +3,8 @@
 //! It takes one id from the queue (BLMOVE to the processing list), claims
 //! the operation in the store with compare-and-set under a claim token of
 //! its own, and makes the change: creates the database CR, deletes it, or
-//! creates the OpsRequest. Every object it creates is named after the
+//! creates the OpsRequest (or, for a pause, a resume or a deletion policy,
+//! patches the CR). Every object it creates is named after the
 //! operation (and attempt), so a worker that replaces a dead one finds the
 //! object (AlreadyExists) and follows it instead of creating a second. It
 //! follows the object to a final phase or a deadline, records the outcome
@@ -17,17 +18,25 @@
 //! another took the operation over finds its claim gone at its next write:
 //! it stops there, touching neither the operation, the queue nor the
 //! cluster ([`Outcome::Lost`]).
+//!
+//! Before its first cluster write the worker records the name of the object
+//! it is about to create, under its claim: a cancel, which succeeds only
+//! while no name is recorded, and that write exclude each other, so a
+//! cancelled operation never gets an OpsRequest.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use dbaas_cluster::{Cluster, Kind};
-use dbaas_core::domain::{Action, Database, Operation, OperationStatus, random_token};
+use dbaas_core::domain::{
+    Action, Database, Event, EventType, OnDelete, Operation, OperationStatus, random_token,
+};
+use dbaas_core::drift::Change;
 use dbaas_core::error::{Error, Result};
 use dbaas_core::kubedb::{
-    self, DATABASE_ID_LABEL, DatabaseManifest, DeletionPolicy, ObservedDatabase,
-    ObservedOpsRequest, OpsOutcome,
+    self, DATABASE_ID_LABEL, DatabaseManifest, DatabasePhase, ObservedDatabase, ObservedOpsRequest,
+    OpsOutcome,
 };
 use dbaas_core::naming;
 use dbaas_queue::Queue;
@@ -54,7 +63,6 @@ pub struct WorkerConfig {
     /// Delay before the first retry; doubles with every attempt.
     pub retry_backoff: Duration,
     pub max_retry_backoff: Duration,
-    pub deletion_policy: DeletionPolicy,
     pub pushgateway_url: Option<String>,
 }
 
@@ -103,6 +111,8 @@ enum Target {
     Gone { kind: Kind, name: String },
     /// An OpsRequest: done when KubeDB reports it successful.
     OpsRequest { kind: Kind, name: String },
+    /// A database CR being halted: done once KubeDB reports it Halted.
+    Halted { kind: Kind, name: String },
 }
 
 impl Target {
@@ -110,7 +120,8 @@ impl Target {
         match self {
             Target::Database { kind, name }
             | Target::Gone { kind, name }
-            | Target::OpsRequest { kind, name } => (kind, name),
+            | Target::OpsRequest { kind, name }
+            | Target::Halted { kind, name } => (kind, name),
         }
     }
 
@@ -122,6 +133,16 @@ impl Target {
                 let phase = cr.as_ref().and_then(|c| c.phase).map(|p| p.as_str().into());
                 let state = match &cr {
                     Some(c) if c.is_ready() => Some(Followed::Done),
+                    None => Some(Followed::Failed("database resource disappeared".into())),
+                    _ => None,
+                };
+                (phase, state)
+            }
+            Target::Halted { .. } => {
+                let cr = obj.and_then(ObservedDatabase::from_value);
+                let phase = cr.as_ref().and_then(|c| c.phase).map(|p| p.as_str().into());
+                let state = match &cr {
+                    Some(c) if c.phase == Some(DatabasePhase::Halted) => Some(Followed::Done),
                     None => Some(Followed::Failed("database resource disappeared".into())),
                     _ => None,
                 };
@@ -251,8 +272,10 @@ impl Worker<'_> {
         Utc::now() + chrono::Duration::from_std(self.config.claim_ttl).unwrap_or_default()
     }
 
-    /// Creates or deletes the object of the operation's action, then
-    /// follows it. The claim is renewed (and so checked) before the cluster
+    /// Makes the operation's change in the cluster (creates the CR or the
+    /// OpsRequest, patches or deletes the CR), then follows it. The name of
+    /// what it follows is recorded first, under the claim (so the claim is
+    /// checked, and a cancel can no longer succeed), before the cluster
     /// write.
     async fn execute(
         &self,
@@ -264,10 +287,39 @@ impl Worker<'_> {
         let ns = &self.config.namespace;
         let cr_name = naming::cr_name(&db.name, &db.id);
         let kind = Kind::database(db.engine);
-        if !self.renew(claimed, None).await? {
+        let target = match op.action {
+            Action::Deprovision => Target::Gone {
+                kind: kind.clone(),
+                name: cr_name.clone(),
+            },
+            Action::Change(Change::Paused(true)) => Target::Halted {
+                kind: kind.clone(),
+                name: cr_name.clone(),
+            },
+            Action::Change(c) if c.ops_type().is_some() => Target::OpsRequest {
+                kind: Kind::ops_request(db.engine),
+                name: op.ops_request_name_for_attempt(),
+            },
+            Action::Provision(_) | Action::Change(_) => Target::Database {
+                kind: kind.clone(),
+                name: cr_name.clone(),
+            },
+        };
+        let (_, name) = target.kind_and_name();
+        let started = OperationUpdate {
+            ops_request_name: Some(Some(name.to_string())),
+            events: vec![Event::of_operation(
+                op,
+                EventType::OperationStarted,
+                format!("attempt {} started: {name}", op.attempts),
+                Utc::now(),
+            )],
+            ..Default::default()
+        };
+        if !self.renew(claimed, Some(started)).await? {
             return Ok(Followed::Lost);
         }
-        let target = match op.action {
+        match op.action {
             Action::Provision(spec) => {
                 let manifest = DatabaseManifest {
                     engine: db.engine,
@@ -279,7 +331,7 @@ impl Worker<'_> {
                     storage_gb: spec.storage_gb,
                     database_id: db.id.clone(),
                     tenant_id: db.tenant_id.clone(),
-                    deletion_policy: self.config.deletion_policy,
+                    deletion_policy: db.deletion_policy.kubedb(),
                 };
                 self.cluster.ensure_namespace(ns).await?;
                 self.create(
@@ -289,49 +341,65 @@ impl Worker<'_> {
                     "database resource",
                 )
                 .await?;
-                Target::Database {
-                    kind,
-                    name: cr_name,
-                }
             }
             Action::Deprovision => {
+                self.apply_deletion_policy(db, &kind, &cr_name).await?;
                 self.cluster.delete(&kind, ns, &cr_name).await?;
-                Target::Gone {
-                    kind,
-                    name: cr_name,
-                }
             }
-            Action::Change(change) => {
-                let name = op.ops_request_name_for_attempt();
-                let ops_kind = Kind::ops_request(db.engine);
-                let body = kubedb::ops_request_object(
-                    db.engine,
-                    &name,
-                    ns,
-                    &cr_name,
-                    &change,
-                    &[
-                        (DATABASE_ID_LABEL, db.id.as_str()),
-                        ("dbaas.io/operation-id", op.id.as_str()),
-                    ],
-                );
-                self.create(op, &ops_kind, &body, "OpsRequest").await?;
-                Target::OpsRequest {
-                    kind: ops_kind,
-                    name,
+            Action::Change(change) => match kubedb::database_patch(&change) {
+                Some(patch) => {
+                    self.cluster
+                        .merge_patch(&kind, ns, &cr_name, &patch)
+                        .await?;
+                    info!(operation_id = %op.id, name = %cr_name, patch = %patch, "database resource patched");
                 }
-            }
-        };
-        let (_, name) = target.kind_and_name();
-        info!(operation_id = %op.id, object = name, since_dequeue_ms = dequeued.elapsed().as_millis() as u64, "following");
-        let noted = OperationUpdate {
-            ops_request_name: Some(Some(name.to_string())),
-            ..Default::default()
-        };
-        if !self.renew(claimed, Some(noted)).await? {
-            return Ok(Followed::Lost);
+                None => {
+                    let body = kubedb::ops_request_object(
+                        db.engine,
+                        name,
+                        ns,
+                        &cr_name,
+                        &change,
+                        &[
+                            (DATABASE_ID_LABEL, db.id.as_str()),
+                            ("dbaas.io/operation-id", op.id.as_str()),
+                        ],
+                    );
+                    let ops_kind = Kind::ops_request(db.engine);
+                    self.create(op, &ops_kind, &body, "OpsRequest").await?;
+                }
+            },
         }
+        info!(operation_id = %op.id, object = name, since_dequeue_ms = dequeued.elapsed().as_millis() as u64, "following");
         self.follow(claimed, &target).await
+    }
+
+    /// Puts the user's deletion policy on the CR before it is deleted.
+    /// KubeDB forces `Halt` on a halted database, so a paused one is
+    /// resumed first unless `halt` is what the user chose.
+    async fn apply_deletion_policy(&self, db: &Database, kind: &Kind, name: &str) -> Result<()> {
+        let ns = &self.config.namespace;
+        let Some(cr) = self
+            .cluster
+            .get(kind, ns, name)
+            .await?
+            .as_ref()
+            .and_then(ObservedDatabase::from_value)
+        else {
+            return Ok(());
+        };
+        let wanted = db.deletion_policy.kubedb();
+        if cr.deleting || cr.deletion_policy == Some(wanted) {
+            return Ok(());
+        }
+        if cr.halted && db.deletion_policy != OnDelete::Halt {
+            let resume = kubedb::database_patch(&Change::Paused(false)).expect("a CR patch");
+            self.cluster.merge_patch(kind, ns, name, &resume).await?;
+        }
+        let policy = kubedb::database_patch(&Change::DeletionPolicy(db.deletion_policy))
+            .expect("a CR patch");
+        self.cluster.merge_patch(kind, ns, name, &policy).await?;
+        Ok(())
     }
 
     /// Creates `object`, or adopts it when a previous worker of this
@@ -419,6 +487,8 @@ impl Worker<'_> {
                 current_storage_gb: target.storage_gb,
                 current_version: target.version,
                 current_auth_rotation: target.auth_rotation,
+                current_paused: target.paused,
+                current_restarts: target.restarts,
                 ..Default::default()
             };
             self.store.update_observed(&db.id, &update).await?;
@@ -451,6 +521,12 @@ impl Worker<'_> {
                     claimed_until: Some(None),
                     next_attempt_at: Some(Some(next)),
                     finished_at: Some(Some(Utc::now())),
+                    events: vec![Event::of_operation(
+                        op,
+                        EventType::OperationFailed,
+                        format!("attempt {} failed: {reason}", op.attempts),
+                        Utc::now(),
+                    )],
                     ..Default::default()
                 },
             )
@@ -477,9 +553,19 @@ impl Worker<'_> {
                 claimed.token,
                 &OperationUpdate {
                     status: Some(status),
-                    error: Some(error),
                     claimed_until: Some(None),
                     finished_at: Some(Some(Utc::now())),
+                    events: vec![Event::of_operation(
+                        claimed.op,
+                        match status {
+                            OperationStatus::Succeeded => EventType::OperationSucceeded,
+                            OperationStatus::Cancelled => EventType::OperationCancelled,
+                            _ => EventType::OperationSuperseded,
+                        },
+                        error.clone().unwrap_or_else(|| status.as_str().to_string()),
+                        Utc::now(),
+                    )],
+                    error: Some(error),
                     ..Default::default()
                 },
             )

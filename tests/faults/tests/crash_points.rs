@@ -3,6 +3,12 @@
 //! exactly one OpsRequest per operation attempt, and no operation is lost
 //! or stuck.
 //!
+//! Besides plain changes, some trials race a user against the crashing
+//! role: a cancel through the real API router (one that wins leaves no
+//! OpsRequest for its operation and its change taken back; one that loses
+//! changes nothing), or a pause while the operation runs (it waits for the
+//! operation, then the database halts; the resume brings every change).
+//!
 //! Two tests:
 //! - `crash_trials_in_process` (the bulk, `DBAAS_FAULT_TRIALS`, default 24;
 //!   `just test-faults` runs 200): the library's worker and reconciler on
@@ -31,8 +37,8 @@ use dbaas_cluster::{Cluster, Kind};
 use dbaas_control::worker::Outcome;
 use dbaas_core::catalog::Catalog;
 use dbaas_core::domain::{
-    Database, DatabaseStatus, Operation, OperationStatus, OperationType, Size, new_database_id,
-    random_token,
+    ApiKeyRecord, Database, DatabaseStatus, Operation, OperationStatus, OperationType, Size,
+    Tenant, hash_api_key, new_api_key, new_database_id, random_token,
 };
 use dbaas_core::engine::Engine;
 use dbaas_core::kubedb::DATABASE_ID_LABEL;
@@ -41,6 +47,7 @@ use dbaas_faults::inject::{CrashAt, Faulty, Injector};
 use dbaas_faults::{Summary, count, drop_mongo_database, drop_redis_prefix, rig_var, seed};
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
+use dbaas_rest::{AppState, Limits};
 use dbaas_standin::{Standin, StandinConfig, catalog};
 use dbaas_store::mongo::MongoStore;
 use dbaas_store::{DesiredChange, OperationQuery, Store};
@@ -49,6 +56,7 @@ use dbaas_testkit::control_loop::{Loop, Parts};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde_json::Value;
+use tower::ServiceExt;
 
 const LANES: u64 = 4;
 /// Longest a database may take to converge after a crash.
@@ -68,6 +76,10 @@ enum Role {
 enum Step {
     Provision,
     Change,
+    /// A change, then a user cancels its operation while a worker runs it.
+    Cancel,
+    /// A change, then a user pauses the database while a worker runs it.
+    Pause,
     Delete,
 }
 
@@ -88,6 +100,10 @@ struct Tally {
     converged: u64,
     duplicates: u64,
     lost: u64,
+    /// Cancels that won (their change taken back) and that were refused.
+    cancels_won: u64,
+    cancels_refused: u64,
+    pauses: u64,
     /// Where crashes landed, by role and call.
     points: BTreeMap<String, u64>,
     failures: Vec<String>,
@@ -109,6 +125,9 @@ struct Lane {
     pass_trace: Vec<&'static str>,
     passes: u64,
     tally: Tally,
+    /// The API over the lane's real store, and a key of the lane's tenant.
+    api: axum::Router,
+    api_key: String,
 }
 
 impl Lane {
@@ -266,6 +285,7 @@ impl Lane {
             let open = self.open_operations(id).await?;
             let done = match step {
                 Step::Delete => db.status == DatabaseStatus::Deleted,
+                Step::Pause if db.paused => db.status == DatabaseStatus::Paused,
                 _ => {
                     db.in_sync()
                         && db.status == DatabaseStatus::Ready
@@ -385,7 +405,11 @@ impl Lane {
         {
             if matches!(
                 op.type_(),
-                OperationType::Provision | OperationType::Deprovision
+                OperationType::Provision
+                    | OperationType::Deprovision
+                    | OperationType::Pause
+                    | OperationType::Resume
+                    | OperationType::SetDeletionPolicy
             ) {
                 continue;
             }
@@ -402,6 +426,119 @@ impl Lane {
             }
         }
         Ok((dup, found))
+    }
+
+    /// A worker crashing at a random point while a user cancels the
+    /// database's active operation through the API, a little later. Returns
+    /// where the worker crashed and the operation if the cancel won.
+    async fn crash_racing_a_cancel(
+        &mut self,
+        id: &str,
+        type_hint: Option<OperationType>,
+    ) -> Result<(Option<String>, Option<String>), String> {
+        let db = self
+            .real
+            .store
+            .get_database(id)
+            .await
+            .map_err(|e| e.to_string())?
+            .ok_or("database gone")?;
+        let Some(op) = db.active_operation_id else {
+            return Ok((self.crash(Role::Worker, type_hint).await?, None));
+        };
+        let delay = Duration::from_millis(self.rng.random_range(0..40));
+        let (api, key) = (self.api.clone(), self.api_key.clone());
+        let uri = format!("/api/v1/operations/{op}/cancel");
+        let cancel = async move {
+            tokio::time::sleep(delay).await;
+            let req = axum::http::Request::post(uri)
+                .header("authorization", format!("Bearer {key}"))
+                .body(axum::body::Body::empty())
+                .expect("a request");
+            api.oneshot(req).await.map(|r| r.status())
+        };
+        let (fired, status) = tokio::join!(self.crash(Role::Worker, type_hint), cancel);
+        let status = status.map_err(|e| format!("the API: {e}"))?;
+        match status.as_u16() {
+            200 => {
+                self.tally.cancels_won += 1;
+                Ok((fired?, Some(op)))
+            }
+            409 => {
+                self.tally.cancels_refused += 1;
+                Ok((fired?, None))
+            }
+            other => Err(format!("the cancel answered {other}")),
+        }
+    }
+
+    /// A worker crashing at a random point while a user pauses the
+    /// database, a little later.
+    async fn crash_racing_a_pause(
+        &mut self,
+        id: &str,
+        type_hint: Option<OperationType>,
+    ) -> Result<Option<String>, String> {
+        let delay = Duration::from_millis(self.rng.random_range(0..40));
+        let store = self.real.store.clone();
+        let id = id.to_string();
+        let pause = async move {
+            tokio::time::sleep(delay).await;
+            for _ in 0..5 {
+                let db = store.get_database(&id).await?.expect("the database");
+                let change = DesiredChange {
+                    paused: Some(true),
+                    ..Default::default()
+                };
+                if store
+                    .update_desired(&id, db.generation, &change)
+                    .await?
+                    .is_some()
+                {
+                    return Ok(true);
+                }
+            }
+            Ok::<_, dbaas_core::Error>(false)
+        };
+        self.tally.pauses += 1;
+        let (fired, paused) = tokio::join!(self.crash(Role::Worker, type_hint), pause);
+        if !paused.map_err(|e| e.to_string())? {
+            return Err("the pause lost its compare-and-set 5 times in a row".into());
+        }
+        fired
+    }
+
+    /// Names of the OpsRequests of any attempt of operation `op`.
+    async fn requests_of_operation(&self, op: &str) -> Result<Vec<String>, String> {
+        let requests = self
+            .real
+            .cluster
+            .list(
+                &Kind::ops_request(self.engine),
+                &self.roles.reconciler.namespace,
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(requests
+            .iter()
+            .filter_map(|r| r["metadata"]["name"].as_str())
+            .filter(|n| n.rsplit_once('-').is_some_and(|(o, _)| o == op))
+            .map(str::to_string)
+            .collect())
+    }
+
+    async fn halted(&self, db: &Database) -> Result<bool, String> {
+        let cr = self
+            .real
+            .cluster
+            .get(
+                &Kind::database(self.engine),
+                &self.roles.reconciler.namespace,
+                &naming::cr_name(&db.name, &db.id),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(cr.is_some_and(|c| c["spec"]["halted"] == true && c["status"]["phase"] == "Halted"))
     }
 
     /// A change of one field to a new valid value.
@@ -507,11 +644,17 @@ impl Lane {
         let type_hint = match step {
             Step::Provision => Some(OperationType::Provision),
             Step::Delete => Some(OperationType::Deprovision),
-            Step::Change => None,
+            Step::Change | Step::Cancel | Step::Pause => None,
         };
         let mut change = None;
+        let before = want.clone();
         match step {
             Step::Provision => {}
+            Step::Cancel | Step::Pause => {
+                let c = self.change(want);
+                self.write_desired(id, &c, want).await?;
+                change = Some(c);
+            }
             Step::Delete => {
                 let c = DesiredChange {
                     delete: true,
@@ -539,11 +682,30 @@ impl Lane {
                 OperationType::ExpandStorage
             }
         }));
-        if role == Role::Worker {
+        if role == Role::Worker || matches!(step, Step::Cancel | Step::Pause) {
             // The pass that plans the operation runs clean; the worker crashes.
             self.pass().await?;
         }
-        let fired = self.crash(role, type_hint).await?;
+        let role = if matches!(step, Step::Cancel | Step::Pause) {
+            Role::Worker
+        } else {
+            role
+        };
+        let (fired, cancelled) = match step {
+            Step::Cancel => self.crash_racing_a_cancel(id, type_hint).await?,
+            Step::Pause => (self.crash_racing_a_pause(id, type_hint).await?, None),
+            _ => (self.crash(role, type_hint).await?, None),
+        };
+        if let Some(op) = &cancelled {
+            // The cancel won: the change is taken back.
+            *want = before.clone();
+            let requests = self.requests_of_operation(op).await?;
+            if !requests.is_empty() {
+                return Err(format!(
+                    "operation {op} was cancelled, yet OpsRequests {requests:?} exist"
+                ));
+            }
+        }
         // Sometimes desired state changes again right after the crash: an
         // operation planned by the dead role must then be superseded.
         if step == Step::Change
@@ -564,10 +726,34 @@ impl Lane {
                 .or_default() += 1;
         }
         let at = fired.as_deref().unwrap_or("no crash (the run ended first)");
-        let db = self
+        let mut db = self
             .settle(id, step)
             .await
             .map_err(|e| format!("after a {role:?} crash at {at}: {e}"))?;
+        if step == Step::Pause {
+            if !self.halted(&db).await? {
+                return Err(format!(
+                    "after a {role:?} crash at {at}: paused, but the CR is not halted"
+                ));
+            }
+            let resume = DesiredChange {
+                paused: Some(false),
+                ..Default::default()
+            };
+            self.write_desired(id, &resume, want).await?;
+            db = self
+                .settle(id, Step::Change)
+                .await
+                .map_err(|e| format!("resuming after a {role:?} crash at {at}: {e}"))?;
+        }
+        if let Some(op) = &cancelled {
+            let requests = self.requests_of_operation(op).await?;
+            if !requests.is_empty() {
+                return Err(format!(
+                    "after a {role:?} crash at {at}: the cancelled operation {op} got OpsRequests {requests:?}"
+                ));
+            }
+        }
         self.tally.converged += 1;
         let written = (
             want.size,
@@ -658,7 +844,11 @@ impl Lane {
             } else if t + 1 == trials && trials > 2 {
                 Step::Delete
             } else {
-                Step::Change
+                match self.rng.random_range(0..6) {
+                    0 => Step::Cancel,
+                    1 => Step::Pause,
+                    _ => Step::Change,
+                }
             };
             if let Err(e) = self.trial(&id, step, &mut want).await {
                 self.tally.failures.push(format!(
@@ -671,6 +861,28 @@ impl Lane {
         }
         self.tally
     }
+}
+
+/// The API over `store`, with a key of tenant `tenant_id` recorded there.
+async fn lane_api(store: &Arc<dyn Store>, tenant_id: &str, key: &str) -> axum::Router {
+    store
+        .insert_tenant(&Tenant {
+            id: tenant_id.to_string(),
+            name: tenant_id.to_string(),
+            created_at: Utc::now(),
+        })
+        .await
+        .expect("insert the tenant");
+    store
+        .insert_api_key(&ApiKeyRecord {
+            key_hash: hash_api_key(key),
+            prefix: key[..8].to_string(),
+            tenant_id: tenant_id.to_string(),
+            created_at: Utc::now(),
+        })
+        .await
+        .expect("insert the API key");
+    dbaas_rest::router(AppState::new(store.clone(), None, Limits::default()))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -714,6 +926,7 @@ async fn crash_trials_in_process() {
     });
 
     let per_lane = trials.div_ceil(LANES).max(1);
+    let tenant_id = format!("tn-faults{run_id}");
     let mut lanes = Vec::new();
     let mut cleanup = Vec::new();
     for n in 0..LANES {
@@ -738,7 +951,11 @@ async fn crash_trials_in_process() {
         roles.reconciler.lease_ttl = Duration::from_secs(1);
         roles.reconciler.max_attempts = 5;
         roles.worker = outage_worker_config(&namespace);
+        let api_key = new_api_key();
+        let api = lane_api(&real.store, &tenant_id, &api_key).await;
         lanes.push(Lane {
+            api,
+            api_key,
             n,
             engine: Engine::ALL[(n as usize + seed as usize) % Engine::ALL.len()],
             real,
@@ -751,7 +968,7 @@ async fn crash_trials_in_process() {
             tally: Tally::default(),
         });
     }
-    let tenant = format!("tn-faults{run_id}");
+    let tenant = tenant_id.clone();
     let handles: Vec<_> = lanes
         .into_iter()
         .map(|lane| {
@@ -767,6 +984,9 @@ async fn crash_trials_in_process() {
         total.converged += t.converged;
         total.duplicates += t.duplicates;
         total.lost += t.lost;
+        total.cancels_won += t.cancels_won;
+        total.cancels_refused += t.cancels_refused;
+        total.pauses += t.pauses;
         for (k, v) in t.points {
             *total.points.entry(k).or_default() += v;
         }
@@ -783,7 +1003,10 @@ async fn crash_trials_in_process() {
     summary.lost_writes = total.lost;
     let distinct = total.points.len();
     summary.extra = format!(
-        "crash_points_hit={distinct} seed={seed} secs={}",
+        "crash_points_hit={distinct} cancels_won={} cancels_refused={} pauses={} seed={seed} secs={}",
+        total.cancels_won,
+        total.cancels_refused,
+        total.pauses,
         started.elapsed().as_secs()
     );
     summary.print();

@@ -338,3 +338,75 @@ async fn connection_credentials_and_an_upgrade() {
         ]
     );
 }
+
+#[tokio::test]
+async fn pause_resume_restart_and_the_history() {
+    let dir = tempdir();
+    let local = start(&dir).await;
+    let id = create_ready_database(&local).await;
+    let path = format!("/databases/{id}");
+    let (status, _) = local
+        .call(reqwest::Method::PATCH, &path, Some(json!({"paused": true})))
+        .await;
+    assert_eq!(status, 200);
+    local
+        .wait_for(&id, "the pause", |db| {
+            db["status"] == "paused" && db["current_paused"] == true
+        })
+        .await;
+    let (status, _) = local
+        .call(
+            reqwest::Method::PATCH,
+            &path,
+            Some(json!({"paused": false})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    local
+        .wait_for(&id, "the resume", |db| {
+            db["status"] == "ready" && db["current_paused"] == false
+        })
+        .await;
+    let (status, _) = local
+        .call(reqwest::Method::POST, &format!("{path}/restart"), None)
+        .await;
+    assert_eq!(status, 202);
+    local
+        .wait_for(&id, "the restart", |db| {
+            db["status"] == "ready" && db["current_restarts"] == 1
+        })
+        .await;
+    let (_, events) = local
+        .call(
+            reqwest::Method::GET,
+            &format!("{path}/events?limit=200"),
+            None,
+        )
+        .await;
+    let types: Vec<&str> = events["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|e| e["type"].as_str())
+        .collect();
+    for expected in [
+        "created",
+        "desired_changed",
+        "restart_requested",
+        "operation_succeeded",
+    ] {
+        assert!(types.contains(&expected), "{expected} in {types:?}");
+    }
+    let types: Vec<String> = local
+        .operations(&id)
+        .await
+        .iter()
+        .filter_map(|o| o["type"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        ["pause", "resume", "restart"]
+            .iter()
+            .all(|t| types.iter().any(|x| x == t)),
+        "{types:?}"
+    );
+}

@@ -428,12 +428,13 @@ impl Lane {
         Ok((dup, found))
     }
 
-    /// A worker crashing at a random point while a user cancels the
+    /// `role` crashing at a random point while a user cancels the
     /// database's active operation through the API, a little later. Returns
-    /// where the worker crashed and the operation if the cancel won.
+    /// where it crashed and the operation if the cancel won.
     async fn crash_racing_a_cancel(
         &mut self,
         id: &str,
+        role: Role,
         type_hint: Option<OperationType>,
     ) -> Result<(Option<String>, Option<String>), String> {
         let db = self
@@ -444,7 +445,7 @@ impl Lane {
             .map_err(|e| e.to_string())?
             .ok_or("database gone")?;
         let Some(op) = db.active_operation_id else {
-            return Ok((self.crash(Role::Worker, type_hint).await?, None));
+            return Ok((self.crash(role, type_hint).await?, None));
         };
         let delay = Duration::from_millis(self.rng.random_range(0..40));
         let (api, key) = (self.api.clone(), self.api_key.clone());
@@ -457,7 +458,7 @@ impl Lane {
                 .expect("a request");
             api.oneshot(req).await.map(|r| r.status())
         };
-        let (fired, status) = tokio::join!(self.crash(Role::Worker, type_hint), cancel);
+        let (fired, status) = tokio::join!(self.crash(role, type_hint), cancel);
         let status = status.map_err(|e| format!("the API: {e}"))?;
         match status.as_u16() {
             200 => {
@@ -686,13 +687,15 @@ impl Lane {
             // The pass that plans the operation runs clean; the worker crashes.
             self.pass().await?;
         }
-        let role = if matches!(step, Step::Cancel | Step::Pause) {
-            Role::Worker
-        } else {
-            role
+        let role = match step {
+            Step::Pause => Role::Worker,
+            // A cancel races the worker, or a pass settling the operation.
+            Step::Cancel if self.rng.random_bool(0.3) => Role::Reconciler,
+            Step::Cancel => Role::Worker,
+            _ => role,
         };
         let (fired, cancelled) = match step {
-            Step::Cancel => self.crash_racing_a_cancel(id, type_hint).await?,
+            Step::Cancel => self.crash_racing_a_cancel(id, role, type_hint).await?,
             Step::Pause => (self.crash_racing_a_pause(id, type_hint).await?, None),
             _ => (self.crash(role, type_hint).await?, None),
         };

@@ -87,7 +87,7 @@ impl Fixture {
             storage_gb,
             Utc::now(),
         );
-        self.parts.store.insert_database(&db).await.unwrap();
+        self.parts.store.insert_database(&db, &[]).await.unwrap();
         db.id
     }
 

@@ -282,17 +282,6 @@ pub async fn create(
     db.version = versions::version_for_new(&state, req.engine, req.version.as_deref()).await?;
     db.deletion_protection = req.deletion_protection;
     db.deletion_policy = req.deletion_policy;
-    match state.store.insert_database(&db).await {
-        Ok(()) => {}
-        Err(dbaas_core::Error::Conflict(_)) => {
-            return Err(ApiError::Conflict {
-                detail: format!("a database named {} already exists", db.name),
-                errors: vec![FieldError::new("name", "already exists")],
-            });
-        }
-        Err(e) => return Err(e.into()),
-    }
-    // A second write: a crash right here loses this event, not the record.
     let created = Event::new(
         &db,
         EventType::Created,
@@ -308,7 +297,16 @@ pub async fn create(
         ),
         now,
     );
-    state.store.insert_event(&created).await?;
+    match state.store.insert_database(&db, &[created]).await {
+        Ok(()) => {}
+        Err(dbaas_core::Error::Conflict(_)) => {
+            return Err(ApiError::Conflict {
+                detail: format!("a database named {} already exists", db.name),
+                errors: vec![FieldError::new("name", "already exists")],
+            });
+        }
+        Err(e) => return Err(e.into()),
+    }
     let location = format!("/api/v1/databases/{}", db.id);
     Ok((
         [(header::LOCATION, location)],

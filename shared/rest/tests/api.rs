@@ -1341,7 +1341,7 @@ impl Store for DownStore {
     async fn find_api_key(&self, _: &str) -> dbaas_core::Result<Option<ApiKeyRecord>> {
         self.fail().await
     }
-    async fn insert_database(&self, _: &Database) -> dbaas_core::Result<()> {
+    async fn insert_database(&self, _: &Database, _: &[Event]) -> dbaas_core::Result<()> {
         self.fail().await
     }
     async fn get_database(&self, _: &str) -> dbaas_core::Result<Option<Database>> {

@@ -385,8 +385,9 @@ impl Store for SqliteStore {
         .await
     }
 
-    async fn insert_database(&self, db: &Database) -> Result<()> {
+    async fn insert_database(&self, db: &Database, events: &[Event]) -> Result<()> {
         let db = normalize_database(db.clone());
+        let events = events.to_vec();
         self.tx(move |tx| {
             tx.execute(
                 "INSERT INTO databases (id, name_key, tenant_id, engine, status, doc)
@@ -401,7 +402,7 @@ impl Store for SqliteStore {
                 ],
             )
             .map_err(store_err)?;
-            Ok(())
+            write_events(tx, &events)
         })
         .await
     }
@@ -830,7 +831,7 @@ mod tests {
         db.paused = true;
         db.current_restarts = 4;
         db.deletion_policy = OnDelete::Halt;
-        store.insert_database(&db).await.expect("insert");
+        store.insert_database(&db, &[]).await.expect("insert");
         let id = db.id.clone();
         store
             .tx(move |tx| {

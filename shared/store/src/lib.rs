@@ -154,7 +154,7 @@ pub trait Store: Send + Sync + 'static {
 
     /// `Error::Conflict` if the tenant already has a database of this name
     /// that is not deleted.
-    async fn insert_database(&self, db: &Database) -> Result<()>;
+    async fn insert_database(&self, db: &Database, events: &[Event]) -> Result<()>;
     async fn get_database(&self, id: &str) -> Result<Option<Database>>;
     async fn list_databases(&self, query: &DatabaseQuery) -> Result<Vec<Database>>;
 

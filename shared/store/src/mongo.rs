@@ -384,8 +384,9 @@ impl EventDoc {
 }
 
 /// A database as stored; integers are i64 because BSON has no unsigned
-/// types. Fields added later default when a document lacks them; the
-/// outbox (`pending_events`) is not part of it.
+/// types. Fields added later default when a document lacks them. The
+/// outbox (`pending_events`) is written with a new database only; reads
+/// leave it alone.
 #[derive(Serialize, Deserialize)]
 struct DatabaseDoc {
     #[serde(rename = "_id")]
@@ -430,6 +431,8 @@ struct DatabaseDoc {
     operation_seq: i64,
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
+    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    pending_events: Vec<EventDoc>,
 }
 
 impl DatabaseDoc {
@@ -471,6 +474,7 @@ impl DatabaseDoc {
             operation_seq: int(d.operation_seq)?,
             created_at: bdate(d.created_at),
             updated_at: bdate(d.updated_at),
+            pending_events: Vec::new(),
         })
     }
 
@@ -960,10 +964,13 @@ impl Store for MongoStore {
             .transpose()
     }
 
-    async fn insert_database(&self, db: &Database) -> Result<()> {
+    async fn insert_database(&self, db: &Database, events: &[Event]) -> Result<()> {
         self.ensure_indexes().await?;
+        let mut doc = DatabaseDoc::from_domain(db)?;
+        // The events go in with the record, in the same insert.
+        doc.pending_events = events.iter().map(EventDoc::from_domain).collect();
         self.databases
-            .insert_one(DatabaseDoc::from_domain(db)?)
+            .insert_one(doc)
             .await
             .map_err(store_err)?;
         Ok(())

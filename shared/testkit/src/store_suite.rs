@@ -45,6 +45,50 @@ pub async fn run_all(store: &dyn Store) {
     cancel_operation(store).await;
     concurrent_cancel_operation(store).await;
     cancel_races_worker(store).await;
+    events_ride_with_the_insert(store).await;
+}
+
+/// A new database's events are written with it, and not when the insert
+/// fails (a duplicate name).
+pub async fn events_ride_with_the_insert(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let now = ms(Utc::now());
+    let db = Database::declared(&t.id, "born", Engine::Postgres, Size::Small, 1, 10, now);
+    let created = Event::new(&db, EventType::Created, Some("dbk_test"), "declared", now);
+    store
+        .insert_database(&db, std::slice::from_ref(&created))
+        .await
+        .expect("insert database");
+    let dup = Database::declared(&t.id, "born", Engine::Postgres, Size::Small, 1, 10, now);
+    let lost = Event::new(&dup, EventType::Created, None, "never", now);
+    assert!(matches!(
+        store.insert_database(&dup, &[lost]).await,
+        Err(Error::Conflict(_))
+    ));
+    for query in [db.id.clone(), dup.id.clone()] {
+        let listed = store
+            .list_events(&EventQuery {
+                database_id: query.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("list events");
+        let want = if query == db.id {
+            vec![created.clone()]
+        } else {
+            Vec::new()
+        };
+        assert_eq!(listed, want);
+    }
+    store.flush_events().await.expect("flush");
+    let listed = store
+        .list_events(&EventQuery {
+            database_id: db.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list events");
+    assert_eq!(listed, vec![created]);
 }
 
 fn ms(t: DateTime<Utc>) -> DateTime<Utc> {
@@ -91,7 +135,10 @@ fn sample_database(tenant_id: &str, id: &str, name: &str) -> Database {
 
 async fn insert_database(store: &dyn Store, tenant_id: &str, name: &str) -> Database {
     let db = sample_database(tenant_id, &format!("db-{}", random_token(12)), name);
-    store.insert_database(&db).await.expect("insert database");
+    store
+        .insert_database(&db, &[])
+        .await
+        .expect("insert database");
     db
 }
 
@@ -204,7 +251,10 @@ pub async fn database_round_trip(store: &dyn Store) {
     full.active_operation_id = Some("op-0123456789abcdef".into());
     full.operation_seq = 4;
     full.updated_at = full.created_at + Duration::microseconds(1_234_567);
-    store.insert_database(&full).await.expect("insert database");
+    store
+        .insert_database(&full, &[])
+        .await
+        .expect("insert database");
     assert_eq!(get_db(store, &full.id).await, stored_database(full));
     assert_eq!(store.get_database("db-missing").await.expect("get"), None);
 }
@@ -226,7 +276,10 @@ pub async fn list_databases(store: &dyn Store) {
         let mut db = sample_database(&t.id, &format!("{prefix}{i}"), &format!("list-{i}"));
         db.engine = *engine;
         db.status = *status;
-        store.insert_database(&db).await.expect("insert database");
+        store
+            .insert_database(&db, &[])
+            .await
+            .expect("insert database");
         dbs.push(db);
     }
     dbs.reverse();
@@ -308,7 +361,7 @@ pub async fn list_databases(store: &dyn Store) {
     let mut foreign = sample_database(&other.id, &format!("{prefix}2a"), "foreign");
     foreign.status = DatabaseStatus::Ready;
     store
-        .insert_database(&foreign)
+        .insert_database(&foreign, &[])
         .await
         .expect("insert database");
     let across = list(DatabaseQuery {
@@ -343,14 +396,14 @@ pub async fn unique_names(store: &dyn Store) {
 
     let dup = sample_database(&t.id, &format!("db-{}", random_token(12)), "orders");
     assert_conflict(
-        store.insert_database(&dup).await,
+        store.insert_database(&dup, &[]).await,
         "database with a taken name",
     );
     assert_eq!(store.get_database(&dup.id).await.expect("get"), None);
 
     let same_id = sample_database(&t.id, &first.id, "orders-2");
     assert_conflict(
-        store.insert_database(&same_id).await,
+        store.insert_database(&same_id, &[]).await,
         "database with a taken id",
     );
 
@@ -368,7 +421,7 @@ pub async fn unique_names(store: &dyn Store) {
         .expect("request deletion")
         .expect("deletion requested");
     assert_conflict(
-        store.insert_database(&dup).await,
+        store.insert_database(&dup, &[]).await,
         "name of a deleting database",
     );
     assert!(
@@ -382,7 +435,7 @@ pub async fn unique_names(store: &dyn Store) {
         DatabaseStatus::Deleted
     );
     store
-        .insert_database(&dup)
+        .insert_database(&dup, &[])
         .await
         .expect("reuse a freed name");
     assert_eq!(get_db(store, &dup.id).await.name, "orders");
@@ -1151,7 +1204,10 @@ pub async fn lifecycle_fields(store: &dyn Store) {
     set.deletion_policy = OnDelete::Halt;
     set.restarts = 3;
     set.current_restarts = 2;
-    store.insert_database(&set).await.expect("insert database");
+    store
+        .insert_database(&set, &[])
+        .await
+        .expect("insert database");
     assert_eq!(get_db(store, &set.id).await, stored_database(set));
 
     // A desired change sets them, and nothing else but the generation.

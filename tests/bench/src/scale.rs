@@ -245,7 +245,7 @@ impl Scenario {
             let store = self.store.clone();
             tasks.spawn(async move {
                 store
-                    .insert_database(&db)
+                    .insert_database(&db, &[])
                     .await
                     .map_err(anyhow::Error::from)
             });

@@ -243,9 +243,9 @@ impl Store for FaultyStore {
             .call("store.find_api_key", self.inner.find_api_key(key_hash))
             .await
     }
-    async fn insert_database(&self, db: &Database) -> Result<()> {
+    async fn insert_database(&self, db: &Database, events: &[Event]) -> Result<()> {
         self.inj
-            .call("store.insert_database", self.inner.insert_database(db))
+            .call("store.insert_database", self.inner.insert_database(db, events))
             .await
     }
     async fn get_database(&self, id: &str) -> Result<Option<Database>> {

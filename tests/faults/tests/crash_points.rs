@@ -835,7 +835,7 @@ impl Lane {
                 now,
             )
         };
-        if let Err(e) = self.real.store.insert_database(&db).await {
+        if let Err(e) = self.real.store.insert_database(&db, &[]).await {
             self.tally
                 .failures
                 .push(format!("lane {}: inserting the database: {e}", self.n));

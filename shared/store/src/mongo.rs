@@ -969,10 +969,7 @@ impl Store for MongoStore {
         let mut doc = DatabaseDoc::from_domain(db)?;
         // The events go in with the record, in the same insert.
         doc.pending_events = events.iter().map(EventDoc::from_domain).collect();
-        self.databases
-            .insert_one(doc)
-            .await
-            .map_err(store_err)?;
+        self.databases.insert_one(doc).await.map_err(store_err)?;
         Ok(())
     }
 

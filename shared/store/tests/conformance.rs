@@ -115,7 +115,10 @@ async fn documents_without_new_fields(store: &MongoStore) {
     db.paused = true;
     db.deletion_policy = OnDelete::Halt;
     db.current_restarts = 3;
-    store.insert_database(&db, &[]).await.expect("insert database");
+    store
+        .insert_database(&db, &[])
+        .await
+        .expect("insert database");
     store
         .database()
         .collection::<Document>("databases")

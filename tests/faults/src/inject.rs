@@ -245,7 +245,10 @@ impl Store for FaultyStore {
     }
     async fn insert_database(&self, db: &Database, events: &[Event]) -> Result<()> {
         self.inj
-            .call("store.insert_database", self.inner.insert_database(db, events))
+            .call(
+                "store.insert_database",
+                self.inner.insert_database(db, events),
+            )
             .await
     }
     async fn get_database(&self, id: &str) -> Result<Option<Database>> {

@@ -151,7 +151,10 @@ async fn many_reconcilers_one_pass_per_round() {
     for (i, engine) in Engine::ALL.into_iter().enumerate() {
         let db = database("tn-lease", &format!("db{i}"), engine);
         ids.push(db.id.clone());
-        store.insert_database(&db, &[]).await.expect("insert a database");
+        store
+            .insert_database(&db, &[])
+            .await
+            .expect("insert a database");
     }
 
     let mut summary = Summary::new("exclusivity_in_process");

@@ -77,7 +77,11 @@ fn new_db(engine: Engine) -> Database {
 async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
     let p = parts().await;
     let db = new_db(Engine::Postgres);
-    p.parts.store.insert_database(&db, &[]).await.expect("insert");
+    p.parts
+        .store
+        .insert_database(&db, &[])
+        .await
+        .expect("insert");
     converge(&p, &db.id).await;
 
     // Desired state changes; the pass that plans it dies right after
@@ -128,7 +132,11 @@ async fn an_operation_recorded_by_a_dead_pass_is_superseded_not_left_pending() {
 async fn an_operation_recorded_by_a_dead_pass_is_replanned_under_its_id() {
     let p = parts().await;
     let db = new_db(Engine::Mongodb);
-    p.parts.store.insert_database(&db, &[]).await.expect("insert");
+    p.parts
+        .store
+        .insert_database(&db, &[])
+        .await
+        .expect("insert");
     converge(&p, &db.id).await;
     let change = DesiredChange {
         replicas: Some(3),

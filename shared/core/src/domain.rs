@@ -282,6 +282,10 @@ pub struct Database {
     /// What a deletion keeps.
     #[serde(default)]
     pub deletion_policy: OnDelete,
+    /// The policy on the CR (`halt` while paused: KubeDB forces it); null
+    /// until observed, or when the CR has one no user chose.
+    #[serde(default)]
+    pub current_deletion_policy: Option<OnDelete>,
     /// Desired count of restarts (each request adds one).
     #[serde(default)]
     pub restarts: u64,
@@ -337,6 +341,7 @@ impl Database {
             current_paused: false,
             deletion_protection: false,
             deletion_policy: OnDelete::default(),
+            current_deletion_policy: None,
             restarts: 0,
             current_restarts: 0,
             deletion_requested: false,
@@ -356,6 +361,48 @@ impl Database {
     /// under the reconciler all the time and must not make a PATCH stale.
     pub fn etag(&self) -> String {
         format!("\"g{}\"", self.generation)
+    }
+
+    /// Desired state as the drift computation takes it. A version name
+    /// the API would not admit leaves the version as `observed` runs it.
+    pub fn desired(&self, observed: Option<&crate::drift::Observed>) -> crate::drift::Desired {
+        crate::drift::Desired {
+            size: self.size,
+            replicas: self.replicas,
+            storage_gb: self.storage_gb,
+            version: VersionName::new(&self.version)
+                .or(observed.and_then(|o| o.version))
+                .or_else(|| VersionName::new(self.engine.spec().default_version))
+                .expect("engine default versions are short"),
+            auth_rotation: self.auth_rotation,
+            paused: self.paused,
+            deletion_policy: self.deletion_policy,
+            restarts: self.restarts,
+            deletion_requested: self.deletion_requested,
+        }
+    }
+
+    /// Current state as the last pass recorded it, in the drift
+    /// computation's terms; `None` before the cluster was first observed.
+    pub fn observed(&self) -> Option<crate::drift::Observed> {
+        let seen = self.current_size.is_some()
+            || self.current_replicas.is_some()
+            || self.current_storage_gb.is_some();
+        seen.then(|| crate::drift::Observed {
+            size: self.current_size,
+            replicas: self.current_replicas.unwrap_or(0),
+            storage_gb: self.current_storage_gb.unwrap_or(0),
+            version: self.current_version.as_deref().and_then(VersionName::new),
+            auth_rotation: self.current_auth_rotation,
+            halted: self.current_paused,
+            deletion_policy: self.current_deletion_policy.map(OnDelete::kubedb),
+            restarts: self.current_restarts,
+            ready: matches!(
+                self.status,
+                DatabaseStatus::Ready | DatabaseStatus::Updating | DatabaseStatus::Failed
+            ) && !self.current_paused,
+            deleting: false,
+        })
     }
 
     /// The desired values a cancel of `op` puts back: the field it targets

@@ -9,6 +9,7 @@
 //! every in-flight request's target laid over them.
 
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::catalog::VersionName;
 use crate::domain::{Action, OnDelete, OperationType, Size, Spec};
@@ -100,6 +101,41 @@ pub struct Observed {
     pub ready: bool,
     /// The CR carries a deletionTimestamp.
     pub deleting: bool,
+}
+
+impl Observed {
+    /// The CR as KubeDB leaves it once `action` succeeded from `current`
+    /// (`None`: there is no CR).
+    pub fn after(current: Option<Observed>, desired: &Desired, action: Action) -> Option<Observed> {
+        match action {
+            Action::Provision(spec) => Some(Observed {
+                size: Some(spec.size),
+                replicas: spec.replicas,
+                storage_gb: spec.storage_gb,
+                version: Some(desired.version),
+                auth_rotation: 0,
+                halted: false,
+                deletion_policy: Some(desired.deletion_policy.kubedb()),
+                restarts: 0,
+                ready: true,
+                deleting: false,
+            }),
+            Action::Deprovision => None,
+            Action::Change(change) => current.map(|o| {
+                let mut o = effective(&o, &[change]);
+                // A halted database is never Ready, and KubeDB forces Halt.
+                match change {
+                    Change::Paused(true) => {
+                        o.deletion_policy = Some(DeletionPolicy::Halt);
+                        o.ready = false;
+                    }
+                    Change::Paused(false) => o.ready = true,
+                    _ => {}
+                }
+                o
+            }),
+        }
+    }
 }
 
 /// One change to one field: what the reconciler plans, what an operation
@@ -343,6 +379,106 @@ pub fn assess(desired: &Desired, observed: Option<&Observed>, in_flight: &[Chang
     Assessment { drifts, plan }
 }
 
+/// Every operation the reconciler will plan, in order, from `observed`
+/// and the in-flight requests' targets: [`assess`] again over the state
+/// each step leaves (as KubeDB leaves it on success), with in-flight
+/// requests landed, a CR being deleted gone and a database not ready yet
+/// ready. The first step is what [`assess`] plans now whenever it plans
+/// anything. Also returns the plan that ends the sequence (`InSync`,
+/// `Blocked`, `Paused` or `Finalize`).
+pub fn steps(
+    desired: &Desired,
+    observed: Option<&Observed>,
+    in_flight: &[Change],
+) -> (Vec<Action>, Plan) {
+    let mut current = observed.filter(|o| !o.deleting).map(|o| {
+        let mut e = effective(o, in_flight);
+        e.ready = !e.halted;
+        e
+    });
+    let mut steps = Vec::new();
+    // Provision, then at most one operation per field, then a deletion.
+    for _ in 0..Field::ALL.len() + 3 {
+        let plan = assess(desired, current.as_ref(), &[]).plan;
+        match plan.action(desired) {
+            Some(action) => {
+                steps.push(action);
+                current = Observed::after(current, desired, action);
+            }
+            None => return (steps, plan),
+        }
+    }
+    (steps, Plan::Wait)
+}
+
+/// How much an operation disturbs the database's clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Disruption {
+    /// Clients keep being served.
+    Online,
+    /// Pods restart one at a time; with replicas, the database stays up.
+    RollingRestart,
+    /// Every pod starts again.
+    FullRestart,
+    /// The database is unavailable for a while (or for good).
+    Downtime,
+}
+
+impl Action {
+    /// How disruptive the action is on a database with `replicas`, and why.
+    pub fn disruption(self, replicas: u32) -> (Disruption, &'static str) {
+        let rolling = |many: &'static str, one: &'static str| {
+            if replicas > 1 {
+                (Disruption::RollingRestart, many)
+            } else {
+                (Disruption::Downtime, one)
+            }
+        };
+        match self {
+            Action::Provision(_) => (Disruption::Online, "a new database: nothing runs yet"),
+            Action::Deprovision => (Disruption::Downtime, "the database is deleted"),
+            Action::Change(change) => match change {
+                Change::Size(_) => rolling(
+                    "pods restart one at a time with the new resources",
+                    "the only pod restarts with the new resources",
+                ),
+                Change::Version(_) => rolling(
+                    "pods restart one at a time on the new version",
+                    "the only pod restarts on the new version",
+                ),
+                Change::Restart(_) => {
+                    rolling("pods restart one at a time", "the only pod restarts")
+                }
+                Change::Replicas(_) => (
+                    Disruption::Online,
+                    "pods are added or removed; the others keep serving",
+                ),
+                Change::StorageGb(_) => (
+                    Disruption::Online,
+                    "volumes grow in place (Online volume expansion)",
+                ),
+                Change::AuthRotation(_) => (
+                    Disruption::Online,
+                    "the password changes; clients reconnect with the new one",
+                ),
+                Change::Paused(true) => (
+                    Disruption::Downtime,
+                    "KubeDB removes the pods until the resume; volumes stay",
+                ),
+                Change::Paused(false) => (
+                    Disruption::FullRestart,
+                    "the pods start again on the kept volumes",
+                ),
+                Change::DeletionPolicy(_) => (
+                    Disruption::Online,
+                    "only the deletion policy on the CR changes",
+                ),
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -451,41 +587,6 @@ mod tests {
         ]
     }
 
-    /// Applies what a successful operation for `plan` does to the CR.
-    fn apply(observed: &mut Option<Observed>, desired: &Desired, plan: Plan) {
-        match plan {
-            Plan::Provision => {
-                *observed = Some(Observed {
-                    size: Some(desired.size),
-                    replicas: desired.replicas,
-                    storage_gb: desired.storage_gb,
-                    version: Some(desired.version),
-                    auth_rotation: 0,
-                    halted: false,
-                    deletion_policy: Some(desired.deletion_policy.kubedb()),
-                    restarts: 0,
-                    ready: true,
-                    deleting: false,
-                })
-            }
-            Plan::Deprovision => *observed = None,
-            Plan::Fix(c) => {
-                let mut o = effective(&observed.expect("fix needs a CR"), &[c]);
-                // What KubeDB does on a halt and on a resume.
-                match c {
-                    Change::Paused(true) => {
-                        o.deletion_policy = Some(DeletionPolicy::Halt);
-                        o.ready = false;
-                    }
-                    Change::Paused(false) => o.ready = true,
-                    _ => {}
-                }
-                *observed = Some(o);
-            }
-            _ => {}
-        }
-    }
-
     proptest! {
         /// An in-flight request never causes a second one.
         #[test]
@@ -544,6 +645,19 @@ mod tests {
                 Plan::Blocked => prop_assert!(!a.drifts.is_empty() && a.drifts.iter().all(|x| x.blocked)),
                 other => prop_assert!(false, "unexpected plan {:?}", other),
             }
+        }
+
+        /// The plan's first step is what a pass plans now, whenever it
+        /// plans anything; its steps end in sync (or blocked, or paused).
+        #[test]
+        fn steps_begin_with_what_the_pass_plans(d in desired(), o in prop::option::of(observed()), f in prop::collection::vec(change(), 0..2)) {
+            let now = assess(&d, o.as_ref(), &f).plan.action(&d);
+            let (steps, end) = steps(&d, o.as_ref(), &f);
+            if let Some(action) = now {
+                prop_assert_eq!(steps.first(), Some(&action));
+            }
+            prop_assert!(matches!(end, Plan::InSync | Plan::Finalize | Plan::Blocked | Plan::Paused), "{:?}", end);
+            prop_assert!(steps.len() <= Field::ALL.len() + 2);
         }
 
         /// No drift, no operation.
@@ -646,7 +760,8 @@ mod tests {
                     );
                     return Ok(());
                 }
-                apply(&mut current, &d, plan);
+                let action = plan.action(&d).expect("an action");
+                current = Observed::after(current, &d, action);
             }
             prop_assert!(false, "did not converge");
         }

@@ -90,6 +90,20 @@ impl PatchDatabase {
             && self.deletion_policy.is_none()
     }
 
+    /// `db` with this patch's desired fields, as a PATCH would leave it.
+    pub(super) fn applied_to(&self, db: &Database) -> Database {
+        Database {
+            size: self.size.unwrap_or(db.size),
+            replicas: self.replicas.unwrap_or(db.replicas),
+            storage_gb: self.storage_gb.unwrap_or(db.storage_gb),
+            version: self.version.clone().unwrap_or_else(|| db.version.clone()),
+            paused: self.paused.unwrap_or(db.paused),
+            deletion_protection: self.deletion_protection.unwrap_or(db.deletion_protection),
+            deletion_policy: self.deletion_policy.unwrap_or(db.deletion_policy),
+            ..db.clone()
+        }
+    }
+
     /// The change that brings `db` to this patch, or `None` when the patch
     /// asks for nothing new (so an idempotent PATCH does not bump the
     /// generation and wake the reconciler).
@@ -116,14 +130,7 @@ impl PatchDatabase {
         let observed = db.current_size.is_some()
             || db.current_replicas.is_some()
             || db.current_storage_gb.is_some();
-        let next = Database {
-            size: size.unwrap_or(db.size),
-            replicas: replicas.unwrap_or(db.replicas),
-            storage_gb: storage_gb.unwrap_or(db.storage_gb),
-            version: version.clone().unwrap_or_else(|| db.version.clone()),
-            paused: paused.unwrap_or(db.paused),
-            ..db.clone()
-        };
+        let next = self.applied_to(db);
         // Before the first observation the database is still provisioning;
         // after it, a change that differs from what runs is an update.
         let status = (observed && !next.in_sync()).then_some(DatabaseStatus::Updating);

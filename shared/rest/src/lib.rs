@@ -35,6 +35,7 @@ mod metrics;
 mod openapi;
 mod operations;
 mod page;
+mod plan;
 mod system;
 mod validation;
 mod versions;
@@ -161,6 +162,8 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/operations/{id}", get(operations::get))
         .route("/api/v1/operations/{id}/cancel", post(operations::cancel))
         .route("/api/v1/databases/{id}/restart", post(databases::restart))
+        .route("/api/v1/databases/{id}/plan", get(plan::get))
+        .route("/api/v1/databases/plan", post(plan::preview))
         .route("/api/v1/admin/tenants", post(admin::post_tenant))
         .route(
             "/api/v1/admin/tenants/{id}/api-keys",

@@ -8,12 +8,14 @@ use super::credentials::{self, Credentials};
 use super::databases::{self, CreateDatabase, PatchDatabase};
 use super::error::{FieldError, Problem};
 use super::versions::{self, VersionInfo, Versions};
+use super::plan::{self, PlanStep, PlanView};
 use super::{events, operations, system};
 use dbaas_core::catalog::CatalogVersion;
 use dbaas_core::domain::{
     Condition, Connection, Database, DatabaseStatus, DesiredState, Event, EventType, OnDelete,
     Operation, OperationStatus, OperationType, Size, Tenant,
 };
+use dbaas_core::drift::Disruption;
 use dbaas_core::engine::Engine;
 
 #[derive(OpenApi)]
@@ -25,7 +27,7 @@ use dbaas_core::engine::Engine;
     ),
     paths(
         databases::create, databases::list, databases::get, databases::patch, databases::delete,
-        databases::restart,
+        databases::restart, plan::get, plan::preview,
         credentials::get, credentials::rotate, events::list, versions::list, versions::upgrades,
         operations::list, operations::get, operations::cancel,
         admin::post_tenant, admin::post_api_key,
@@ -34,7 +36,7 @@ use dbaas_core::engine::Engine;
     components(schemas(
         CreateDatabase, PatchDatabase, Database, DatabaseStatus, Condition, Engine, Size,
         Operation, OperationType, OperationStatus, DesiredState, Connection, Credentials,
-        Event, EventType, OnDelete, Versions, VersionInfo, CatalogVersion,
+        Event, EventType, OnDelete, PlanView, PlanStep, Disruption, Versions, VersionInfo, CatalogVersion,
         CreateTenant, Tenant, NewApiKey, Problem, FieldError,
     )),
     modifiers(&BearerSchemes),

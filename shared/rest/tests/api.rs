@@ -60,6 +60,7 @@ macro_rules! store_cases {
 }
 
 store_cases!(
+    plans_show_the_steps_and_save_nothing,
     lifecycle_fields_restart_and_history,
     cancel_takes_the_change_back,
     credentials_and_rotation,
@@ -1995,4 +1996,111 @@ async fn cancel_takes_the_change_back(store: Arc<dyn Store>) {
     app.send("POST", &cancel(&provision.id), Some(&key), None)
         .await
         .problem(409);
+}
+
+async fn plans_show_the_steps_and_save_nothing(store: Arc<dyn Store>) {
+    let app = App::new(store.clone()).await;
+    let (_, key) = app.tenant("acme").await;
+    let (_, other) = app.tenant("other").await;
+    let db = app.database(&key, pg("planned")).await;
+    let id = id_of(&db);
+    let plan_uri = format!("/api/v1/databases/{id}/plan");
+    // Never observed: the provision is all there is.
+    let plan = app.get(&plan_uri, &key).await.ok(200).clone();
+    assert_eq!(plan["steps"][0]["type"], "provision", "{plan}");
+    assert_eq!(plan["in_sync"], false);
+    app.get(&plan_uri, &other).await.problem(404);
+
+    let running = ObservedUpdate {
+        current_size: Some(Size::Small),
+        current_replicas: Some(1),
+        current_storage_gb: Some(20),
+        current_version: db["version"].as_str().map(str::to_string),
+        current_deletion_policy: Some(dbaas_core::domain::OnDelete::Wipeout),
+        status: Some(DatabaseStatus::Ready),
+        observed_generation: Some(1),
+        ..Default::default()
+    };
+    assert!(store.update_observed(&id, &running).await.unwrap());
+    let plan = app.get(&plan_uri, &key).await.ok(200).clone();
+    assert_eq!(
+        (&plan["in_sync"], &plan["steps"]),
+        (&json!(true), &json!([])),
+        "{plan}"
+    );
+
+    // A preview of a patch: validated like the PATCH, nothing saved.
+    let preview = |body: Value| {
+        let app = &app;
+        let key = key.clone();
+        async move {
+            app.send("POST", "/api/v1/databases/plan", Some(&key), Some(body))
+                .await
+        }
+    };
+    preview(json!({"id": id, "storage_gb": 5}))
+        .await
+        .problem_naming(422, "storage_gb");
+    preview(json!({"id": id, "colour": "blue"}))
+        .await
+        .problem_naming(422, "colour");
+    preview(json!({"id": "db-doesnotexist", "size": "db.t3.large"}))
+        .await
+        .problem(404);
+    let reply =
+        preview(json!({"id": id, "size": "db.t3.large", "storage_gb": 30, "paused": true})).await;
+    let steps = reply.ok(200)["steps"].as_array().expect("steps").clone();
+    let types: Vec<&str> = steps.iter().map(|s| s["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["pause"], "paused, the rest waits: {steps:?}");
+    assert_eq!(
+        reply.body["waiting"].as_str().map(|w| w.contains("resume")),
+        Some(true)
+    );
+    let reply = preview(json!({"id": id, "size": "db.t3.large", "storage_gb": 30})).await;
+    let steps = reply.ok(200)["steps"].as_array().expect("steps").clone();
+    assert_eq!(
+        steps
+            .iter()
+            .map(|s| (
+                s["type"].as_str().unwrap(),
+                s["ops_request_type"].as_str(),
+                s["disruption"].as_str().unwrap()
+            ))
+            .collect::<Vec<_>>(),
+        [
+            ("expand_storage", Some("VolumeExpansion"), "online"),
+            ("scale_vertical", Some("VerticalScaling"), "downtime"),
+        ]
+    );
+    assert!(
+        steps
+            .iter()
+            .all(|s| s["reason"].as_str().is_some_and(|r| !r.is_empty()))
+    );
+    let unchanged = app
+        .get(&format!("/api/v1/databases/{id}"), &key)
+        .await
+        .ok(200)
+        .clone();
+    assert_eq!(
+        (&unchanged["size"], &unchanged["generation"]),
+        (&json!("db.t3.small"), &json!(1))
+    );
+
+    // A preview of a create: the provision, with the version it would get.
+    let reply = preview(pg("not-yet")).await;
+    let plan = reply.ok(200).clone();
+    assert_eq!(plan["database_id"], Value::Null);
+    assert_eq!(plan["steps"][0]["type"], "provision");
+    assert!(plan["steps"][0]["target"]["version"].is_string(), "{plan}");
+    let mut bad = pg("not-yet");
+    bad["replicas"] = json!(0);
+    preview(bad).await.problem_naming(422, "replicas");
+    let listed = app.get("/api/v1/databases", &key).await.ok(200).clone();
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(1),
+        "nothing saved"
+    );
+    assert_eq!(app.operation_count().await, 0, "the API plans nothing");
 }

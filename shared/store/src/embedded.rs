@@ -518,6 +518,9 @@ impl Store for SqliteStore {
                     if let Some(n) = update.current_auth_rotation {
                         db.current_auth_rotation = db.current_auth_rotation.max(n);
                     }
+                    if let Some(p) = update.current_deletion_policy {
+                        db.current_deletion_policy = Some(p);
+                    }
                     if let Some(p) = update.current_paused {
                         db.current_paused = p;
                     }

@@ -113,6 +113,7 @@ pub struct ObservedUpdate {
     /// of an older rotation changes nothing).
     pub current_auth_rotation: Option<u64>,
     pub current_paused: Option<bool>,
+    pub current_deletion_policy: Option<OnDelete>,
     /// Raises the recorded restart count (never lowers it).
     pub current_restarts: Option<u64>,
     pub connection: Option<Connection>,

@@ -415,6 +415,8 @@ struct DatabaseDoc {
     #[serde(default)]
     current_paused: bool,
     #[serde(default)]
+    current_deletion_policy: Option<OnDelete>,
+    #[serde(default)]
     deletion_protection: bool,
     #[serde(default)]
     deletion_policy: OnDelete,
@@ -461,6 +463,7 @@ impl DatabaseDoc {
             connection: d.connection.clone(),
             paused: d.paused,
             current_paused: d.current_paused,
+            current_deletion_policy: d.current_deletion_policy,
             deletion_protection: d.deletion_protection,
             deletion_policy: d.deletion_policy,
             restarts: int(d.restarts)?,
@@ -503,6 +506,7 @@ impl DatabaseDoc {
             connection: self.connection,
             paused: self.paused,
             current_paused: self.current_paused,
+            current_deletion_policy: self.current_deletion_policy,
             deletion_protection: self.deletion_protection,
             deletion_policy: self.deletion_policy,
             restarts: uint(self.restarts, "restarts")?,
@@ -1081,6 +1085,9 @@ impl Store for MongoStore {
         }
         if let Some(v) = &update.current_version {
             set.insert("current_version", v.as_str());
+        }
+        if let Some(p) = update.current_deletion_policy {
+            set.insert("current_deletion_policy", p.as_str());
         }
         if let Some(p) = update.current_paused {
             set.insert("current_paused", p);

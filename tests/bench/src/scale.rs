@@ -430,6 +430,7 @@ fn record(tenant_id: &str, id: String, name: String, s: &Seed, now: DateTime<Utc
         deletion_protection: false,
         // As the CRs above are made.
         deletion_policy: OnDelete::Wipeout,
+        current_deletion_policy: Some(OnDelete::Wipeout),
         restarts: 0,
         current_restarts: 0,
         deletion_requested: false,

@@ -2,7 +2,9 @@
 //! written only where they changed.
 
 use chrono::{DateTime, Utc};
-use dbaas_core::domain::{Condition, Database, DatabaseStatus, Event, EventType, Operation};
+use dbaas_core::domain::{
+    Condition, Database, DatabaseStatus, Event, EventType, OnDelete, Operation,
+};
 use dbaas_core::drift::{Assessment, Plan};
 use dbaas_core::error::Result;
 use dbaas_core::kubedb::ObservedDatabase;
@@ -124,6 +126,10 @@ impl Reconciler<'_> {
             }
             if cr.halted != db.current_paused {
                 update.current_paused = Some(cr.halted);
+            }
+            let policy = cr.deletion_policy.and_then(OnDelete::from_kubedb);
+            if policy.is_some() && policy != db.current_deletion_policy {
+                update.current_deletion_policy = policy;
             }
             // KubeDB has made the Services and the Secret once the database
             // is ready.

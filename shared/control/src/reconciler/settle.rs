@@ -4,11 +4,10 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use dbaas_core::catalog::VersionName;
 use dbaas_core::domain::{
     Action, Database, Event, EventType, OnDelete, Operation, OperationStatus,
 };
-use dbaas_core::drift::{self, Desired, Plan};
+use dbaas_core::drift::{self, Plan};
 use dbaas_core::error::Result;
 use dbaas_store::{DesiredChange, OperationUpdate};
 use tracing::{debug, info};
@@ -33,22 +32,7 @@ impl Reconciler<'_> {
             .and_then(|c| view.in_flight.get(&c.name))
             .map(Vec::as_slice)
             .unwrap_or(&[]);
-        let desired = Desired {
-            size: db.size,
-            replicas: db.replicas,
-            storage_gb: db.storage_gb,
-            // The API admits only names that fit; anything else is left as
-            // the CR runs it.
-            version: VersionName::new(&db.version)
-                .or(observed.and_then(|o| o.version))
-                .or_else(|| VersionName::new(db.engine.spec().default_version))
-                .expect("engine default versions are short"),
-            auth_rotation: db.auth_rotation,
-            paused: db.paused,
-            deletion_policy: db.deletion_policy,
-            restarts: db.restarts,
-            deletion_requested: db.deletion_requested,
-        };
+        let desired = db.desired(observed.as_ref());
         // An unfinished operation that is not the active one is either a
         // stray, recorded by a pass that died before making it active
         // (nothing would ever run or end it: supersede it, unless it is the

@@ -489,6 +489,7 @@ impl Worker<'_> {
                 current_auth_rotation: target.auth_rotation,
                 current_paused: target.paused,
                 current_restarts: target.restarts,
+                current_deletion_policy: target.deletion_policy,
                 ..Default::default()
             };
             self.store.update_observed(&db.id, &update).await?;

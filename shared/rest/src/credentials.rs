@@ -156,6 +156,7 @@ pub async fn rotate(
             .update_desired(&id, db.generation, &change)
             .await?
         {
+            state.flush_events_later(vec![id.clone()]);
             return Ok(respond(StatusCode::ACCEPTED, updated));
         }
     }

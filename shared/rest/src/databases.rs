@@ -314,6 +314,7 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
+    state.flush_events_later(vec![db.id.clone()]);
     let location = format!("/api/v1/databases/{}", db.id);
     Ok((
         [(header::LOCATION, location)],
@@ -463,6 +464,7 @@ pub async fn patch(
             .update_desired(&id, db.generation, &change)
             .await?
         {
+            state.flush_events_later(vec![id.clone()]);
             return Ok(respond(StatusCode::OK, updated));
         }
         // Another write landed since the read: re-read and re-check the
@@ -533,6 +535,7 @@ pub async fn delete(
             .update_desired(&id, db.generation, &change)
             .await?
         {
+            state.flush_events_later(vec![id.clone()]);
             return Ok(respond(StatusCode::ACCEPTED, updated));
         }
     }
@@ -600,6 +603,7 @@ pub async fn restart(
             .update_desired(&id, db.generation, &change)
             .await?
         {
+            state.flush_events_later(vec![id.clone()]);
             return Ok(respond(StatusCode::ACCEPTED, updated));
         }
     }

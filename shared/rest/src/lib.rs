@@ -102,6 +102,18 @@ impl AppState {
 }
 
 impl AppState {
+    /// Moves the history events just written with `records` out of their
+    /// outbox, after the answer: it costs the caller nothing, and if it
+    /// never happens readers still see the events where they are.
+    pub(crate) fn flush_events_later(&self, records: Vec<String>) {
+        let store = self.store.clone();
+        tokio::spawn(async move {
+            if let Err(e) = store.flush_events_of(&records).await {
+                tracing::warn!(error = %e, "could not flush history events; they stay with the record");
+            }
+        });
+    }
+
     /// Reads credentials from the auth Secrets in `cluster`.
     pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
         self.cluster = Some(cluster);

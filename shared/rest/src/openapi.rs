@@ -7,8 +7,8 @@ use super::admin::{self, CreateTenant, NewApiKey};
 use super::credentials::{self, Credentials};
 use super::databases::{self, CreateDatabase, PatchDatabase};
 use super::error::{FieldError, Problem};
-use super::versions::{self, VersionInfo, Versions};
 use super::plan::{self, PlanStep, PlanView};
+use super::versions::{self, VersionInfo, Versions};
 use super::{events, operations, system};
 use dbaas_core::catalog::CatalogVersion;
 use dbaas_core::domain::{

@@ -1425,6 +1425,9 @@ impl Store for DownStore {
     async fn flush_events(&self) -> dbaas_core::Result<usize> {
         self.fail().await
     }
+    async fn flush_events_of(&self, _: &[String]) -> dbaas_core::Result<usize> {
+        self.fail().await
+    }
 }
 
 #[tokio::test]

@@ -812,8 +812,9 @@ impl MongoStore {
     /// Moves the outbox events of every document of `collection` into the
     /// `events` collection; returns how many left the outboxes.
     async fn flush_outboxes(&self, collection: &str) -> Result<usize> {
-        let outboxes = self.database.collection::<OutboxDoc>(collection);
-        let docs: Vec<OutboxDoc> = outboxes
+        let docs: Vec<OutboxDoc> = self
+            .database
+            .collection::<OutboxDoc>(collection)
             .find(has_outbox())
             .projection(doc! {OUTBOX: 1})
             .await
@@ -823,46 +824,54 @@ impl MongoStore {
             .map_err(store_err)?;
         let mut moved = 0;
         for d in docs {
-            // Copy first (idempotent by `_id`), so an event is always in the
-            // outbox, in `events`, or in both: never in neither.
-            let mut ids = std::collections::HashSet::new();
-            for e in d.pending_events {
-                ids.insert(e.id.clone());
-                self.insert_event_doc(e).await?;
-            }
-            // Then take the copied events out, leaving any pushed since.
-            // Under the record's lock, which every writer of the document
-            // takes, reading the outbox and setting what is left is atomic
-            // (and needs no `$pull` by condition, which FerretDB 1.x lacks).
-            moved += self
-                .locked(collection, &d.id, async {
-                    let Some(current) = outboxes
-                        .find_one(doc! {"_id": &d.id})
-                        .projection(doc! {OUTBOX: 1})
-                        .await
-                        .map_err(store_err)?
-                    else {
-                        return Ok(0);
-                    };
-                    let before = current.pending_events.len();
-                    let left: Vec<EventDoc> = current
-                        .pending_events
-                        .into_iter()
-                        .filter(|e| !ids.contains(&e.id))
-                        .collect();
-                    let taken = before - left.len();
-                    if taken > 0 {
-                        let left = bson::to_bson(&left).map_err(bson_err)?;
-                        outboxes
-                            .update_one(doc! {"_id": &d.id}, doc! {"$set": {OUTBOX: left}})
-                            .await
-                            .map_err(store_err)?;
-                    }
-                    Ok(taken)
-                })
-                .await?;
+            moved += self.flush_outbox(collection, d).await?;
         }
         Ok(moved)
+    }
+
+    /// Moves one document's outbox, as read in `d`, to `events`.
+    async fn flush_outbox(&self, collection: &str, d: OutboxDoc) -> Result<usize> {
+        let outboxes = self.database.collection::<OutboxDoc>(collection);
+        // Copy first (idempotent by `_id`), so an event is always in the
+        // outbox, in `events`, or in both: never in neither.
+        let mut ids = std::collections::HashSet::new();
+        for e in d.pending_events {
+            ids.insert(e.id.clone());
+            self.insert_event_doc(e).await?;
+        }
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        // Then take the copied events out, leaving any pushed since.
+        // Under the record's lock, which every writer of the document
+        // takes, reading the outbox and setting what is left is atomic
+        // (and needs no `$pull` by condition, which FerretDB 1.x lacks).
+        self.locked(collection, &d.id, async {
+            let Some(current) = outboxes
+                .find_one(doc! {"_id": &d.id})
+                .projection(doc! {OUTBOX: 1})
+                .await
+                .map_err(store_err)?
+            else {
+                return Ok(0);
+            };
+            let before = current.pending_events.len();
+            let left: Vec<EventDoc> = current
+                .pending_events
+                .into_iter()
+                .filter(|e| !ids.contains(&e.id))
+                .collect();
+            let taken = before - left.len();
+            if taken > 0 {
+                let left = bson::to_bson(&left).map_err(bson_err)?;
+                outboxes
+                    .update_one(doc! {"_id": &d.id}, doc! {"$set": {OUTBOX: left}})
+                    .await
+                    .map_err(store_err)?;
+            }
+            Ok(taken)
+        })
+        .await
     }
 
     /// Like [`MongoStore::modify_database`], for an operation.
@@ -1295,6 +1304,27 @@ impl Store for MongoStore {
 
     async fn flush_events(&self) -> Result<usize> {
         Ok(self.flush_outboxes("databases").await? + self.flush_outboxes("operations").await?)
+    }
+
+    async fn flush_events_of(&self, records: &[String]) -> Result<usize> {
+        let mut moved = 0;
+        for id in records {
+            // Found by `_id`, which FerretDB looks up without a scan.
+            for collection in ["databases", "operations"] {
+                let found = self
+                    .database
+                    .collection::<OutboxDoc>(collection)
+                    .find_one(doc! {"_id": id})
+                    .projection(doc! {OUTBOX: 1})
+                    .await
+                    .map_err(store_err)?;
+                if let Some(d) = found {
+                    moved += self.flush_outbox(collection, d).await?;
+                    break;
+                }
+            }
+        }
+        Ok(moved)
     }
 
     async fn update_operation(

@@ -80,7 +80,29 @@ pub async fn events_ride_with_the_insert(store: &dyn Store) {
         };
         assert_eq!(listed, want);
     }
-    store.flush_events().await.expect("flush");
+    // A flush of other records moves none of these; a flush of this one
+    // moves its event (where there is an outbox), and a reader sees one
+    // event throughout.
+    assert_eq!(
+        store
+            .flush_events_of(&[dup.id.clone(), "op-none".into()])
+            .await
+            .expect("flush"),
+        0
+    );
+    let moved = store
+        .flush_events_of(std::slice::from_ref(&db.id))
+        .await
+        .expect("flush");
+    assert!(moved <= 1, "moved {moved}");
+    assert_eq!(
+        store
+            .flush_events_of(std::slice::from_ref(&db.id))
+            .await
+            .expect("flush"),
+        0,
+        "nothing left to move"
+    );
     let listed = store
         .list_events(&EventQuery {
             database_id: db.id.clone(),

@@ -22,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 use dbaas_cluster::{Cluster, Kind};
 use dbaas_core::domain::{Database, Operation, OperationStatus};
@@ -211,13 +211,6 @@ impl Reconciler<'_> {
         }
         self.repair_queue(&ops, to_enqueue, now, &mut report)
             .await?;
-        // History events written alongside records (the MongoDB outbox)
-        // move to the history; readers see them either way.
-        match self.store.flush_events().await {
-            Ok(moved) if moved > 0 => debug!(moved, "history events flushed"),
-            Ok(_) => {}
-            Err(e) => warn!(error = %e, "could not flush history events; next pass"),
-        }
         Ok(report)
     }
 
@@ -281,6 +274,14 @@ impl Reconciler<'_> {
             }
         }
         Ok(view)
+    }
+
+    /// Moves the events just written with `record` into the history. A
+    /// failure only delays that: readers see them where they are.
+    async fn flush_events_of(&self, record: &str) {
+        if let Err(e) = self.store.flush_events_of(&[record.to_string()]).await {
+            warn!(record, error = %e, "could not flush history events; they stay with the record");
+        }
     }
 
     async fn push_metrics(&self, url: &str, report: &PassReport) -> Result<()> {

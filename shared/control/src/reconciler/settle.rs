@@ -137,6 +137,7 @@ impl Reconciler<'_> {
                 };
                 let event = Event::new(db, EventType::Deleted, None, message, now);
                 if self.store.finalize_deletion(&db.id, &[event]).await? {
+                    self.flush_events_of(&db.id).await;
                     report.finalized += 1;
                     info!(database_id = %db.id, "deletion finalized");
                 }
@@ -175,11 +176,15 @@ impl Reconciler<'_> {
             )],
             ..Default::default()
         };
-        Ok(self
+        let written = self
             .store
             .update_desired(&db.id, db.generation, &change)
             .await?
-            .is_some())
+            .is_some();
+        if written {
+            self.flush_events_of(&db.id).await;
+        }
+        Ok(written)
     }
 
     /// Records the operation under its deterministic id, then makes it the
@@ -198,7 +203,9 @@ impl Reconciler<'_> {
             format!("{} planned: {}", op.type_().as_str(), describe(action)),
             now,
         );
-        self.store.insert_operation(&op, &[planned]).await?;
+        if self.store.insert_operation(&op, &[planned]).await? {
+            self.flush_events_of(&op.id).await;
+        }
         if !self
             .store
             .begin_operation(&db.id, &op.id, db.operation_seq)
@@ -234,6 +241,7 @@ impl Reconciler<'_> {
             .await?
             .is_some();
         if done {
+            self.flush_events_of(&op.id).await;
             self.store.end_operation(&db.id, &op.id).await?;
             info!(database_id = %db.id, operation_id = %op.id, "operation superseded by a newer desired state");
         }
@@ -275,6 +283,7 @@ impl Reconciler<'_> {
             )
             .await?;
         if updated.is_some() {
+            self.flush_events_of(&op.id).await;
             info!(operation_id = %op.id, attempt = op.attempts + 1, "retrying failed operation");
         }
         Ok(updated.is_some())

@@ -9,6 +9,10 @@ export DBAAS_CRDS_DIR := env_var_or_default("DBAAS_CRDS_DIR", justfile_directory
 dev *ARGS:
     cargo run --release -p dbaas-local -- {{ARGS}}
 
+# The command-line client, e.g. `just ctl db list` (DBAAS_URL, DBAAS_API_KEY or a profile: see README).
+ctl *ARGS:
+    cargo run -q -p dbaasctl -- {{ARGS}}
+
 # Run every test: the lints first, then installs what the tests need, brings the rig up if it is down, tears down what it started.
 test: lint
     bash tests/rig/with-rig.sh bash -c 'cargo build --workspace --bins && cargo test --workspace --no-fail-fast'

@@ -20,7 +20,7 @@ use super::extract::{ApiJson, PathId, from_value};
 use super::validation::{check_create, check_patch};
 use super::versions;
 use dbaas_core::domain::{Action, Database, DesiredState, OperationType, Spec};
-use dbaas_core::drift::{self, Disruption, Plan};
+use dbaas_core::drift::{self, Change, Disruption, Plan};
 
 /// What the reconciler will do for a database, in order.
 #[derive(Debug, Serialize, ToSchema)]
@@ -100,8 +100,17 @@ async fn plan_for(state: &AppState, db: &Database) -> Result<PlanView, ApiError>
         ));
     }
     let (next, end) = drift::steps(&desired, current.as_ref(), &in_flight);
-    let replicas = current.map_or(desired.replicas, |c| c.replicas.max(1));
-    steps.extend(next.into_iter().map(|a| PlanStep::of(a, replicas, None)));
+    // Each step's disruption depends on the replicas at that point.
+    // (A new database's first step is its provision, whatever the count.)
+    let mut replicas = current.map_or(0, |c| drift::effective(&c, &in_flight).replicas);
+    for action in next {
+        steps.push(PlanStep::of(action, replicas.max(1), None));
+        match action {
+            Action::Provision(spec) => replicas = spec.replicas,
+            Action::Change(Change::Replicas(n)) => replicas = n,
+            _ => {}
+        }
+    }
     if waiting.is_none() {
         waiting = match end {
             Plan::Paused => Some("paused: the other changes are applied after the resume".into()),

@@ -2090,6 +2090,42 @@ async fn plans_show_the_steps_and_save_nothing(store: Arc<dyn Store>) {
         (&json!("db.t3.small"), &json!(1))
     );
 
+    // An operation under way comes first, and the steps after it are
+    // judged on the replicas it brings.
+    app.patch(&id, &key, json!({"replicas": 3, "size": "db.t3.large"}))
+        .await
+        .ok(200);
+    let record = store.get_database(&id).await.unwrap().expect("db");
+    let scaling = Operation::planned(&record, Action::Change(Change::Replicas(3)), Utc::now());
+    assert!(store.insert_operation(&scaling, &[]).await.unwrap());
+    assert!(
+        store
+            .begin_operation(&id, &scaling.id, record.operation_seq)
+            .await
+            .unwrap()
+    );
+    let plan = app.get(&plan_uri, &key).await.ok(200).clone();
+    let steps: Vec<(&str, bool, &str)> = plan["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .map(|s| {
+            (
+                s["type"].as_str().unwrap(),
+                s["running"].as_bool().unwrap(),
+                s["disruption"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("scale_horizontal", true, "online"),
+            ("scale_vertical", false, "rolling_restart"),
+        ],
+        "{plan}"
+    );
+
     // A preview of a create: the provision, with the version it would get.
     let reply = preview(pg("not-yet")).await;
     let plan = reply.ok(200).clone();
@@ -2105,5 +2141,9 @@ async fn plans_show_the_steps_and_save_nothing(store: Arc<dyn Store>) {
         Some(1),
         "nothing saved"
     );
-    assert_eq!(app.operation_count().await, 0, "the API plans nothing");
+    assert_eq!(
+        app.operation_count().await,
+        1,
+        "the API plans nothing: only the one inserted above"
+    );
 }

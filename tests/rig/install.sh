@@ -18,6 +18,10 @@ declare -A pkg_for=(
   [python3]=python3
   [flock]=util-linux
   [setsid]=util-linux
+  # The web console's browser tests (tests/console): headless Chromium
+  # driven over WebDriver.
+  [chromium]=chromium
+  [chromedriver]=chromium-driver
 )
 
 missing=()

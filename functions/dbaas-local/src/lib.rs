@@ -379,6 +379,7 @@ fn print_banner(url: &str, key: &str, data_dir: &Path) {
     println!(
         "\n  dbaas local control plane\n\
          \n  API       {url}/api/v1   (OpenAPI: {url}/openapi.json)\
+         \n  console   {url}/console/\
          \n  API key   {key}\
          \n  data      {}\n\
          \n  Try it:\

@@ -1,100 +1,34 @@
 //! The local mode as a newcomer uses it: the real binary, over HTTP.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use dbaas_testkit::local_mode::LocalMode;
 use serde_json::{Value, json};
 
-/// A running `dbaas-local` process, killed when dropped.
+/// A running `dbaas-local` process, killed when dropped, with the key its
+/// dev tenant has.
 struct Local {
-    child: Child,
+    mode: LocalMode,
     base: String,
     key: String,
 }
 
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts `dbaas-local` on a port the OS picks (no window in which another
-/// process can take a port chosen beforehand) and reads the address from
-/// the banner it prints.
+/// Starts `dbaas-local` on `data_dir` and waits until it answers.
 async fn start(data_dir: &Path) -> Local {
     let key = "dbk_localmodetestkey0000000000000001".to_string();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dbaas-local"))
-        .env("DBAAS_DATA_DIR", data_dir)
-        .env("DBAAS_LISTEN", "127.0.0.1:0")
-        .env("RECONCILIATION_INTERVAL", "1")
-        .env("DBAAS_STANDIN_PROVISION_MS", "300")
-        .env("DBAAS_STANDIN_PHASE_MS", "1000")
-        .env("DBAAS_DEV_API_KEY", &key)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(log_file(data_dir))
-        .spawn()
-        .expect("dbaas-local starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (url_tx, url_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(url) = line
-                .trim()
-                .strip_prefix("API")
-                .and_then(|rest| rest.split_whitespace().next())
-                .and_then(|url| url.strip_suffix("/api/v1"))
-            {
-                let _ = url_tx.send(url.to_string());
-            }
-        }
-    });
-    let mut local = Local {
-        child,
-        base: String::new(),
+    let mut mode = LocalMode::start(
+        Path::new(env!("CARGO_BIN_EXE_dbaas-local")),
+        data_dir,
+        &key,
+        &[("DBAAS_STANDIN_PHASE_MS", "1000")],
+    );
+    mode.wait_healthy(&reqwest::Client::new()).await;
+    Local {
+        base: mode.url.clone(),
+        mode,
         key,
-    };
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        if local.base.is_empty() {
-            if let Ok(url) = url_rx.try_recv() {
-                local.base = url;
-            }
-        } else if reqwest::get(format!("{}/healthz", local.base))
-            .await
-            .is_ok()
-        {
-            return local;
-        }
-        if let Some(status) = local.child.try_wait().expect("child status") {
-            panic!(
-                "dbaas-local exited with {status} before answering /healthz; its log:\n{}",
-                read_log(data_dir)
-            );
-        }
-        assert!(
-            Instant::now() < deadline,
-            "dbaas-local did not answer /healthz within 30 s; its log:\n{}",
-            read_log(data_dir)
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// The process log, appended across restarts so a failure shows both runs.
-fn log_file(data_dir: &Path) -> std::fs::File {
-    std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(data_dir.join("dbaas-local.log"))
-        .expect("log file opens")
-}
-
-fn read_log(data_dir: &Path) -> String {
-    std::fs::read_to_string(data_dir.join("dbaas-local.log")).unwrap_or_default()
 }
 
 impl Local {
@@ -215,8 +149,8 @@ async fn sigkill_mid_operation_loses_nothing() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    local.child.kill().expect("SIGKILL");
-    local.child.wait().unwrap();
+    local.mode.child.kill().expect("SIGKILL");
+    local.mode.child.wait().unwrap();
     drop(local);
 
     let local = start(&dir).await;

@@ -20,7 +20,7 @@ use utoipa::ToSchema;
 
 use super::AppState;
 use super::auth::Caller;
-use super::databases::{CAS_ATTEMPTS, find, respond};
+use super::databases::{find, respond, update_with_cas};
 use super::error::{ApiError, Problem};
 use super::extract::PathId;
 use dbaas_cluster::Kind;
@@ -126,20 +126,19 @@ pub async fn rotate(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    for _ in 0..CAS_ATTEMPTS {
-        let db = find(&state, &caller, &id).await?;
+    let db = update_with_cas(&state, &caller, &id, |db| {
         if db.deletion_requested {
             return Err(ApiError::conflict(format!(
                 "database {id} is being deleted"
             )));
         }
         let observed = db.current_size.is_some();
-        let change = DesiredChange {
+        Ok(Some(DesiredChange {
             auth_rotation: Some(db.auth_rotation + 1),
             status: observed.then_some(DatabaseStatus::Updating),
             // Written with the change itself: neither exists without the other.
             events: vec![Event::new(
-                &db,
+                db,
                 EventType::CredentialsRotationRequested,
                 Some(&caller.api_key),
                 format!(
@@ -150,19 +149,10 @@ pub async fn rotate(
                 Utc::now().trunc_subsecs(3),
             )],
             ..Default::default()
-        };
-        if let Some(updated) = state
-            .store
-            .update_desired(&id, db.generation, &change)
-            .await?
-        {
-            state.flush_events_later(vec![id.clone()]);
-            return Ok(respond(StatusCode::ACCEPTED, updated));
-        }
-    }
-    Err(ApiError::conflict(format!(
-        "database {id} changed concurrently on every attempt; retry"
-    )))
+        }))
+    })
+    .await?;
+    Ok(respond(StatusCode::ACCEPTED, db))
 }
 
 fn not_ready(db: &Database) -> ApiError {

@@ -229,6 +229,37 @@ pub(super) async fn find(
     }
 }
 
+/// Applies the change `change_for` derives from the caller's database
+/// `id`, as a compare-and-set on its generation: another write in between
+/// makes it read again and derive again. `change_for` refuses with an
+/// error, or answers `None` when there is nothing to write (the database is
+/// returned as it is). The events written with the change are flushed
+/// after.
+pub(super) async fn update_with_cas(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    mut change_for: impl FnMut(&Database) -> Result<Option<DesiredChange>, ApiError>,
+) -> Result<Database, ApiError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let db = find(state, caller, id).await?;
+        let Some(change) = change_for(&db)? else {
+            return Ok(db);
+        };
+        if let Some(updated) = state
+            .store
+            .update_desired(id, db.generation, &change)
+            .await?
+        {
+            state.flush_events_later(vec![id.to_string()]);
+            return Ok(updated);
+        }
+    }
+    Err(ApiError::conflict(format!(
+        "database {id} kept changing concurrently; retry"
+    )))
+}
+
 /// The database as JSON with its ETag.
 pub(super) fn respond(status: StatusCode, db: Database) -> Response {
     (status, [(header::ETAG, db.etag())], Json(db)).into_response()
@@ -499,10 +530,11 @@ pub async fn delete(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    for _ in 0..CAS_ATTEMPTS {
-        let db = find(&state, &caller, &id).await?;
+    // The compare-and-set on the generation also catches protection
+    // turned on since the read.
+    let db = update_with_cas(&state, &caller, &id, |db| {
         if db.deletion_requested {
-            return Ok(respond(StatusCode::ACCEPTED, db));
+            return Ok(None);
         }
         if db.deletion_protection {
             return Err(ApiError::Conflict {
@@ -512,11 +544,11 @@ pub async fn delete(
                 errors: vec![FieldError::new("deletion_protection", "is true")],
             });
         }
-        let change = DesiredChange {
+        Ok(Some(DesiredChange {
             delete: true,
             status: Some(DatabaseStatus::Deleting),
             events: vec![Event::new(
-                &db,
+                db,
                 EventType::DeletionRequested,
                 Some(&caller.api_key),
                 format!(
@@ -527,21 +559,10 @@ pub async fn delete(
                 Utc::now().trunc_subsecs(3),
             )],
             ..Default::default()
-        };
-        // The compare-and-set on the generation also catches protection
-        // turned on since the read.
-        if let Some(updated) = state
-            .store
-            .update_desired(&id, db.generation, &change)
-            .await?
-        {
-            state.flush_events_later(vec![id.clone()]);
-            return Ok(respond(StatusCode::ACCEPTED, updated));
-        }
-    }
-    Err(ApiError::conflict(format!(
-        "database {id} kept changing concurrently; retry"
-    )))
+        }))
+    })
+    .await?;
+    Ok(respond(StatusCode::ACCEPTED, db))
 }
 
 /// Restart the database's pods.
@@ -568,8 +589,7 @@ pub async fn restart(
     caller: Caller,
     PathId(id): PathId,
 ) -> Result<Response, ApiError> {
-    for _ in 0..CAS_ATTEMPTS {
-        let db = find(&state, &caller, &id).await?;
+    let db = update_with_cas(&state, &caller, &id, |db| {
         if db.deletion_requested {
             return Err(ApiError::conflict(format!(
                 "database {id} is being deleted"
@@ -582,34 +602,25 @@ pub async fn restart(
             });
         }
         let observed = db.current_size.is_some();
-        let mut change = DesiredChange {
+        Ok(Some(DesiredChange {
             restarts: Some(db.restarts + 1),
             status: observed.then_some(DatabaseStatus::Updating),
+            events: vec![Event::new(
+                db,
+                EventType::RestartRequested,
+                Some(&caller.api_key),
+                format!(
+                    "restart {} requested (API key {})",
+                    db.restarts + 1,
+                    caller.api_key
+                ),
+                Utc::now().trunc_subsecs(3),
+            )],
             ..Default::default()
-        };
-        change.events.push(Event::new(
-            &db,
-            EventType::RestartRequested,
-            Some(&caller.api_key),
-            format!(
-                "restart {} requested (API key {})",
-                db.restarts + 1,
-                caller.api_key
-            ),
-            Utc::now().trunc_subsecs(3),
-        ));
-        if let Some(updated) = state
-            .store
-            .update_desired(&id, db.generation, &change)
-            .await?
-        {
-            state.flush_events_later(vec![id.clone()]);
-            return Ok(respond(StatusCode::ACCEPTED, updated));
-        }
-    }
-    Err(ApiError::conflict(format!(
-        "database {id} kept changing concurrently; retry"
-    )))
+        }))
+    })
+    .await?;
+    Ok(respond(StatusCode::ACCEPTED, db))
 }
 
 #[cfg(test)]

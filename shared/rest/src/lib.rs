@@ -26,6 +26,7 @@ mod admin;
 mod auth;
 mod body;
 pub mod config;
+mod console;
 mod credentials;
 mod databases;
 pub mod error;
@@ -185,6 +186,8 @@ pub fn router(state: AppState) -> Router {
         .route("/readyz", get(system::readyz))
         .route("/metrics", get(system::metrics))
         .route("/openapi.json", get(system::openapi))
+        // The web console: pages and assets, no key needed (see its doc).
+        .merge(console::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -173,15 +173,7 @@ async fn take_back(state: &AppState, caller: &Caller, op: &Operation) -> Result<
         let Some(back) = db.taken_back(op).filter(|_| !db.deletion_requested) else {
             return Ok(());
         };
-        let mut change = DesiredChange {
-            size: back.size,
-            replicas: back.replicas,
-            storage_gb: back.storage_gb,
-            version: back.version,
-            auth_rotation: back.auth_rotation,
-            restarts: back.restarts,
-            ..Default::default()
-        };
+        let mut change = DesiredChange::setting(back);
         change.events.push(Event::new(
             &db,
             EventType::DesiredChanged,

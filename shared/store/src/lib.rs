@@ -31,8 +31,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use dbaas_core::domain::{
-    ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, Event, OnDelete, Operation,
-    OperationStatus, Size, Tenant,
+    ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, DesiredState, Event, OnDelete,
+    Operation, OperationStatus, Size, Tenant,
 };
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Result;
@@ -102,6 +102,23 @@ pub struct DesiredChange {
     pub status: Option<DatabaseStatus>,
     /// History events written with the change, atomically.
     pub events: Vec<Event>,
+}
+
+impl DesiredChange {
+    /// Sets the desired fields `values` names (what a cancel takes back).
+    pub fn setting(values: DesiredState) -> DesiredChange {
+        DesiredChange {
+            size: values.size,
+            replicas: values.replicas,
+            storage_gb: values.storage_gb,
+            version: values.version,
+            auth_rotation: values.auth_rotation,
+            paused: values.paused,
+            deletion_policy: values.deletion_policy,
+            restarts: values.restarts,
+            ..Default::default()
+        }
+    }
 }
 
 /// Observed-state fields to set; `None` leaves a field as it is.

@@ -1,9 +1,10 @@
 //! Running the real binaries: `dbaas-local` as the API, `dbaasctl` against it.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use dbaas_testkit::local_mode::LocalMode;
 
 use serde_json::Value;
 use tempfile::TempDir;
@@ -11,86 +12,33 @@ use tempfile::TempDir;
 /// The dev key every local mode here registers (`dbk_` and 32 characters).
 pub const KEY: &str = "dbk_dbaasctltestkey00000000000000001";
 
-/// A running `dbaas-local`, killed when dropped.
+/// A running `dbaas-local` in a temporary directory of its own.
 pub struct Local {
-    child: Child,
+    mode: LocalMode,
     pub url: String,
-    dir: TempDir,
-}
-
-impl Drop for Local {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    _dir: TempDir,
 }
 
 /// `dbaas-local` beside this package's binary: Cargo exposes only the
 /// package's own binaries to its tests, and both land in one target folder.
 fn local_binary() -> PathBuf {
-    let path = Path::new(env!("CARGO_BIN_EXE_dbaasctl")).with_file_name("dbaas-local");
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build -p dbaas-local` \
-         (`cargo build --workspace --bins` builds every binary)",
-        path.display()
-    );
-    path
+    Path::new(env!("CARGO_BIN_EXE_dbaasctl")).with_file_name("dbaas-local")
 }
 
 impl Local {
-    /// Starts the local mode with fast stand-in timings, `env` on top, on a
-    /// port the OS picks, and reads the address from its banner.
+    /// Starts the local mode with fast stand-in timings, `env` on top.
     pub fn start(env: &[(&str, &str)]) -> Local {
         let dir = tempfile::tempdir().expect("a temporary directory");
-        let log = std::fs::File::create(dir.path().join("dbaas-local.log")).expect("a log file");
-        let mut command = Command::new(local_binary());
-        command
-            .env("DBAAS_DATA_DIR", dir.path())
-            .env("DBAAS_LISTEN", "127.0.0.1:0")
-            .env("RECONCILIATION_INTERVAL", "1")
-            .env("DBAAS_STANDIN_PROVISION_MS", "300")
-            .env("DBAAS_STANDIN_PHASE_MS", "500")
-            .env("DBAAS_DEV_API_KEY", KEY)
-            .env("RUST_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(log);
-        for (k, v) in env {
-            command.env(k, v);
+        let mode = LocalMode::start(&local_binary(), dir.path(), KEY, env);
+        Local {
+            url: mode.url.clone(),
+            mode,
+            _dir: dir,
         }
-        let mut child = command.spawn().expect("dbaas-local starts");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(url) = line
-                    .trim()
-                    .strip_prefix("API")
-                    .and_then(|rest| rest.split_whitespace().next())
-                    .and_then(|url| url.strip_suffix("/api/v1"))
-                {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let url = rx.recv_timeout(Duration::from_secs(30));
-        let mut local = Local {
-            child,
-            url: String::new(),
-            dir,
-        };
-        match url {
-            Ok(url) => local.url = url,
-            Err(_) => panic!(
-                "dbaas-local printed no API address within 30 s; its log:\n{}",
-                local.log()
-            ),
-        }
-        local
     }
 
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("dbaas-local.log")).unwrap_or_default()
+        self.mode.log()
     }
 }
 

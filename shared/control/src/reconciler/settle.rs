@@ -162,19 +162,13 @@ impl Reconciler<'_> {
             return Ok(false);
         };
         let change = DesiredChange {
-            size: back.size,
-            replicas: back.replicas,
-            storage_gb: back.storage_gb,
-            version: back.version,
-            auth_rotation: back.auth_rotation,
-            restarts: back.restarts,
             events: vec![Event::of_operation(
                 op,
                 EventType::DesiredChanged,
                 "the cancelled change was taken back",
                 now,
             )],
-            ..Default::default()
+            ..DesiredChange::setting(back)
         };
         let written = self
             .store
@@ -290,8 +284,17 @@ impl Reconciler<'_> {
     }
 }
 
-/// The target of an action, for people.
+/// The target of an action, for people: `size db.t3.large, replicas 3`.
 pub(crate) fn describe(action: Action) -> String {
-    let target = action.desired_state();
-    serde_json::to_string(&target).unwrap_or_default()
+    match serde_json::to_value(action.desired_state()) {
+        Ok(serde_json::Value::Object(fields)) if !fields.is_empty() => fields
+            .iter()
+            .map(|(k, v)| match v {
+                serde_json::Value::String(s) => format!("{k} {s}"),
+                v => format!("{k} {v}"),
+            })
+            .collect::<Vec<_>>()
+            .join(", "),
+        _ => "the database resource".to_string(),
+    }
 }

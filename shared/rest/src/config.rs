@@ -40,6 +40,17 @@ pub struct LimitsConfig {
     /// Requests per API key allowed in a burst above the steady rate.
     #[arg(long, env = "DBAAS_RATE_LIMIT_BURST", default_value = "200")]
     pub rate_limit_burst: NonZeroU32,
+
+    /// API requests served at once; more wait up to the admission wait,
+    /// then are answered 503 with Retry-After (fast, not after the timeout).
+    #[arg(long, env = "DBAAS_MAX_IN_FLIGHT", default_value_t = 64,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_in_flight: u64,
+
+    /// Longest a request waits for a place among those in flight, in
+    /// milliseconds.
+    #[arg(long, env = "DBAAS_ADMISSION_WAIT_MS", default_value_t = 100)]
+    pub admission_wait_ms: u64,
 }
 
 impl LimitsConfig {
@@ -48,6 +59,8 @@ impl LimitsConfig {
             request_timeout: Duration::from_millis(self.request_timeout_ms),
             rate_limit_per_second: self.rate_limit_per_second,
             rate_limit_burst: self.rate_limit_burst,
+            max_in_flight: usize::try_from(self.max_in_flight).unwrap_or(usize::MAX),
+            admission_wait: Duration::from_millis(self.admission_wait_ms),
         }
     }
 }
@@ -84,6 +97,8 @@ mod tests {
         assert_eq!(limits.request_timeout, Duration::from_secs(5));
         assert_eq!(limits.rate_limit_per_second.get(), 100);
         assert_eq!(limits.rate_limit_burst.get(), 200);
+        assert_eq!(limits.max_in_flight, 64);
+        assert_eq!(limits.admission_wait, Duration::from_millis(100));
         assert!(!format!("{:?}", cli.api).contains("s3cret"));
         assert!(Cli::try_parse_from(["api", "--request-timeout-ms", "0"]).is_err());
     }

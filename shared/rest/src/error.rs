@@ -90,6 +90,9 @@ pub enum ApiError {
         #[source]
         cause: Option<dbaas_core::Error>,
     },
+    /// Too many requests in flight: shed at once, to be retried.
+    #[error("the API is at capacity; retry after the time in Retry-After")]
+    Overloaded { retry_after: Duration },
     #[error("the request did not finish within {} ms", .0.as_millis())]
     Timeout(Duration),
     /// A bug: a handler panicked (no cause), or a call failed in a way no
@@ -155,7 +158,9 @@ impl ApiError {
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable { .. } | ApiError::Overloaded { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -175,6 +180,7 @@ impl ApiError {
             ApiError::Unprocessable(_) => "validation",
             ApiError::TooManyRequests { .. } => "rate-limited",
             ApiError::Unavailable { .. } => "unavailable",
+            ApiError::Overloaded { .. } => "overloaded",
             ApiError::Timeout(_) => "timeout",
             ApiError::Internal(_) => "internal",
         }
@@ -263,7 +269,7 @@ impl IntoResponse for ApiError {
             ApiError::Unauthorized(_) => {
                 headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::TooManyRequests { retry_after } => {
+            ApiError::TooManyRequests { retry_after } | ApiError::Overloaded { retry_after } => {
                 headers.insert(header::RETRY_AFTER, retry_after_secs(*retry_after).into());
             }
             _ => {}

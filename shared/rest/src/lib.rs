@@ -14,6 +14,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use tokio::sync::Semaphore;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -57,6 +58,10 @@ pub struct Limits {
     pub rate_limit_per_second: NonZeroU32,
     /// Requests per API key allowed at once above the steady rate.
     pub rate_limit_burst: NonZeroU32,
+    /// API requests served at once; more wait up to `admission_wait`, then
+    /// are answered 503 with `Retry-After`.
+    pub max_in_flight: usize,
+    pub admission_wait: Duration,
 }
 
 impl Default for Limits {
@@ -65,6 +70,8 @@ impl Default for Limits {
             request_timeout: Duration::from_secs(5),
             rate_limit_per_second: NonZeroU32::new(100).expect("non-zero"),
             rate_limit_burst: NonZeroU32::new(200).expect("non-zero"),
+            max_in_flight: 64,
+            admission_wait: Duration::from_millis(100),
         }
     }
 }
@@ -81,6 +88,8 @@ pub struct AppState {
     pub limits: Limits,
     rate_limiter: Arc<auth::RateLimiter>,
     metrics: Arc<metrics::Metrics>,
+    /// One permit per API request in flight.
+    admission: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -95,6 +104,7 @@ impl AppState {
             store,
             cluster: None,
             admin_token: admin_token.filter(|t| !t.is_empty()),
+            admission: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
             limits,
             rate_limiter,
             metrics: Arc::new(metrics::Metrics::new()),
@@ -150,7 +160,8 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn(log_server_errors))
         .layer(middleware::from_fn_with_state(state.metrics.clone(), metrics::track))
         .layer(CatchPanicLayer::custom(|_| ApiError::Internal(None).into_response()))
-        .layer(middleware::from_fn_with_state(state.limits.request_timeout, deadline));
+        .layer(middleware::from_fn_with_state(state.limits.request_timeout, deadline))
+        .layer(middleware::from_fn_with_state(state.clone(), admit));
 
     Router::new()
         .route(
@@ -202,6 +213,37 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
         Ok(response) => response,
         Err(_) => ApiError::Timeout(limit).into_response(),
     }
+}
+
+/// Admission control: at most `max_in_flight` API requests do store work
+/// at once. A request past that waits briefly in a short queue, then gets
+/// a fast 503 with `Retry-After` instead of a 504 after the whole deadline
+/// (and instead of adding to the store's overload). Probes, metrics and the
+/// console's static pages are not counted.
+async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if !req.uri().path().starts_with("/api/") {
+        return next.run(req).await;
+    }
+    let permit = match state.admission.clone().try_acquire_owned() {
+        Ok(permit) => permit,
+        Err(_) => match tokio::time::timeout(
+            state.limits.admission_wait,
+            state.admission.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(permit)) => permit,
+            _ => {
+                return ApiError::Overloaded {
+                    retry_after: Duration::from_secs(1),
+                }
+                .into_response();
+            }
+        },
+    };
+    let response = next.run(req).await;
+    drop(permit);
+    response
 }
 
 async fn not_found(req: Request) -> ApiError {

@@ -2147,3 +2147,39 @@ async fn plans_show_the_steps_and_save_nothing(store: Arc<dyn Store>) {
         "the API plans nothing: only the one inserted above"
     );
 }
+
+/// Past `max_in_flight`, a request waits only `admission_wait`, then gets a
+/// fast 503 with `Retry-After` (not a 504 after the whole deadline); probes
+/// still answer, and capacity comes back when the slow requests end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_is_shed_at_once_with_retry_after() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(1500),
+        max_in_flight: 2,
+        admission_wait: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let app = Arc::new(App::with_limits(Arc::new(DownStore { hang: true }), limits).await);
+    let slow: Vec<_> = (0..2)
+        .map(|_| {
+            let app = app.clone();
+            tokio::spawn(async move { app.get("/api/v1/databases", "dbk_any").await })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = std::time::Instant::now();
+    let shed = app.get("/api/v1/databases", "dbk_any").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "shed at once, not after the deadline: {:?}",
+        started.elapsed()
+    );
+    assert_eq!(shed.problem(503)["type"], "urn:dbaas:problem:overloaded");
+    assert_eq!(shed.header(header::RETRY_AFTER), "1");
+    app.send("GET", "/healthz", None, None).await.ok(200);
+    for s in slow {
+        s.await.expect("a slow request").problem(504);
+    }
+    // Room again: the next request reaches the (hanging) store.
+    app.get("/api/v1/databases", "dbk_any").await.problem(504);
+}

@@ -434,6 +434,7 @@ pub async fn serve_embedded(
         request_timeout: Duration::from_secs(5),
         rate_limit_per_second: NonZeroU32::new(1_000_000).expect("non-zero"),
         rate_limit_burst: NonZeroU32::new(1_000_000).expect("non-zero"),
+        ..Limits::default()
     };
     let listener = tokio::net::TcpListener::bind(listen).await?;
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;

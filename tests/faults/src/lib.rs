@@ -139,6 +139,7 @@ pub async fn serve_api(
         request_timeout,
         rate_limit_per_second: std::num::NonZeroU32::new(100_000).expect("non-zero"),
         rate_limit_burst: std::num::NonZeroU32::new(100_000).expect("non-zero"),
+        ..Limits::default()
     };
     let app = router(AppState::new(store, Some(admin_token.to_string()), limits));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

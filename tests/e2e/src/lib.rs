@@ -91,45 +91,23 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-/// A Rust source of binary `name` (its crate or a library crate) changed
-/// after the binary was built, if any.
+/// A source file binary `name` was built from that changed after it was
+/// built, if any: the files its dep-info (`<name>.d`, written by cargo
+/// beside the binary) lists, so a change to a crate the binary does not
+/// use does not count.
 fn newer_source(name: &str, binary: &Path) -> Option<PathBuf> {
     let built = std::fs::metadata(binary).and_then(|m| m.modified()).ok()?;
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let root = root.canonicalize().unwrap_or(root);
-    let krate = match name {
-        API_BIN | RECONCILER_BIN | WORKER_BIN => root.join("functions").join(name),
-        STANDIN_BIN => root.join("tests").join(name),
-        _ => return None,
-    };
-    // The binary's crate and every library crate under shared/ that ships
-    // (the testkit is a dev-dependency only).
-    let mut dirs = vec![krate.join("src")];
-    dirs.extend(
-        std::fs::read_dir(root.join("shared"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|e| e.file_name() != "testkit")
-            .map(|e| e.path().join("src"))
-            .filter(|p| p.is_dir()),
-    );
-    while let Some(dir) = dirs.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                dirs.push(path);
-            } else if path.extension().is_some_and(|e| e == "rs")
-                && entry
-                    .metadata()
-                    .and_then(|m| m.modified())
-                    .is_ok_and(|t| t > built)
-            {
-                return Some(path);
-            }
-        }
-    }
-    None
+    let dep_info = std::fs::read_to_string(binary.with_file_name(format!("{name}.d"))).ok()?;
+    let (_, sources) = dep_info.lines().next()?.split_once(": ")?;
+    sources
+        .split_whitespace()
+        .map(PathBuf::from)
+        .filter(|p| p.extension().is_some_and(|e| e == "rs"))
+        .find(|p| {
+            std::fs::metadata(p)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t > built)
+        })
 }
 
 /// The binaries the tests run.

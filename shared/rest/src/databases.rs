@@ -251,7 +251,6 @@ pub(super) async fn update_with_cas(
             .update_desired(id, db.generation, &change)
             .await?
         {
-            state.flush_events_later(vec![id.to_string()]);
             return Ok(updated);
         }
     }
@@ -345,7 +344,6 @@ pub async fn create(
         }
         Err(e) => return Err(e.into()),
     }
-    state.flush_events_later(vec![db.id.clone()]);
     let location = format!("/api/v1/databases/{}", db.id);
     Ok((
         [(header::LOCATION, location)],
@@ -495,7 +493,6 @@ pub async fn patch(
             .update_desired(&id, db.generation, &change)
             .await?
         {
-            state.flush_events_later(vec![id.clone()]);
             return Ok(respond(StatusCode::OK, updated));
         }
         // Another write landed since the read: re-read and re-check the

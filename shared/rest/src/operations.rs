@@ -155,7 +155,6 @@ pub async fn cancel(
         })));
     };
     take_back(&state, &caller, &cancelled).await?;
-    state.flush_events_later(vec![cancelled.id.clone(), cancelled.database_id.clone()]);
     state
         .store
         .end_operation(&cancelled.database_id, &cancelled.id)

@@ -702,10 +702,6 @@ impl Store for SqliteStore {
         Ok(0)
     }
 
-    async fn flush_events_of(&self, _: &[String]) -> Result<usize> {
-        Ok(0)
-    }
-
     async fn update_operation(
         &self,
         id: &str,

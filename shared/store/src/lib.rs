@@ -21,10 +21,9 @@
 //! event arguments of the other writes), so a crash never leaves a change
 //! without its event or an event without its change. SQLite writes them in
 //! the same transaction; MongoDB, with no multi-document transactions,
-//! pushes them into the written document itself (an outbox) and the role
-//! that wrote them moves them to the events collection afterwards
-//! ([`Store::flush_events_of`]; a crash in between leaves them in the
-//! outbox, where readers still see them).
+//! pushes them into the written document itself (an outbox), which the
+//! adapter moves to the events collection a few events at a time (a crash
+//! in between leaves them in the outbox, where readers still see them).
 //! Readers see both at once.
 
 use async_trait::async_trait;
@@ -263,11 +262,10 @@ pub trait Store: Send + Sync + 'static {
     async fn list_events(&self, query: &EventQuery) -> Result<Vec<Event>>;
     /// Moves events written alongside other records into the history
     /// (idempotent; a no-op where they are written there directly).
-    /// Returns how many moved. A sweep of every record: costly at scale.
+    /// Returns how many moved. A sweep of every record, costly at scale;
+    /// the roles never need it (adapters move full outboxes on their own),
+    /// readers see the same history before and after.
     async fn flush_events(&self) -> Result<usize>;
-    /// [`Store::flush_events`] for these records only (database or
-    /// operation ids): what each role calls for the records it wrote.
-    async fn flush_events_of(&self, records: &[String]) -> Result<usize>;
 
     /// Adds `by` to the named durable counter and returns the new total
     /// (running totals behind monotonic Prometheus counters).

@@ -24,10 +24,14 @@
 //! pushes it into an outbox, the `pending_events` array of the very
 //! document it updates (a database or an operation), in the same
 //! single-document update, so the change and its event exist together or
-//! not at all. [`Store::flush_events`] copies outbox events into `events`
-//! (by `_id`, so a copy repeated after a crash is a duplicate key and
-//! nothing more) and only then removes them from the outbox, under the
-//! record's lock. [`Store::list_events`] reads the outboxes of the database
+//! not at all. Once a write leaves [`OUTBOX_FLUSH_AT`] events in a
+//! record's outbox, the adapter moves them right after the write: it copies
+//! them into `events` (by `_id`, so a copy repeated after a crash is a
+//! duplicate key and nothing more) and only then removes them from the
+//! outbox, under the record's lock. Moving per write would cost each write
+//! five more round trips; a record never written again keeps its last few
+//! events in its outbox, where readers find them. [`Store::flush_events`]
+//! moves every outbox at once. [`Store::list_events`] reads the outboxes of the database
 //! and of its operations before the `events` collection and merges them
 //! (by id): an event is in one or the other at any moment, and a flush puts
 //! it in `events` before taking it out of the outbox, so a reader never
@@ -243,6 +247,21 @@ fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
     }
 }
 
+/// An unordered `insert_many` that failed only on documents already there
+/// (copied before): every other document went in.
+fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::ErrorKind;
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(i) => {
+            i.write_concern_error.is_none()
+                && i.write_errors
+                    .as_ref()
+                    .is_some_and(|ws| ws.iter().all(|w| w.code == 11000))
+        }
+        _ => is_duplicate_key(e),
+    }
+}
+
 fn name_key(tenant_id: &str, name: &str) -> String {
     format!("{tenant_id}/{name}")
 }
@@ -315,6 +334,17 @@ impl TryFrom<ConditionDoc> for Condition {
 /// document's updates, not yet moved to the `events` collection.
 const OUTBOX: &str = "pending_events";
 
+/// How many events a record's outbox holds before a write moves them to
+/// the `events` collection: each move costs about five round trips, so
+/// moving every eighth write's worth keeps writes cheap and outboxes small.
+const OUTBOX_FLUSH_AT: usize = 8;
+
+/// Leaves the outbox out of a read of whole records: only writes and
+/// history reads need it.
+fn without_outbox() -> Document {
+    doc! {OUTBOX: 0}
+}
+
 /// An event as stored, in the `events` collection and in outboxes alike.
 #[derive(Clone, Serialize, Deserialize)]
 struct EventDoc {
@@ -385,8 +415,8 @@ impl EventDoc {
 
 /// A database as stored; integers are i64 because BSON has no unsigned
 /// types. Fields added later default when a document lacks them. The
-/// outbox (`pending_events`) is written with a new database only; reads
-/// leave it alone.
+/// outbox (`pending_events`) is read back from writes only (to know when to
+/// move it), never by reads of records.
 #[derive(Serialize, Deserialize)]
 struct DatabaseDoc {
     #[serde(rename = "_id")]
@@ -433,7 +463,7 @@ struct DatabaseDoc {
     operation_seq: i64,
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
-    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending_events: Vec<EventDoc>,
 }
 
@@ -528,8 +558,7 @@ impl DatabaseDoc {
     }
 }
 
-/// An operation as stored. `pending_events` is written with a new
-/// operation only; reads leave the outbox alone.
+/// An operation as stored; its outbox as in [`DatabaseDoc`].
 #[derive(Serialize, Deserialize)]
 struct OperationDoc {
     #[serde(rename = "_id")]
@@ -552,7 +581,7 @@ struct OperationDoc {
     created_at: bson::DateTime,
     updated_at: bson::DateTime,
     finished_at: Option<bson::DateTime>,
-    #[serde(default, skip_deserializing, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pending_events: Vec<EventDoc>,
 }
 
@@ -756,16 +785,21 @@ impl MongoStore {
         filter: Document,
         update: Document,
     ) -> Result<Option<Database>> {
-        self.locked("databases", id, async {
-            self.databases
-                .find_one_and_update(filter, stamped(update)?)
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(store_err)?
-                .map(DatabaseDoc::into_domain)
-                .transpose()
-        })
-        .await
+        let written = self
+            .locked("databases", id, async {
+                self.databases
+                    .find_one_and_update(filter, stamped(update)?)
+                    .return_document(ReturnDocument::After)
+                    .await
+                    .map_err(store_err)
+            })
+            .await?;
+        let Some(mut d) = written else {
+            return Ok(None);
+        };
+        let outbox = std::mem::take(&mut d.pending_events);
+        self.flush_if_full("databases", d.id.clone(), outbox).await;
+        d.into_domain().map(Some)
     }
 
     /// Inserts an event into the `events` collection; one with its id being
@@ -834,13 +868,20 @@ impl MongoStore {
         let outboxes = self.database.collection::<OutboxDoc>(collection);
         // Copy first (idempotent by `_id`), so an event is always in the
         // outbox, in `events`, or in both: never in neither.
-        let mut ids = std::collections::HashSet::new();
-        for e in d.pending_events {
-            ids.insert(e.id.clone());
-            self.insert_event_doc(e).await?;
-        }
-        if ids.is_empty() {
+        if d.pending_events.is_empty() {
             return Ok(0);
+        }
+        let ids: std::collections::HashSet<String> =
+            d.pending_events.iter().map(|e| e.id.clone()).collect();
+        match self
+            .events
+            .insert_many(d.pending_events)
+            .ordered(false)
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if only_duplicate_keys(&e) => {}
+            Err(e) => return Err(store_err(e)),
         }
         // Then take the copied events out, leaving any pushed since.
         // Under the record's lock, which every writer of the document
@@ -881,16 +922,39 @@ impl MongoStore {
         filter: Document,
         update: Document,
     ) -> Result<Option<Operation>> {
-        self.locked("operations", id, async {
-            self.operations
-                .find_one_and_update(filter, stamped(update)?)
-                .return_document(ReturnDocument::After)
-                .await
-                .map_err(store_err)?
-                .map(OperationDoc::into_domain)
-                .transpose()
-        })
-        .await
+        let written = self
+            .locked("operations", id, async {
+                self.operations
+                    .find_one_and_update(filter, stamped(update)?)
+                    .return_document(ReturnDocument::After)
+                    .await
+                    .map_err(store_err)
+            })
+            .await?;
+        let Some(mut o) = written else {
+            return Ok(None);
+        };
+        let outbox = std::mem::take(&mut o.pending_events);
+        self.flush_if_full("operations", o.id.clone(), outbox).await;
+        o.into_domain().map(Some)
+    }
+
+    /// Moves the outbox of record `id`, as a write just left it, to the
+    /// `events` collection once it holds [`OUTBOX_FLUSH_AT`] events. Awaited,
+    /// not spawned: a short-lived role would exit with the move's lock
+    /// still held, stalling the record's next writer until the lease ends.
+    /// A failed move only delays it: readers see the events where they are.
+    async fn flush_if_full(&self, collection: &str, id: String, outbox: Vec<EventDoc>) {
+        if outbox.len() < OUTBOX_FLUSH_AT {
+            return;
+        }
+        let d = OutboxDoc {
+            id,
+            pending_events: outbox,
+        };
+        if let Err(e) = self.flush_outbox(collection, d).await {
+            tracing::warn!(error = %e, "history events not moved yet; they stay with the record");
+        }
     }
 }
 
@@ -989,6 +1053,7 @@ impl Store for MongoStore {
     async fn get_database(&self, id: &str) -> Result<Option<Database>> {
         self.databases
             .find_one(doc! {"_id": id})
+            .projection(without_outbox())
             .await
             .map_err(store_err)?
             .map(DatabaseDoc::into_domain)
@@ -1016,7 +1081,11 @@ impl Store for MongoStore {
         if let Some(after) = &query.after_id {
             filter.insert("_id", doc! {"$gt": after.as_str()});
         }
-        let mut find = self.databases.find(filter).sort(doc! {"_id": 1});
+        let mut find = self
+            .databases
+            .find(filter)
+            .projection(without_outbox())
+            .sort(doc! {"_id": 1});
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
         }
@@ -1161,6 +1230,7 @@ impl Store for MongoStore {
         let Some(db) = self
             .databases
             .find_one(doc! {"_id": id})
+            .projection(without_outbox())
             .await
             .map_err(store_err)?
         else {
@@ -1202,6 +1272,7 @@ impl Store for MongoStore {
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
         self.operations
             .find_one(doc! {"_id": id})
+            .projection(without_outbox())
             .await
             .map_err(store_err)?
             .map(OperationDoc::into_domain)
@@ -1233,6 +1304,7 @@ impl Store for MongoStore {
         let mut find = self
             .operations
             .find(filter)
+            .projection(without_outbox())
             .sort(doc! {"created_at": -1, "_id": -1});
         if let Some(limit) = query.limit {
             find = find.limit(i64::try_from(limit).unwrap_or(i64::MAX));
@@ -1304,27 +1376,6 @@ impl Store for MongoStore {
 
     async fn flush_events(&self) -> Result<usize> {
         Ok(self.flush_outboxes("databases").await? + self.flush_outboxes("operations").await?)
-    }
-
-    async fn flush_events_of(&self, records: &[String]) -> Result<usize> {
-        let mut moved = 0;
-        for id in records {
-            // Found by `_id`, which FerretDB looks up without a scan.
-            for collection in ["databases", "operations"] {
-                let found = self
-                    .database
-                    .collection::<OutboxDoc>(collection)
-                    .find_one(doc! {"_id": id})
-                    .projection(doc! {OUTBOX: 1})
-                    .await
-                    .map_err(store_err)?;
-                if let Some(d) = found {
-                    moved += self.flush_outbox(collection, d).await?;
-                    break;
-                }
-            }
-        }
-        Ok(moved)
     }
 
     async fn update_operation(

@@ -90,7 +90,84 @@ async fn mongo() {
     store_suite::run_all(&store).await;
     stale_write_lock_is_taken_over(&store).await;
     documents_without_new_fields(&store).await;
+    full_outboxes_move_by_themselves(&store).await;
     store.database().drop().await.expect("drop test database");
+}
+
+/// Writes move a record's outbox to the `events` collection once it fills,
+/// without anyone calling a flush; what a reader sees does not change.
+async fn full_outboxes_move_by_themselves(store: &MongoStore) {
+    use dbaas_core::domain::{Database, Event, EventType, Size};
+    use dbaas_core::engine::Engine;
+    use dbaas_store::{EventQuery, ObservedUpdate};
+    use mongodb::bson::{Document, doc};
+
+    // Milliseconds: what the store keeps of a time.
+    let now = chrono::DateTime::from_timestamp_millis(Utc::now().timestamp_millis()).expect("now");
+    let db = Database::declared(
+        format!("tn-{}", random_token(12)),
+        format!("busy-{}", random_token(6)),
+        Engine::Postgres,
+        Size::Small,
+        1,
+        10,
+        now,
+    );
+    let created = Event::new(&db, EventType::Created, None, "declared", now);
+    store
+        .insert_database(&db, std::slice::from_ref(&created))
+        .await
+        .expect("insert database");
+    let mut written = vec![created];
+    for i in 1..=20_i64 {
+        let e = Event::new(
+            &db,
+            EventType::StatusChanged,
+            None,
+            format!("write {i}"),
+            now + chrono::Duration::milliseconds(i),
+        );
+        let update = ObservedUpdate {
+            events: vec![e.clone()],
+            ..Default::default()
+        };
+        assert!(
+            store
+                .update_observed(&db.id, &update)
+                .await
+                .expect("observe")
+        );
+        written.push(e);
+    }
+    let raw = store
+        .database()
+        .collection::<Document>("databases")
+        .find_one(doc! {"_id": &db.id})
+        .await
+        .expect("find")
+        .expect("kept");
+    let outbox = raw.get_array("pending_events").map_or(0, Vec::len);
+    assert!(outbox < 8, "{outbox} events still in the outbox");
+    let moved = store
+        .database()
+        .collection::<Document>("events")
+        .count_documents(doc! {"database_id": &db.id})
+        .await
+        .expect("count");
+    assert_eq!(
+        moved as usize + outbox,
+        written.len(),
+        "each event in one place"
+    );
+    written.reverse();
+    let query = EventQuery {
+        database_id: db.id.clone(),
+        ..Default::default()
+    };
+    assert_eq!(
+        store.list_events(&query).await.expect("list events"),
+        written
+    );
 }
 
 /// Documents written before the lifecycle fields and the outboxes existed

@@ -223,11 +223,6 @@ impl Store for FaultyStore {
             .call("store.flush_events", self.inner.flush_events())
             .await
     }
-    async fn flush_events_of(&self, records: &[String]) -> Result<usize> {
-        self.inj
-            .call("store.flush_events_of", self.inner.flush_events_of(records))
-            .await
-    }
     async fn insert_tenant(&self, tenant: &Tenant) -> Result<()> {
         self.inj
             .call("store.insert_tenant", self.inner.insert_tenant(tenant))

@@ -276,14 +276,6 @@ impl Reconciler<'_> {
         Ok(view)
     }
 
-    /// Moves the events just written with `record` into the history. A
-    /// failure only delays that: readers see them where they are.
-    async fn flush_events_of(&self, record: &str) {
-        if let Err(e) = self.store.flush_events_of(&[record.to_string()]).await {
-            warn!(record, error = %e, "could not flush history events; they stay with the record");
-        }
-    }
-
     async fn push_metrics(&self, url: &str, report: &PassReport) -> Result<()> {
         let metrics = PassMetrics::default();
         metrics.record(self.store, report).await?;

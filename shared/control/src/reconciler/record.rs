@@ -155,11 +155,7 @@ impl Reconciler<'_> {
             update.conditions = Some(conditions);
         }
         if update != ObservedUpdate::default() {
-            let events = !update.events.is_empty();
             self.store.update_observed(&db.id, &update).await?;
-            if events {
-                self.flush_events_of(&db.id).await;
-            }
         }
         Ok(())
     }

@@ -137,7 +137,6 @@ impl Reconciler<'_> {
                 };
                 let event = Event::new(db, EventType::Deleted, None, message, now);
                 if self.store.finalize_deletion(&db.id, &[event]).await? {
-                    self.flush_events_of(&db.id).await;
                     report.finalized += 1;
                     info!(database_id = %db.id, "deletion finalized");
                 }
@@ -170,15 +169,11 @@ impl Reconciler<'_> {
             )],
             ..DesiredChange::setting(back)
         };
-        let written = self
+        Ok(self
             .store
             .update_desired(&db.id, db.generation, &change)
             .await?
-            .is_some();
-        if written {
-            self.flush_events_of(&db.id).await;
-        }
-        Ok(written)
+            .is_some())
     }
 
     /// Records the operation under its deterministic id, then makes it the
@@ -197,9 +192,7 @@ impl Reconciler<'_> {
             format!("{} planned: {}", op.type_().as_str(), describe(action)),
             now,
         );
-        if self.store.insert_operation(&op, &[planned]).await? {
-            self.flush_events_of(&op.id).await;
-        }
+        self.store.insert_operation(&op, &[planned]).await?;
         if !self
             .store
             .begin_operation(&db.id, &op.id, db.operation_seq)
@@ -235,7 +228,6 @@ impl Reconciler<'_> {
             .await?
             .is_some();
         if done {
-            self.flush_events_of(&op.id).await;
             self.store.end_operation(&db.id, &op.id).await?;
             info!(database_id = %db.id, operation_id = %op.id, "operation superseded by a newer desired state");
         }
@@ -277,7 +269,6 @@ impl Reconciler<'_> {
             )
             .await?;
         if updated.is_some() {
-            self.flush_events_of(&op.id).await;
             info!(operation_id = %op.id, attempt = op.attempts + 1, "retrying failed operation");
         }
         Ok(updated.is_some())

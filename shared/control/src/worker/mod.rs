@@ -214,14 +214,12 @@ impl Worker<'_> {
                 Some("database record is gone".into()),
             )
             .await?;
-            self.flush_events_of(&op.id).await;
             self.queue.ack(&id).await?;
             return Ok(Outcome::Dropped(id));
         };
         if db.active_operation_id.as_deref() != Some(op.id.as_str()) {
             self.finish(&claimed, OperationStatus::Superseded, None)
                 .await?;
-            self.flush_events_of(&op.id).await;
             self.queue.ack(&id).await?;
             return Ok(Outcome::Dropped(id));
         }
@@ -261,7 +259,6 @@ impl Worker<'_> {
             warn!(operation_id = %op.id, claim = %token, "claim lost to another worker; stopping without writing");
             return Ok(Outcome::Lost(op.id.clone()));
         };
-        self.flush_events_of(&op.id).await;
         self.queue.ack(&op.id).await?;
         if let Some(url) = &self.config.pushgateway_url
             && let Err(e) = self.push_metrics(url, &op, &outcome).await
@@ -269,14 +266,6 @@ impl Worker<'_> {
             warn!(error = %e, "could not push metrics");
         }
         Ok(outcome)
-    }
-
-    /// Moves the events this run wrote with the operation into the
-    /// history. A failure only delays that: readers see them either way.
-    async fn flush_events_of(&self, op: &str) {
-        if let Err(e) = self.store.flush_events_of(&[op.to_string()]).await {
-            warn!(operation_id = op, error = %e, "could not flush history events; they stay with the operation");
-        }
     }
 
     fn claim_deadline(&self) -> chrono::DateTime<Utc> {

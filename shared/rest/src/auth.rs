@@ -1,9 +1,12 @@
 //! Bearer authentication: tenant API keys and the bootstrap admin token.
 //!
 //! Secrets never reach a log: keys are hashed on arrival and only the hash
-//! is looked up, rate-limited on, or kept.
+//! is looked up, rate-limited on, or kept. A key found in the store is
+//! trusted for `Limits::api_key_cache_ttl` without asking again, so a
+//! request costs one store read, not two.
 
 use std::num::NonZeroU32;
+use std::time::Duration;
 
 use axum::extract::FromRequestParts;
 use axum::http::{header, request::Parts};
@@ -13,7 +16,8 @@ use sha2::{Digest, Sha256};
 
 use super::AppState;
 use super::error::ApiError;
-use dbaas_core::domain::hash_api_key;
+use dbaas_core::domain::{ApiKeyRecord, hash_api_key};
+use dbaas_store::Store;
 
 /// The tenant a request acts for, authenticated by its API key.
 #[derive(Debug, Clone)]
@@ -49,7 +53,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let key_hash = hash_api_key(bearer(parts)?);
-        let Some(record) = state.store.find_api_key(&key_hash).await? else {
+        let Some(record) = state.api_keys.find(&*state.store, &key_hash).await? else {
             return Err(ApiError::Unauthorized("invalid API key".to_owned()));
         };
         // Limited only after the lookup, so the limiter holds state for
@@ -76,8 +80,8 @@ impl FromRequestParts<AppState> for Admin {
             return Ok(Admin);
         }
         if state
-            .store
-            .find_api_key(&hash_api_key(token))
+            .api_keys
+            .find(&*state.store, &hash_api_key(token))
             .await?
             .is_some()
         {
@@ -97,6 +101,42 @@ fn constant_time_eq(a: &str, b: &str) -> bool {
         .zip(b.iter())
         .fold(0u8, |acc, (x, y)| acc | (x ^ y))
         == 0
+}
+
+/// API keys found in the store, kept for a while so most requests need no
+/// lookup. Only keys that exist are kept: a new key works at once, and
+/// random tokens cannot fill the cache.
+#[derive(Clone)]
+pub(crate) struct ApiKeyCache(Option<moka::sync::Cache<String, ApiKeyRecord>>);
+
+impl ApiKeyCache {
+    /// Bounded: past this many keys the least used are dropped.
+    const CAPACITY: u64 = 10_000;
+
+    pub(crate) fn new(ttl: Duration) -> Self {
+        ApiKeyCache((!ttl.is_zero()).then(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(Self::CAPACITY)
+                .time_to_live(ttl)
+                .build()
+        }))
+    }
+
+    /// The key with this hash, from the cache or else the store.
+    pub(crate) async fn find(
+        &self,
+        store: &dyn Store,
+        key_hash: &str,
+    ) -> Result<Option<ApiKeyRecord>, ApiError> {
+        if let Some(hit) = self.0.as_ref().and_then(|c| c.get(key_hash)) {
+            return Ok(Some(hit));
+        }
+        let found = store.find_api_key(key_hash).await?;
+        if let (Some(cache), Some(record)) = (&self.0, &found) {
+            cache.insert(key_hash.to_owned(), record.clone());
+        }
+        Ok(found)
+    }
 }
 
 /// Requests per second per API key, with a burst allowance.

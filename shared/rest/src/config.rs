@@ -51,6 +51,12 @@ pub struct LimitsConfig {
     /// milliseconds.
     #[arg(long, env = "DBAAS_ADMISSION_WAIT_MS", default_value_t = 100)]
     pub admission_wait_ms: u64,
+
+    /// How long a verified API key is trusted without a store read, in
+    /// seconds (0: read every time). A key removed from the store works at
+    /// most this long after.
+    #[arg(long, env = "DBAAS_API_KEY_CACHE_SECONDS", default_value_t = 30)]
+    pub api_key_cache_seconds: u64,
 }
 
 impl LimitsConfig {
@@ -61,6 +67,7 @@ impl LimitsConfig {
             rate_limit_burst: self.rate_limit_burst,
             max_in_flight: usize::try_from(self.max_in_flight).unwrap_or(usize::MAX),
             admission_wait: Duration::from_millis(self.admission_wait_ms),
+            api_key_cache_ttl: Duration::from_secs(self.api_key_cache_seconds),
         }
     }
 }
@@ -99,6 +106,7 @@ mod tests {
         assert_eq!(limits.rate_limit_burst.get(), 200);
         assert_eq!(limits.max_in_flight, 64);
         assert_eq!(limits.admission_wait, Duration::from_millis(100));
+        assert_eq!(limits.api_key_cache_ttl, Duration::from_secs(30));
         assert!(!format!("{:?}", cli.api).contains("s3cret"));
         assert!(Cli::try_parse_from(["api", "--request-timeout-ms", "0"]).is_err());
     }

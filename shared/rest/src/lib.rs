@@ -62,6 +62,10 @@ pub struct Limits {
     /// are answered 503 with `Retry-After`.
     pub max_in_flight: usize,
     pub admission_wait: Duration,
+    /// How long a verified API key is trusted without asking the store
+    /// again (zero: ask every time). A key removed from the store keeps
+    /// working for at most this long.
+    pub api_key_cache_ttl: Duration,
 }
 
 impl Default for Limits {
@@ -72,6 +76,7 @@ impl Default for Limits {
             rate_limit_burst: NonZeroU32::new(200).expect("non-zero"),
             max_in_flight: 64,
             admission_wait: Duration::from_millis(100),
+            api_key_cache_ttl: Duration::from_secs(30),
         }
     }
 }
@@ -90,6 +95,8 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     /// One permit per API request in flight.
     admission: Arc<Semaphore>,
+    /// Verified API keys by hash, so a request costs one store read.
+    api_keys: auth::ApiKeyCache,
 }
 
 impl AppState {
@@ -105,6 +112,7 @@ impl AppState {
             cluster: None,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             admission: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            api_keys: auth::ApiKeyCache::new(limits.api_key_cache_ttl),
             limits,
             rate_limiter,
             metrics: Arc::new(metrics::Metrics::new()),
@@ -113,18 +121,6 @@ impl AppState {
 }
 
 impl AppState {
-    /// Moves the history events just written with `records` out of their
-    /// outbox, after the answer: it costs the caller nothing, and if it
-    /// never happens readers still see the events where they are.
-    pub(crate) fn flush_events_later(&self, records: Vec<String>) {
-        let store = self.store.clone();
-        tokio::spawn(async move {
-            if let Err(e) = store.flush_events_of(&records).await {
-                tracing::warn!(error = %e, "could not flush history events; they stay with the record");
-            }
-        });
-    }
-
     /// Reads credentials from the auth Secrets in `cluster`.
     pub fn with_cluster(mut self, cluster: Arc<dyn Cluster>) -> Self {
         self.cluster = Some(cluster);

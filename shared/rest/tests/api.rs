@@ -1425,9 +1425,6 @@ impl Store for DownStore {
     async fn flush_events(&self) -> dbaas_core::Result<usize> {
         self.fail().await
     }
-    async fn flush_events_of(&self, _: &[String]) -> dbaas_core::Result<usize> {
-        self.fail().await
-    }
 }
 
 #[tokio::test]
@@ -2182,4 +2179,47 @@ async fn overload_is_shed_at_once_with_retry_after() {
     }
     // Room again: the next request reaches the (hanging) store.
     app.get("/api/v1/databases", "dbk_any").await.problem(504);
+}
+
+/// A verified key is trusted for the cache's time to live: removed from the
+/// store, it keeps working until then and not after; with no cache it stops
+/// at once. (MongoDB only: the stores have no way to remove a key, so the
+/// test removes the document itself.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn removed_api_keys_work_at_most_the_cache_ttl() {
+    async fn remove_keys(store: &MongoStore) {
+        store
+            .database()
+            .collection::<mongodb::bson::Document>("api_keys")
+            .delete_many(mongodb::bson::doc! {})
+            .await
+            .expect("remove the keys");
+    }
+    let uri = std::env::var("MONGODB_URI")
+        .expect("MONGODB_URI is not set: run just rig-up; source target/rig/env");
+    for ttl in [Duration::from_secs(2), Duration::ZERO] {
+        let store = MongoStore::new(&uri, &format!("dbaas_api_{}", random_token(8)))
+            .await
+            .expect("create the store");
+        let limits = Limits {
+            api_key_cache_ttl: ttl,
+            ..Limits::default()
+        };
+        let app = App::with_limits(Arc::new(store.clone()), limits).await;
+        let (_, key) = app.tenant("keyholder").await;
+        app.get("/api/v1/databases", &key).await.ok(200);
+        remove_keys(&store).await;
+        if ttl.is_zero() {
+            app.get("/api/v1/databases", &key).await.problem(401);
+        } else {
+            app.get("/api/v1/databases", &key).await.ok(200);
+            tokio::time::sleep(ttl + Duration::from_millis(200)).await;
+            app.get("/api/v1/databases", &key).await.problem(401);
+        }
+        store
+            .database()
+            .drop()
+            .await
+            .expect("drop the test database");
+    }
 }

@@ -322,6 +322,7 @@ pub async fn run(args: LocalArgs) -> Result<()> {
         // with the process: its claim expiring is the signal, not this.
         processing_deadline: Duration::from_secs(30),
         pushgateway_url: None,
+        settle_concurrency: 16,
     };
     let worker = WorkerConfig {
         namespace,

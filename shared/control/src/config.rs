@@ -65,6 +65,10 @@ pub struct ReconcilerArgs {
     /// before it goes back to the queue.
     #[arg(long, env = "DBAAS_PROCESSING_DEADLINE_SECONDS", default_value_t = 120)]
     pub processing_deadline_seconds: u64,
+    /// Databases a pass settles at once (their store writes overlap).
+    #[arg(long, env = "DBAAS_SETTLE_CONCURRENCY", default_value_t = 16,
+          value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub settle_concurrency: u64,
 }
 
 impl ReconcilerArgs {
@@ -82,6 +86,7 @@ impl ReconcilerArgs {
             max_attempts: retry.max_attempts,
             processing_deadline: Duration::from_secs(self.processing_deadline_seconds),
             pushgateway_url: metrics.pushgateway_url.clone(),
+            settle_concurrency: usize::try_from(self.settle_concurrency).unwrap_or(1),
         }
     }
 }

@@ -17,6 +17,8 @@ pub fn reconciler_config(namespace: &str, holder: &str) -> ReconcilerConfig {
         max_attempts: 3,
         processing_deadline: Duration::ZERO,
         pushgateway_url: None,
+        // Above one, so every test also runs databases' settling overlapped.
+        settle_concurrency: 4,
     }
 }
 

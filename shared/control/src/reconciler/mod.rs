@@ -4,7 +4,11 @@
 //! overlap even when the CronJob starts two pods for one tick. It reads the
 //! cluster with a fixed number of calls: one paginated LIST of database CRs
 //! and one of OpsRequests per engine kind, whatever the number of
-//! databases. It then walks the store's databases once:
+//! databases. It then walks the store's databases once, settling up to
+//! [`ReconcilerConfig::settle_concurrency`] of them at a time (each one's
+//! writes are conditional on its own record, so they never contend; the
+//! store's round-trip time, not its work, is what a first pass that plans
+//! many operations waits on):
 //!
 //! 1. records what the CR shows as `current_*` (only fields that changed);
 //! 2. settles the database's active operation: a finished one is released,
@@ -22,6 +26,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
+use futures::future::{BoxFuture, FutureExt};
+use futures::stream::{self, StreamExt, TryStreamExt};
 use tracing::{info, warn};
 
 use dbaas_cluster::{Cluster, Kind};
@@ -58,6 +64,8 @@ pub struct ReconcilerConfig {
     pub processing_deadline: Duration,
     /// Where to push metrics; None disables pushing.
     pub pushgateway_url: Option<String>,
+    /// Databases settled at once.
+    pub settle_concurrency: usize,
 }
 
 /// What one pass saw and did.
@@ -86,6 +94,27 @@ pub struct PassReport {
     /// Seconds each drift resolved in this pass had lasted.
     pub resolved_drift_seconds: Vec<f64>,
 }
+
+impl PassReport {
+    /// Adds what settling one database saw and did.
+    fn absorb(&mut self, part: PassReport) {
+        self.databases_seen += part.databases_seen;
+        for (field, n) in part.drifts {
+            *self.drifts.entry(field).or_default() += n;
+        }
+        self.operations_created += part.operations_created;
+        self.retries += part.retries;
+        self.superseded += part.superseded;
+        self.finalized += part.finalized;
+        self.drifted.extend(part.drifted);
+        self.resolved_drift_seconds
+            .extend(part.resolved_drift_seconds);
+    }
+}
+
+/// One database settled: the operation id to enqueue, if any, and what
+/// settling it saw and did.
+type Settled = (Option<String>, PassReport);
 
 /// Everything a pass reads from the cluster, indexed.
 struct ClusterView {
@@ -188,7 +217,6 @@ impl Reconciler<'_> {
             futures::try_join!(timed(self.all_databases()), timed(self.observe_cluster()))?;
         report.store_read = ops_read + databases_read;
         report.cluster_read = cluster_read;
-        let mut to_enqueue: Vec<String> = Vec::new();
         let mut ops_by_database: HashMap<&str, Vec<&Operation>> = HashMap::new();
         for op in ops.values() {
             ops_by_database
@@ -196,18 +224,39 @@ impl Reconciler<'_> {
                 .or_default()
                 .push(op);
         }
-        for db in &databases {
-            report.databases_seen += 1;
-            let own = ops_by_database
-                .get(db.id.as_str())
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            if let Some(id) = self
-                .reconcile_database(db, &view, &ops, own, now, &mut report)
-                .await?
-            {
-                to_enqueue.push(id);
-            }
+        // In the databases' order (`buffered`), so the queue gets the ids
+        // in the same order whatever finishes first.
+        // Boxed: the futures borrow the pass's reads, and a spawned pass
+        // (local mode) needs their type to be nameable for any lifetime.
+        let settling: Vec<BoxFuture<'_, Result<Settled>>> = databases
+            .iter()
+            .map(|db| {
+                let own = ops_by_database
+                    .get(db.id.as_str())
+                    .map(Vec::as_slice)
+                    .unwrap_or(&[]);
+                let (view, ops) = (&view, &ops);
+                async move {
+                    let mut part = PassReport {
+                        databases_seen: 1,
+                        ..Default::default()
+                    };
+                    let id = self
+                        .reconcile_database(db, view, ops, own, now, &mut part)
+                        .await?;
+                    Ok((id, part))
+                }
+                .boxed()
+            })
+            .collect();
+        let settled: Vec<Settled> = stream::iter(settling)
+            .buffered(self.config.settle_concurrency.max(1))
+            .try_collect()
+            .await?;
+        let mut to_enqueue: Vec<String> = Vec::new();
+        for (id, part) in settled {
+            report.absorb(part);
+            to_enqueue.extend(id);
         }
         self.repair_queue(&ops, to_enqueue, now, &mut report)
             .await?;

@@ -15,6 +15,22 @@ pub struct StoreArgs {
     /// Database that holds the control plane's collections.
     #[arg(long, env = "MONGODB_DATABASE", default_value = "dbaas")]
     pub mongodb_database: String,
+    /// Whether updates take a per-record write lock first. `auto` asks the
+    /// server once: FerretDB 1.x (which reads, changes and writes back a
+    /// whole document, so concurrent conditional updates can all succeed)
+    /// gets locks; MongoDB, whose single-document updates are atomic, none.
+    #[arg(long, env = "DBAAS_MONGODB_WRITE_LOCKS", value_enum, default_value_t = WriteLocks::Auto)]
+    pub mongodb_write_locks: WriteLocks,
+}
+
+/// Whether the MongoDB adapter locks a record around each update.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum WriteLocks {
+    /// Locks on FerretDB, none on MongoDB (asked at the first write).
+    #[default]
+    Auto,
+    Always,
+    Never,
 }
 
 impl std::fmt::Debug for StoreArgs {
@@ -22,6 +38,7 @@ impl std::fmt::Debug for StoreArgs {
         f.debug_struct("StoreArgs")
             .field("mongodb_uri", &"<redacted>")
             .field("mongodb_database", &self.mongodb_database)
+            .field("mongodb_write_locks", &self.mongodb_write_locks)
             .finish()
     }
 }
@@ -30,6 +47,10 @@ impl std::fmt::Debug for StoreArgs {
 impl StoreArgs {
     /// Connects lazily: nothing is contacted before the first call.
     pub async fn connect(&self) -> dbaas_core::Result<crate::mongo::MongoStore> {
-        crate::mongo::MongoStore::new(&self.mongodb_uri, &self.mongodb_database).await
+        Ok(
+            crate::mongo::MongoStore::new(&self.mongodb_uri, &self.mongodb_database)
+                .await?
+                .with_write_locks(self.mongodb_write_locks),
+        )
     }
 }

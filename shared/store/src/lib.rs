@@ -42,7 +42,7 @@ pub mod embedded;
 #[cfg(feature = "mongo")]
 pub mod mongo;
 
-pub use args::StoreArgs;
+pub use args::{StoreArgs, WriteLocks};
 
 /// Filters and page of a database listing, ordered by id.
 #[derive(Debug, Clone, Default)]

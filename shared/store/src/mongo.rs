@@ -15,9 +15,12 @@
 //! applies the update in memory and writes the whole document back
 //! (FerretDB issue 2168), so concurrent updates of one document lose writes
 //! and conditional updates can all succeed. Inserts are atomic (unique
-//! indexes hold), so every update of an existing document first takes a
-//! short write lock: a document in the `locks` collection whose `_id` names
-//! the record. On MongoDB the lock is redundant but harmless.
+//! indexes hold), so there every update of an existing document first takes
+//! a short write lock: a document in the `locks` collection whose `_id`
+//! names the record. MongoDB's single-document updates are atomic, so there
+//! an update is the one conditional write and nothing more: which one the
+//! server is, is asked once (`buildInfo` names FerretDB), or set
+//! ([`WriteLocks`]).
 //!
 //! With no multi-document transactions, an event cannot be inserted into
 //! `events` atomically with the write that causes it. Instead the write
@@ -53,7 +56,7 @@ use tokio::time::Instant;
 
 use super::{
     DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
-    Store,
+    Store, WriteLocks,
 };
 use dbaas_core::domain::{
     Action, ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, DesiredState, Event,
@@ -87,6 +90,9 @@ pub struct MongoStore {
     locks: Collection<Document>,
     database: mongodb::Database,
     indexes: std::sync::Arc<OnceCell<()>>,
+    write_locks: WriteLocks,
+    /// Whether updates lock, once known.
+    locking: std::sync::Arc<OnceCell<bool>>,
 }
 
 impl MongoStore {
@@ -119,7 +125,42 @@ impl MongoStore {
             locks: db.collection("locks"),
             database: db,
             indexes: Default::default(),
+            write_locks: WriteLocks::Auto,
+            locking: Default::default(),
         })
+    }
+
+    /// This store with its updates locked as `mode` says.
+    pub fn with_write_locks(mut self, mode: WriteLocks) -> Self {
+        self.write_locks = mode;
+        self.locking = Default::default();
+        self
+    }
+
+    /// Whether updates take a write lock: asks the server on first use
+    /// when the mode is [`WriteLocks::Auto`].
+    pub async fn uses_write_locks(&self) -> Result<bool> {
+        match self.write_locks {
+            WriteLocks::Always => Ok(true),
+            WriteLocks::Never => Ok(false),
+            WriteLocks::Auto => self
+                .locking
+                .get_or_try_init(|| async {
+                    let info = self
+                        .database
+                        .run_command(doc! {"buildInfo": 1})
+                        .await
+                        .map_err(store_err)?;
+                    let ferretdb = info.contains_key("ferretdbVersion");
+                    tracing::info!(
+                        ferretdb,
+                        "store server identified; updates lock records: {ferretdb}"
+                    );
+                    Ok(ferretdb)
+                })
+                .await
+                .copied(),
+        }
     }
 
     /// Creates the indexes (idempotent). Inserts that rely on a unique index
@@ -232,6 +273,13 @@ fn store_err(e: mongodb::error::Error) -> Error {
         return Error::Conflict(e.to_string());
     }
     Error::Store(Box::new(e))
+}
+
+/// FerretDB on PostgreSQL fails a query comparing a string that holds NUL
+/// (jsonb has no U+0000); no stored id holds one, so a lookup by such an id
+/// (from a URL) finds nothing without asking.
+fn holds_nul(id: &str) -> bool {
+    id.contains('\0')
 }
 
 fn is_duplicate_key(e: &mongodb::error::Error) -> bool {
@@ -764,13 +812,17 @@ impl MongoStore {
         }
     }
 
-    /// Runs `write` (a lazy future) while holding the lock on the record.
+    /// Runs `write` (a lazy future) while holding the lock on the record,
+    /// where the server needs one.
     async fn locked<T>(
         &self,
         collection: &str,
         id: &str,
         write: impl Future<Output = Result<T>>,
     ) -> Result<T> {
+        if !self.uses_write_locks().await? {
+            return write.await;
+        }
         let lock = self.lock(collection, id).await?;
         let out = write.await;
         lock.release().await;
@@ -883,10 +935,29 @@ impl MongoStore {
             Err(e) if only_duplicate_keys(&e) => {}
             Err(e) => return Err(store_err(e)),
         }
-        // Then take the copied events out, leaving any pushed since.
-        // Under the record's lock, which every writer of the document
-        // takes, reading the outbox and setting what is left is atomic
-        // (and needs no `$pull` by condition, which FerretDB 1.x lacks).
+        // Then take the copied events out, leaving any pushed since: on a
+        // server with atomic updates one `$pull` by id does it.
+        if !self.uses_write_locks().await? {
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let before = outboxes
+                .find_one_and_update(
+                    doc! {"_id": &d.id},
+                    doc! {"$pull": {OUTBOX: {"_id": {"$in": &ids}}}},
+                )
+                .projection(doc! {OUTBOX: 1})
+                .return_document(ReturnDocument::Before)
+                .await
+                .map_err(store_err)?;
+            return Ok(before.map_or(0, |b| {
+                b.pending_events
+                    .iter()
+                    .filter(|e| ids.contains(&e.id.as_str()))
+                    .count()
+            }));
+        }
+        // FerretDB 1.x lacks `$pull` by condition; under the record's lock,
+        // which every writer of the document takes, reading the outbox and
+        // setting what is left is atomic.
         self.locked(collection, &d.id, async {
             let Some(current) = outboxes
                 .find_one(doc! {"_id": &d.id})
@@ -1051,6 +1122,9 @@ impl Store for MongoStore {
     }
 
     async fn get_database(&self, id: &str) -> Result<Option<Database>> {
+        if holds_nul(id) {
+            return Ok(None);
+        }
         self.databases
             .find_one(doc! {"_id": id})
             .projection(without_outbox())
@@ -1270,6 +1344,9 @@ impl Store for MongoStore {
     }
 
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {
+        if holds_nul(id) {
+            return Ok(None);
+        }
         self.operations
             .find_one(doc! {"_id": id})
             .projection(without_outbox())

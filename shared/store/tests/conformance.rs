@@ -87,6 +87,18 @@ async fn mongo() {
     let second = MongoStore::new(&uri, &name).await.expect("create store");
     second.ensure_indexes().await.expect("create indexes again");
 
+    assert!(
+        store.uses_write_locks().await.expect("ask the server"),
+        "FerretDB is recognised as needing write locks"
+    );
+    assert!(
+        !store
+            .clone()
+            .with_write_locks(dbaas_store::WriteLocks::Never)
+            .uses_write_locks()
+            .await
+            .expect("set, not asked")
+    );
     store_suite::run_all(&store).await;
     stale_write_lock_is_taken_over(&store).await;
     documents_without_new_fields(&store).await;

@@ -93,6 +93,7 @@ pub struct MongoStore {
     write_locks: WriteLocks,
     /// Whether updates lock, once known.
     locking: std::sync::Arc<OnceCell<bool>>,
+    abandoned: Abandoned,
 }
 
 impl MongoStore {
@@ -127,6 +128,7 @@ impl MongoStore {
             indexes: Default::default(),
             write_locks: WriteLocks::Auto,
             locking: Default::default(),
+            abandoned: Abandoned::default(),
         })
     }
 
@@ -732,7 +734,27 @@ struct WriteLock {
     key: String,
     token: String,
     held: bool,
+    abandoned: Abandoned,
 }
+
+/// Tokens of this process's locks whose writers gave up. A lock insert cut
+/// off on the wire may reach the server after the guard's removal did, so
+/// the removal alone cannot be trusted; a writer of this process that finds
+/// such a lock takes it over at once instead of waiting out its lease.
+#[derive(Clone, Default)]
+struct Abandoned(std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>);
+
+impl Abandoned {
+    fn set(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// How long a given-up lock's token is remembered: past it, a late insert
+/// would have landed long ago and been removed by the second removal.
+const ABANDONED_FOR: Duration = Duration::from_secs(2);
 
 impl WriteLock {
     fn filter(&self) -> Document {
@@ -740,8 +762,11 @@ impl WriteLock {
     }
 
     async fn release(mut self) {
+        let released = self.locks.delete_one(self.filter()).await;
+        // Only now: a caller that gives up during the delete drops the
+        // guard still held, and the drop removes the lock instead.
         self.held = false;
-        if let Err(e) = self.locks.delete_one(self.filter()).await {
+        if let Err(e) = released {
             tracing::warn!(key = %self.key, error = %e, "write lock not released; it expires by itself");
         }
     }
@@ -752,8 +777,16 @@ impl Drop for WriteLock {
         if self.held
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
+            self.abandoned.set().insert(self.token.clone());
             let (locks, filter) = (self.locks.clone(), self.filter());
-            runtime.spawn(async move { locks.delete_one(filter).await });
+            let (abandoned, token) = (self.abandoned.clone(), self.token.clone());
+            runtime.spawn(async move {
+                // Removed now, and again once a late insert would have landed.
+                let _ = locks.delete_one(filter.clone()).await;
+                tokio::time::sleep(ABANDONED_FOR).await;
+                let _ = locks.delete_one(filter).await;
+                abandoned.set().remove(&token);
+            });
         }
     }
 }
@@ -769,16 +802,20 @@ impl MongoStore {
         loop {
             let now = Utc::now();
             let lock = doc! {"_id": &key, "token": &token, "expires_at": bdate(now + LOCK_LEASE)};
+            // The guard exists before the insert is sent: a caller that
+            // gives up while it is on the wire (the server may have applied
+            // it) drops the guard, which removes the lock if it landed. Its
+            // token makes that removal harmless if it did not.
+            let mut guard = WriteLock {
+                locks: self.locks.clone(),
+                key: key.clone(),
+                token: token.clone(),
+                held: true,
+                abandoned: self.abandoned.clone(),
+            };
             match self.locks.insert_one(lock).await.map_err(store_err) {
-                Ok(_) => {
-                    return Ok(WriteLock {
-                        locks: self.locks.clone(),
-                        key,
-                        token,
-                        held: true,
-                    });
-                }
-                Err(Error::Conflict(_)) => {}
+                Ok(_) => return Ok(guard),
+                Err(Error::Conflict(_)) => guard.held = false,
                 Err(e) => return Err(e),
             }
             let holder = self
@@ -787,12 +824,15 @@ impl MongoStore {
                 .await
                 .map_err(store_err)?;
             if let Some(holder) = holder
-                && holder
+                && (holder
                     .get_datetime("expires_at")
                     .is_ok_and(|t| *t < bdate(now))
+                    || holder
+                        .get_str("token")
+                        .is_ok_and(|t| self.abandoned.set().contains(t)))
             {
-                // Its holder died. The token in the filter keeps us from
-                // deleting a lock another writer has just taken over.
+                // Its holder died or gave up. The token in the filter keeps
+                // us from deleting a lock another writer has just taken over.
                 let stale = holder.get_str("token").unwrap_or_default();
                 self.locks
                     .delete_one(doc! {"_id": &key, "token": stale})

@@ -101,6 +101,7 @@ async fn mongo() {
     );
     store_suite::run_all(&store).await;
     stale_write_lock_is_taken_over(&store).await;
+    cancelled_writes_leave_no_lock(&store).await;
     documents_without_new_fields(&store).await;
     full_outboxes_move_by_themselves(&store).await;
     store.database().drop().await.expect("drop test database");
@@ -283,6 +284,72 @@ async fn documents_without_new_fields(store: &MongoStore) {
             .unwrap_or(0),
         0,
         "the outbox is emptied"
+    );
+}
+
+/// A write whose caller gives up at any point (a request timing out drops
+/// its future) leaves no lock behind: the next writer is not kept waiting.
+async fn cancelled_writes_leave_no_lock(store: &MongoStore) {
+    use dbaas_core::domain::{Database, Size};
+    use dbaas_core::engine::Engine;
+    use dbaas_store::DesiredChange;
+    use mongodb::bson::doc;
+
+    let db = Database::declared(
+        format!("tn-{}", random_token(12)),
+        format!("cut-{}", random_token(6)),
+        Engine::Postgres,
+        Size::Small,
+        1,
+        10,
+        Utc::now(),
+    );
+    store.insert_database(&db, &[]).await.expect("insert");
+    let change = |g: u32| DesiredChange {
+        storage_gb: Some(10 + g),
+        ..Default::default()
+    };
+    // Cut off after 0.1 ms, 0.3 ms, ... up to ~10 ms: some before the lock,
+    // some holding it, some after the write.
+    let mut generation = db.generation;
+    for step in 0..40_u32 {
+        let cut = Duration::from_micros(100 + 250 * u64::from(step));
+        if let Ok(written) =
+            tokio::time::timeout(cut, store.update_desired(&db.id, generation, &change(step))).await
+            && let Some(d) = written.expect("update")
+        {
+            generation = d.generation;
+        }
+    }
+    let locks = store
+        .database()
+        .collection::<mongodb::bson::Document>("locks");
+    let key = format!("databases/{}", db.id);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while locks
+        .count_documents(doc! {"_id": &key})
+        .await
+        .expect("count locks")
+        > 0
+    {
+        assert!(Instant::now() < deadline, "a cancelled write left its lock");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let current = store
+        .get_database(&db.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    let started = Instant::now();
+    store
+        .update_desired(&db.id, current.generation, &change(99))
+        .await
+        .expect("update")
+        .expect("generation matched");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "the next write waited {:?}",
+        started.elapsed()
     );
 }
 

@@ -3,7 +3,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use chrono::{SubsecRound, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Utc};
 
 use super::AppState;
 use super::auth::Caller;
@@ -154,7 +154,7 @@ pub async fn cancel(
             format!("operation {id} changed while being cancelled; retry")
         })));
     };
-    take_back(&state, &caller, &cancelled).await?;
+    take_back(&state, &caller, &cancelled, now).await?;
     state
         .store
         .end_operation(&cancelled.database_id, &cancelled.id)
@@ -163,8 +163,18 @@ pub async fn cancel(
 }
 
 /// Puts the desired field a cancelled operation targeted back to its
-/// current value. If this process dies first, the reconciler does it.
-async fn take_back(state: &AppState, caller: &Caller, op: &Operation) -> Result<(), ApiError> {
+/// current value. If this process dies first, the reconciler does it. Its
+/// event is dated after `cancelled_at`, so the history lists the cancel
+/// first even within one millisecond (ties sort by random id).
+async fn take_back(
+    state: &AppState,
+    caller: &Caller,
+    op: &Operation,
+    cancelled_at: DateTime<Utc>,
+) -> Result<(), ApiError> {
+    let at = Utc::now()
+        .trunc_subsecs(3)
+        .max(cancelled_at + TimeDelta::milliseconds(1));
     for _ in 0..CAS_ATTEMPTS {
         let Some(db) = state.store.get_database(&op.database_id).await? else {
             return Ok(());
@@ -183,7 +193,7 @@ async fn take_back(state: &AppState, caller: &Caller, op: &Operation) -> Result<
                 op.id,
                 caller.api_key
             ),
-            Utc::now().trunc_subsecs(3),
+            at,
         ));
         if state
             .store

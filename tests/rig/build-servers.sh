@@ -32,10 +32,14 @@ GO=(nice -n 19 go)
 
 log() { printf '[build-servers] %s\n' "$*" >&2; }
 
-# build NAME VERSION MAIN_GO GO_MOD_SETUP_FN [EXTRA_LDFLAGS]
+# build NAME VERSION MAIN_GO GO_MOD_SETUP_FN [EXTRA_LDFLAGS] [KEY_MAIN]
+# The cache is keyed by NAME and VERSION; with KEY_MAIN=1 also by a hash of
+# MAIN_GO, so a changed wrapper main rebuilds (only where that is cheap: a
+# new key for the Kubernetes binaries would cost each machine an hour).
 build() {
-  local name=$1 version=$2 main_go=$3 setup=$4 ldflags="-s -w ${5:-}"
-  local out="$CACHE/$name-$version/$name"
+  local name=$1 version=$2 main_go=$3 setup=$4 ldflags="-s -w ${5:-}" key=$2
+  [[ ${6:-0} == 1 ]] && key="$version-$(printf '%s\n' "$main_go" | sha256sum | cut -c1-12)"
+  local out="$CACHE/$name-$key/$name"
   if [[ -x $out ]]; then
     echo "$out"
     return
@@ -43,15 +47,15 @@ build() {
   # Two runs building the same binary would clobber each other's source dir.
   mkdir -p "$CACHE"
   local lock
-  exec {lock}>"$CACHE/.$name-$version.lock"
+  exec {lock}>"$CACHE/.$name-$key.lock"
   flock "$lock"
   if [[ -x $out ]]; then
     echo "$out"
     return
   fi
-  local src="$CACHE/src/$name-$version"
+  local src="$CACHE/src/$name-$key"
   rm -rf "$src" && mkdir -p "$src" "$(dirname "$out")"
-  log "building $name $version (first run on this machine only)"
+  log "building $name $key (first run on this machine only)"
   printf '%s\n' "$main_go" >"$src/main.go"
   local t0=$SECONDS
   (cd "$src" && "$setup" "$version" && "${GO[@]}" build -trimpath -ldflags="$ldflags" -o "$out.tmp" . && mv "$out.tmp" "$out")
@@ -196,7 +200,9 @@ import (
 func main() { etcdmain.Main(os.Args) }'
 
 # FerretDB embedded as a library: listens where FERRETDB_LISTEN says and
-# stores data under FERRETDB_DIR with the SQLite backend.
+# stores data in the PostgreSQL database FERRETDB_POSTGRESQL_URL names (the
+# rig's: collections are tables with real indexes), or, without it, under
+# FERRETDB_DIR with the SQLite backend (which scans a collection per update).
 FERRETDB_MAIN='package main
 
 import (
@@ -212,11 +218,17 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	f, err := ferretdb.New(&ferretdb.Config{
+	cfg := ferretdb.Config{
 		Listener: ferretdb.ListenerConfig{TCP: os.Getenv("FERRETDB_LISTEN")},
-		Handler:  "sqlite",
-		SQLiteURL: "file:" + os.Getenv("FERRETDB_DIR") + "/",
-	})
+	}
+	if url := os.Getenv("FERRETDB_POSTGRESQL_URL"); url != "" {
+		cfg.Handler = "postgresql"
+		cfg.PostgreSQLURL = url
+	} else {
+		cfg.Handler = "sqlite"
+		cfg.SQLiteURL = "file:" + os.Getenv("FERRETDB_DIR") + "/"
+	}
+	f, err := ferretdb.New(&cfg)
 	if err != nil {
 		log.Fatal(err)
 	}
@@ -283,7 +295,7 @@ what="${1:-all}"
 case $what in
   kube-apiserver) build kube-apiserver "$K8S_VERSION" "$KUBE_MAIN" setup_kube_apiserver "$(kube_ldflags "$K8S_VERSION")" ;;
   etcd) build etcd "$ETCD_VERSION" "$ETCD_MAIN" setup_etcd ;;
-  ferretdb) build ferretdb "$FERRETDB_VERSION" "$FERRETDB_MAIN" setup_ferretdb ;;
+  ferretdb) build ferretdb "$FERRETDB_VERSION" "$FERRETDB_MAIN" setup_ferretdb "" 1 ;;
   kubelet | kube-controller-manager | kube-scheduler | kube-proxy) build_kube_node "$what" ;;
   coredns) build coredns "$COREDNS_VERSION" "$COREDNS_MAIN" setup_coredns ;;
   keda-operator) build_keda ;;
@@ -292,7 +304,7 @@ case $what in
   keda-http-scaler) build_keda_http scaler ;;
   all)
     build etcd "$ETCD_VERSION" "$ETCD_MAIN" setup_etcd
-    build ferretdb "$FERRETDB_VERSION" "$FERRETDB_MAIN" setup_ferretdb
+    build ferretdb "$FERRETDB_VERSION" "$FERRETDB_MAIN" setup_ferretdb "" 1
     build kube-apiserver "$K8S_VERSION" "$KUBE_MAIN" setup_kube_apiserver "$(kube_ldflags "$K8S_VERSION")"
     ;;
   # The opt-in cluster layer (tests/rig/cluster-up.sh): everything above

@@ -18,6 +18,7 @@ declare -A pkg_for=(
   [python3]=python3
   [flock]=util-linux
   [setsid]=util-linux
+  [setpriv]=util-linux # runs PostgreSQL as the postgres user when root
   # The web console's browser tests (tests/console): headless Chromium
   # driven over WebDriver.
   [chromium]=chromium
@@ -28,6 +29,9 @@ missing=()
 for cmd in "${!pkg_for[@]}"; do
   command -v "$cmd" >/dev/null 2>&1 || missing+=("${pkg_for[$cmd]}")
 done
+# PostgreSQL, FerretDB's store: the rig runs the server binaries itself
+# (up.sh), never the package's cluster or service. They are off PATH.
+compgen -G '/usr/lib/postgresql/*/bin/postgres' >/dev/null || missing+=(postgresql)
 
 if ((${#missing[@]})); then
   mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
@@ -35,10 +39,10 @@ if ((${#missing[@]})); then
   sudo=()
   ((EUID == 0)) || sudo=(sudo)
 
-  # The packages' postinst scripts would start system redis (6379) and
-  # prometheus (9090) services. The rig runs its own instances on free
-  # ports, so forbid service starts during the install (policy-rc.d exit 101)
-  # unless the machine already has a policy of its own.
+  # The packages' postinst scripts would start system redis (6379),
+  # prometheus (9090) and postgresql (5432) services. The rig runs its own
+  # instances, so forbid service starts during the install (policy-rc.d
+  # exit 101) unless the machine already has a policy of its own.
   policy=/usr/sbin/policy-rc.d
   own_policy=0
   if [[ ! -e $policy ]]; then
@@ -56,7 +60,7 @@ if ((${#missing[@]})); then
   # Where systemd runs, keep the freshly installed services from starting at
   # boot, and stop any that started anyway.
   if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null; then
-    for unit in redis-server prometheus prometheus-pushgateway; do
+    for unit in redis-server prometheus prometheus-pushgateway postgresql; do
       if printf '%s\n' "${missing[@]}" | grep -qx "$unit"; then
         "${sudo[@]}" systemctl disable --now "$unit" >/dev/null 2>&1 || true
       fi

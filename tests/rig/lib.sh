@@ -6,6 +6,9 @@
 #   logs/<name>.log   server output
 #   pki/              CA, serving cert, admin client cert, SA key
 #   kubeconfig        admin kubeconfig with embedded certs
+#   postgres/         PostgreSQL's data (data/) and unix socket, owned by the
+#                     user it runs as (a link to /tmp when that user cannot
+#                     reach the rig dir)
 #   ports             NAME=PORT lines chosen by up.sh
 #   env               shell exports for tests; written last by up.sh
 
@@ -14,8 +17,9 @@ RIG_DIR="${RIG_DIR:-$REPO_ROOT/target/rig}"
 mkdir -p "$RIG_DIR"
 RIG_DIR="$(cd "$RIG_DIR" && pwd)" # absolute: it ends up in env and kubeconfig
 
-# Servers in start order; down.sh stops them in reverse.
-RIG_SERVERS=(etcd kube-apiserver ferretdb redis pushgateway prometheus)
+# Servers in start order. rig_stop stops the clients of another server
+# first (kube-apiserver of etcd, FerretDB of PostgreSQL), then the rest.
+RIG_SERVERS=(etcd kube-apiserver postgres ferretdb redis pushgateway prometheus)
 
 rig_log() { printf '[rig %s] %s\n' "$(date +%T)" "$*" >&2; }
 
@@ -55,6 +59,14 @@ rig_mode() {
   local m
   m=$(sed -n 's/^CLUSTER_MODE=//p' "$RIG_DIR/ports" 2>/dev/null)
   echo "${m:-0}"
+}
+
+# rig_pg_bin: the directory of Debian's PostgreSQL server binaries (the
+# newest installed major version), or RIG_PG_BIN.
+rig_pg_bin() {
+  local d=${RIG_PG_BIN:-}
+  [[ -n $d ]] || d=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -n1)
+  [[ -x $d/postgres ]] && echo "$d"
 }
 
 # rig_node_ip: the address a node registers with (kubelet refuses
@@ -129,6 +141,7 @@ rig_healthy() {
       case $name in
         etcd) curl -sf -m 2 "http://127.0.0.1:$ETCD_PORT/health" >/dev/null && good=1 ;;
         kube-apiserver) [[ $(kube_curl -m 2 "https://127.0.0.1:$KUBE_PORT/readyz" 2>/dev/null) == ok ]] && good=1 ;;
+        postgres) "$(rig_pg_bin)/pg_isready" -q -t 2 -h "$PG_DIR" -p "$PG_PORT" -U postgres && good=1 ;;
         ferretdb) mongo_ping "$MONGO_PORT" && good=1 ;;
         redis) [[ $(rig_redis_cli -h 127.0.0.1 -p "$REDIS_PORT" ping 2>/dev/null) == PONG ]] && good=1 ;;
         pushgateway) curl -sf -m 2 "http://127.0.0.1:$PUSHGATEWAY_PORT/-/ready" >/dev/null && good=1 ;;
@@ -149,8 +162,14 @@ stop_servers() {
   for name in "$@"; do
     pid_alive "$name" || continue
     pid=$(rig_pid "$name")
-    # pid == process group id: servers are started with setsid
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    if [[ $name == postgres ]]; then
+      # Fast shutdown (INT), to the postmaster alone: TERM would wait for
+      # every client to leave, and its children read signals differently.
+      kill -INT "$pid" 2>/dev/null || true
+    else
+      # pid == process group id: servers are started with setsid
+      kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
+    fi
     alive+=("$name")
   done
   for ((i = 0; i < 50 && ${#alive[@]}; i++)); do
@@ -170,10 +189,16 @@ stop_servers() {
 # stay for post-mortems. Callers hold the rig lock.
 rig_stop() {
   rm -f "$RIG_DIR/env" # first: a half-stopped rig must not look up
-  # The apiserver first: etcd waits for its clients to disconnect.
-  stop_servers kube-apiserver
+  # Clients first: etcd waits for the apiserver to disconnect, and FerretDB
+  # must not see PostgreSQL go away under it.
+  stop_servers kube-apiserver ferretdb
   stop_servers "${RIG_SERVERS[@]}"
-  rm -rf "$RIG_DIR/pids" "$RIG_DIR/ports" "$RIG_DIR/etcd" "$RIG_DIR/ferretdb" \
+  local pg_link
+  if [[ -L $RIG_DIR/postgres ]]; then
+    pg_link=$(readlink "$RIG_DIR/postgres")
+    [[ $pg_link == /tmp/dbaas-rig-postgres.* ]] && rm -rf "$pg_link"
+  fi
+  rm -rf "$RIG_DIR/pids" "$RIG_DIR/ports" "$RIG_DIR/etcd" "$RIG_DIR/ferretdb" "$RIG_DIR/postgres" \
     "$RIG_DIR/redis" "$RIG_DIR/prometheus" "$RIG_DIR/pki" "$RIG_DIR/kubeconfig" \
     "$RIG_DIR/prometheus.yml" "$RIG_DIR/crds"
 }

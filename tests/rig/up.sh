@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Brings up the test rig on 127.0.0.1 free ports: etcd + kube-apiserver (run
 # like controller-runtime's envtest, with the KubeDB and KEDA CRDs installed),
-# FerretDB (MongoDB wire protocol), redis, Prometheus + Pushgateway.
+# FerretDB (MongoDB wire protocol) on PostgreSQL, redis, Prometheus +
+# Pushgateway. PostgreSQL listens on a unix socket in the rig dir only.
 # Exits at once if the rig in $RIG_DIR is already up and healthy.
 #
 # Tests read $RIG_DIR/env (written last): KUBECONFIG, MONGODB_URI, REDIS_URL,
-# PROMETHEUS_URL, PUSHGATEWAY_URL, RIG_DIR. Stop with down.sh.
+# PROMETHEUS_URL, PUSHGATEWAY_URL, RIG_DIR, and RIG_POSTGRES_HOST (the
+# socket's directory) with RIG_POSTGRES_PORT for tests that run a FerretDB
+# of their own on a database of the rig's PostgreSQL (user postgres, no
+# password). Stop with down.sh.
 #
 # RIG_CLUSTER=1 (used by cluster-up.sh, never by the default rig) starts the
 # same servers ready for a real node: the apiserver, FerretDB, Redis and the
@@ -40,16 +44,39 @@ rig_stop
 etcd_bin=$("$here/build-servers.sh" etcd)
 kube_bin=$("$here/build-servers.sh" kube-apiserver)
 ferretdb_bin=$("$here/build-servers.sh" ferretdb)
-for cmd in redis-server redis-cli prometheus prometheus-pushgateway openssl curl python3; do
+for cmd in redis-server redis-cli prometheus prometheus-pushgateway openssl curl python3 setpriv; do
   command -v "$cmd" >/dev/null || { rig_log "missing $cmd: run tests/rig/install.sh"; exit 1; }
 done
+pg_bin=$(rig_pg_bin) || { rig_log "no PostgreSQL server binaries: run tests/rig/install.sh"; exit 1; }
+# PostgreSQL refuses to run as root: as root, it runs as Debian's postgres
+# user (the package creates it); otherwise as whoever runs the rig.
+as_pg=()
+if ((EUID == 0)); then
+  id postgres >/dev/null 2>&1 || { rig_log "no postgres user: run tests/rig/install.sh"; exit 1; }
+  as_pg=(setpriv --reuid=postgres --regid=postgres --init-groups --)
+fi
 [[ -d $CRDS_DIR/kubedb && -d $CRDS_DIR/keda ]] || {
   rig_log "no CRDs under $CRDS_DIR (set DBAAS_CRDS_DIR)"
   exit 1
 }
 
-mkdir -p "$RIG_DIR"/{pids,logs,pki,ferretdb,redis,prometheus}
+mkdir -p "$RIG_DIR"/{pids,logs,pki,redis,prometheus}
 mkdir -m 700 "$RIG_DIR/etcd" # etcd warns about anything looser
+# PostgreSQL's data and socket: owner-only (clients connect without a
+# password, so only root and that user may reach the socket).
+mkdir -m 700 "$RIG_DIR/postgres"
+if ((EUID == 0)); then
+  chown postgres: "$RIG_DIR/postgres"
+  if ! "${as_pg[@]}" test -w "$RIG_DIR/postgres"; then
+    # A parent of the rig dir is closed to the postgres user (a checkout
+    # under /root, say): the data goes to /tmp, linked from the rig dir
+    # (rig_stop removes both).
+    pg_tmp=$(mktemp -d /tmp/dbaas-rig-postgres.XXXXXX)
+    chown postgres: "$pg_tmp"
+    rmdir "$RIG_DIR/postgres" && ln -s "$pg_tmp" "$RIG_DIR/postgres"
+  fi
+fi
+PG_DIR=$(readlink -f "$RIG_DIR/postgres") # the postgres user may not pass through the link
 : >"$RIG_DIR/logs/openssl.log"
 
 # On any failure: show the failing server's log and stop what was started.
@@ -68,10 +95,11 @@ trap on_exit EXIT
 
 # Free ports, all taken in one go so they are distinct; kernel-chosen
 # ephemeral ports make clashes between parallel rigs unlikely.
-read -r ETCD_PORT ETCD_PEER_PORT KUBE_PORT MONGO_PORT REDIS_PORT PUSHGATEWAY_PORT PROMETHEUS_PORT < <(
+# PostgreSQL takes no TCP port, but its socket is named after PG_PORT.
+read -r ETCD_PORT ETCD_PEER_PORT KUBE_PORT MONGO_PORT REDIS_PORT PUSHGATEWAY_PORT PROMETHEUS_PORT PG_PORT < <(
   python3 -c '
 import socket
-socks = [socket.socket() for _ in range(7)]
+socks = [socket.socket() for _ in range(8)]
 for s in socks:
     s.bind(("127.0.0.1", 0))
 print(*(s.getsockname()[1] for s in socks))'
@@ -84,7 +112,9 @@ MONGO_PORT=$MONGO_PORT
 REDIS_PORT=$REDIS_PORT
 PUSHGATEWAY_PORT=$PUSHGATEWAY_PORT
 PROMETHEUS_PORT=$PROMETHEUS_PORT
+PG_PORT=$PG_PORT
 EOF
+printf 'PG_DIR=%q\n' "$PG_DIR" >>"$RIG_DIR/ports"
 if [[ $RIG_CLUSTER == 1 ]]; then
   # Other names than the variables here: rig_healthy sources this file.
   printf 'CLUSTER_MODE=1\nNODE_ADDRESS=%s\n' "$NODE_IP" >>"$RIG_DIR/ports"
@@ -134,8 +164,24 @@ start etcd "$etcd_bin" --name rig --data-dir "$RIG_DIR/etcd" \
   --initial-cluster "rig=http://127.0.0.1:$ETCD_PEER_PORT" \
   --unsafe-no-fsync
 
-start ferretdb env FERRETDB_LISTEN="$pod_reachable:$MONGO_PORT" \
-  FERRETDB_DIR="$RIG_DIR/ferretdb" "$ferretdb_bin"
+# PostgreSQL, FerretDB's store. UTF8 and the C locale: FerretDB refuses
+# others. Tuned for a throwaway test store: no fsync, asynchronous commits
+# and no full-page writes (a crash may lose or corrupt data, which the rig
+# deletes at down anyway); no JIT (compiling costs more than the short
+# queries it would speed up); a plan per execution, so a statement FerretDB
+# prepared while its table was small keeps using the indexes (see the GIN
+# indexes below). Enough connections for the rig's FerretDB and the tests'
+# private ones (each pools up to 50).
+(cd "$PG_DIR" && "${as_pg[@]}" "$pg_bin/initdb" -D "$PG_DIR/data" --username=postgres \
+  --auth=trust --encoding=UTF8 --locale=C --no-sync) >"$RIG_DIR/logs/postgres-setup.log" 2>&1 || {
+  failed_server=postgres-setup
+  rig_log "initdb failed"
+  exit 1
+}
+start postgres "${as_pg[@]}" "$pg_bin/postgres" -D "$PG_DIR/data" \
+  -c listen_addresses= -c unix_socket_directories="$PG_DIR" -c port="$PG_PORT" \
+  -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c jit=off \
+  -c plan_cache_mode=force_custom_plan -c max_connections=300
 
 redis_conf=()
 if [[ $RIG_CLUSTER == 1 ]]; then
@@ -252,6 +298,46 @@ EOF
 chmod 600 "$RIG_DIR/kubeconfig"
 
 wait_for etcd 30 curl -sf -m 1 "http://127.0.0.1:$ETCD_PORT/health"
+wait_for postgres 30 "$pg_bin/pg_isready" -q -h "$PG_DIR" -p "$PG_PORT" -U postgres
+# FerretDB 1.24 pushes an equality filter down as `_jsonb->'f' @> '"v"'`
+# (containment, for MongoDB's array semantics), which the btree indexes it
+# creates on `_jsonb->'f'` cannot serve: every find, update or delete by
+# `_id` would scan its table. A GIN index on the same expression serves @>,
+# so an event trigger adds one beside each btree index FerretDB creates (on
+# its first key, a top-level field); without fastupdate, whose pending list
+# every lookup would scan until a vacuum. In template1, so the database
+# below and the tests' own databases have it.
+failed_server=postgres-setup # for on_exit, should the next two fail
+"$pg_bin/psql" -h "$PG_DIR" -p "$PG_PORT" -U postgres -d template1 -X -q -v ON_ERROR_STOP=1 \
+  >>"$RIG_DIR/logs/postgres-setup.log" 2>&1 <<'SQL'
+CREATE FUNCTION rig_gin_beside_btree() RETURNS event_trigger LANGUAGE plpgsql AS $$
+DECLARE
+  idx record;
+BEGIN
+  FOR idx IN
+    SELECT i.indrelid::regclass AS tbl, pg_get_indexdef(i.indexrelid, 1, true) AS key
+    FROM pg_event_trigger_ddl_commands() c
+    JOIN pg_index i ON i.indexrelid = c.objid
+    JOIN pg_class ic ON ic.oid = i.indexrelid
+    JOIN pg_am am ON am.oid = ic.relam
+    WHERE c.command_tag = 'CREATE INDEX' AND am.amname = 'btree'
+  LOOP
+    -- e.g. (_jsonb -> '_id'::text)
+    IF idx.key ~ '^\(_jsonb -> ''[^'']*''::text\)$' THEN
+      EXECUTE format('CREATE INDEX ON %s USING gin (%s) WITH (fastupdate = off)', idx.tbl, idx.key);
+    END IF;
+  END LOOP;
+END
+$$;
+CREATE EVENT TRIGGER rig_gin_beside_btree ON ddl_command_end
+  WHEN TAG IN ('CREATE INDEX') EXECUTE FUNCTION rig_gin_beside_btree();
+SQL
+"$pg_bin/createdb" -h "$PG_DIR" -p "$PG_PORT" -U postgres ferretdb >>"$RIG_DIR/logs/postgres-setup.log" 2>&1
+failed_server=""
+# The socket's directory as a URL query value (percent-encoded).
+pg_host=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$PG_DIR")
+start ferretdb env FERRETDB_LISTEN="$pod_reachable:$MONGO_PORT" \
+  FERRETDB_POSTGRESQL_URL="postgres://postgres@/ferretdb?host=$pg_host&port=$PG_PORT" "$ferretdb_bin"
 
 if [[ $RIG_CLUSTER == 1 ]]; then
   # A real node: the kubernetes Service points at the node's address (the
@@ -383,6 +469,8 @@ rig_log "CRDs established, namespace default present ($(elapsed))"
   fi
   printf 'export PROMETHEUS_URL=%q\n' "http://127.0.0.1:$PROMETHEUS_PORT"
   printf 'export PUSHGATEWAY_URL=%q\n' "http://127.0.0.1:$PUSHGATEWAY_PORT"
+  printf 'export RIG_POSTGRES_HOST=%q\n' "$PG_DIR"
+  printf 'export RIG_POSTGRES_PORT=%q\n' "$PG_PORT"
   if [[ $RIG_CLUSTER == 1 ]]; then printf 'export RIG_NODE_IP=%q\n' "$NODE_IP"; fi
 } >"$RIG_DIR/env.tmp"
 mv "$RIG_DIR/env.tmp" "$RIG_DIR/env"

@@ -1,6 +1,6 @@
 //! Private servers a test may stop and restart: the shared rig's are never
-//! touched. Each keeps its port (and data directory) across restarts, so
-//! clients reconnect to the same address, as after a real outage.
+//! touched. Each keeps its port (and data) across restarts, so clients
+//! reconnect to the same address, as after a real outage.
 
 use dbaas_testkit::rig::free_port;
 use std::fs::File;
@@ -27,6 +27,8 @@ pub struct Server {
     envs: Vec<(String, String)>,
     child: Option<Child>,
     starts: u32,
+    /// Where the data lives, dropped after the server stops for good.
+    _data: Option<PgDatabase>,
 }
 
 impl Server {
@@ -56,10 +58,13 @@ impl Server {
             envs: Vec::new(),
             child: None,
             starts: 0,
+            _data: None,
         }
     }
 
-    /// FerretDB on SQLite: data survives a restart.
+    /// FerretDB on a PostgreSQL database of its own on the rig's
+    /// PostgreSQL: data survives a restart. Only FerretDB stops in an
+    /// outage (what the roles see of a store outage); PostgreSQL stays up.
     pub fn ferretdb(dir: &Path) -> Server {
         let port = free_port();
         let out = Command::new("bash")
@@ -73,20 +78,21 @@ impl Server {
             "building FerretDB failed (tests/rig/build-servers.sh ferretdb)"
         );
         let program = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim().to_string());
-        let data = dir.join("ferretdb");
+        let data = PgDatabase::create();
         Server {
             name: "ferretdb",
             port,
-            dir: data.clone(),
+            dir: dir.join("ferretdb"),
             program,
             args: Vec::new(),
             envs: vec![
                 ("FERRETDB_LISTEN".into(), format!("127.0.0.1:{port}")),
-                ("FERRETDB_DIR".into(), data.display().to_string()),
+                ("FERRETDB_POSTGRESQL_URL".into(), data.url()),
                 ("FERRETDB_TELEMETRY".into(), "disable".into()),
             ],
             child: None,
             starts: 0,
+            _data: Some(data),
         }
     }
 
@@ -159,6 +165,84 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A database of its own on the rig's PostgreSQL (`RIG_POSTGRES_HOST`, the
+/// socket's directory, and `RIG_POSTGRES_PORT`; user postgres, no
+/// password), dropped with this value.
+struct PgDatabase {
+    host: String,
+    port: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create() -> PgDatabase {
+        let db = PgDatabase {
+            host: crate::rig_var("RIG_POSTGRES_HOST"),
+            port: crate::rig_var("RIG_POSTGRES_PORT"),
+            name: format!("faults_{}", dbaas_core::domain::random_token(10)),
+        };
+        db.psql(&format!("CREATE DATABASE {}", db.name))
+            .unwrap_or_else(|e| panic!("creating a database on the rig's PostgreSQL: {e}"));
+        db
+    }
+
+    /// The connection URL FerretDB takes (pgx: the socket's directory as
+    /// the `host` parameter).
+    fn url(&self) -> String {
+        // Percent-encoded: a query value.
+        let host: String = self
+            .host
+            .bytes()
+            .map(|b| match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' => {
+                    char::from(b).to_string()
+                }
+                _ => format!("%{b:02X}"),
+            })
+            .collect();
+        format!(
+            "postgres://postgres@/{}?host={host}&port={}",
+            self.name, self.port
+        )
+    }
+
+    fn psql(&self, sql: &str) -> Result<(), String> {
+        let out = Command::new("psql")
+            .args(["-h", &self.host, "-p", &self.port, "-U", "postgres"])
+            .args([
+                "-d",
+                "postgres",
+                "-X",
+                "-q",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-c",
+                sql,
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("running psql: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "psql {sql:?}: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        // FORCE: a FerretDB left running must not keep it.
+        let _ = self.psql(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ));
     }
 }
 

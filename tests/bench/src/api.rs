@@ -71,6 +71,8 @@ pub struct LoadResult {
 pub struct Footprint {
     pub backend: Backend,
     pub binary: String,
+    /// Databases in the store while it was measured.
+    pub databases: usize,
     pub rest_rss_mb: f64,
     pub after_load_rss_mb: f64,
     pub peak_rss_mb: f64,
@@ -88,14 +90,18 @@ pub struct Settings {
 }
 
 /// The API server of one backend, with a tenant's key.
-struct Server {
-    proc: Proc,
-    port: u16,
-    key: String,
-    mongodb_database: Option<String>,
+pub(crate) struct Server {
+    pub proc: Proc,
+    pub port: u16,
+    pub key: String,
+    /// The tenant of `key` (on FerretDB; the embedded store's is not read).
+    pub tenant_id: String,
+    pub mongodb_database: Option<String>,
 }
 
-async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
+/// Starts the API on `backend`, with the per-key rate limit lifted (the
+/// benchmark is one key) and the default admission control.
+pub(crate) async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     match backend {
@@ -120,6 +126,7 @@ async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
                 proc,
                 port,
                 key,
+                tenant_id: String::new(),
                 mongodb_database: None,
             })
         }
@@ -137,6 +144,11 @@ async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
                 // The limiter is per key; the benchmark is one key.
                 .env("DBAAS_RATE_LIMIT_PER_SECOND", "1000000")
                 .env("DBAAS_RATE_LIMIT_BURST", "1000000")
+                // The defaults, whatever the environment says.
+                .env("DBAAS_MAX_IN_FLIGHT", "64")
+                .env("DBAAS_ADMISSION_WAIT_MS", "100")
+                .env("DBAAS_REQUEST_TIMEOUT_MS", "5000")
+                .env("DBAAS_API_KEY_CACHE_SECONDS", "30")
                 .env("RUST_LOG", "info")
                 .env("NO_COLOR", "1");
             let mut proc = Proc::spawn("dbaas-api", cmd, &ctx.logs.join("api-ferretdb.log"))?;
@@ -152,7 +164,7 @@ async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
                 .error_for_status()?
                 .json()
                 .await?;
-            let id = tenant["id"].as_str().context("tenant id")?;
+            let id = tenant["id"].as_str().context("tenant id")?.to_string();
             let key: Value = http
                 .post(format!("{base}/{id}/api-keys"))
                 .bearer_auth(&admin)
@@ -166,6 +178,7 @@ async fn start(ctx: &Ctx, backend: Backend) -> anyhow::Result<Server> {
                 proc,
                 port,
                 key,
+                tenant_id: id,
                 mongodb_database: Some(db),
             })
         }
@@ -393,6 +406,7 @@ pub async fn run(
                     Backend::Embedded => "dbaas-local's API (dbaas-bench serve-embedded)".into(),
                     Backend::Ferretdb => "dbaas-api".into(),
                 },
+                databases: DATABASES,
                 rest_rss_mb: rest as f64 / 1024.0,
                 after_load_rss_mb: proc_kb(server.proc.pid, "VmRSS").unwrap_or(0) as f64 / 1024.0,
                 peak_rss_mb: proc_kb(server.proc.pid, "VmHWM").unwrap_or(0) as f64 / 1024.0,

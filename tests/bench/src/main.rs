@@ -3,15 +3,20 @@
 //! and `target/bench/report.json`.
 //!
 //! Sections: binary sizes; cold starts (exec to first answer or exit) and
-//! RSS at rest; API latency and throughput with `oha` on the embedded store
-//! and on FerretDB; the reconciler pass at 1k and 10k databases; the worker
-//! from dequeue to OpsRequest. Every figure is the median of its repeats
-//! with their min and max, next to the core count and the load average.
+//! RSS at rest; API latency and throughput with `oha` on the embedded
+//! store; the API on the rig's store (FerretDB) for GET, PATCH and list at
+//! 1, 16 and 64 clients beside the store's own floor, with a closed-loop
+//! generator of its own; the reconciler pass at 1k and 10k databases; the
+//! worker from dequeue to OpsRequest. Every figure is the median of its
+//! repeats with their min and max, next to the core count and the load
+//! average.
 
 mod api;
+mod closed;
 mod cold;
 mod report;
 mod scale;
+mod store_api;
 mod util;
 
 use std::path::PathBuf;
@@ -76,12 +81,20 @@ pub struct RunArgs {
     /// Runs per cold start.
     #[arg(long, default_value_t = 30)]
     cold_runs: usize,
-    /// Concurrent clients of the API load.
+    /// Concurrent clients of the API load on the embedded store (oha).
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Seconds per API load run (half of it at concurrency 1).
+    /// Seconds per API load run (on the embedded store, half of it at
+    /// concurrency 1; on the rig's store, every run and its floor).
     #[arg(long, default_value_t = 4.0)]
     api_seconds: f64,
+    /// Databases in the store for the API on the rig's store (inserted
+    /// straight into the store, not through the API).
+    #[arg(long, default_value_t = 1000)]
+    api_databases: usize,
+    /// Concurrent clients of the API on the rig's store, and of its floor.
+    #[arg(long, value_delimiter = ',', default_value = "1,16,64")]
+    api_clients: Vec<usize>,
     /// Repeats of every API load run and reconciler pass.
     #[arg(long, default_value_t = 3)]
     repeats: usize,
@@ -96,7 +109,8 @@ pub struct RunArgs {
     /// Operations the worker section runs.
     #[arg(long, default_value_t = 10)]
     worker_ops: usize,
-    /// Sections to run (all by default): sizes, cold, api, reconciler, worker.
+    /// Sections to run (all by default): sizes, cold, api (both of
+    /// api-embedded and api-store), reconciler, worker.
     #[arg(long, value_delimiter = ',')]
     only: Vec<String>,
     /// A short run to try the harness: few repeats, 1k databases only.
@@ -188,9 +202,9 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             Err(e) => r.error("cold starts", e),
         }
     }
-    if want("api") {
+    if want("api") || want("api-embedded") {
         println!(
-            "API latency ({} clients, {} s runs, {} repeats) ...",
+            "API latency on the embedded store ({} clients, {} s runs, {} repeats) ...",
             args.concurrency, args.api_seconds, args.repeats
         );
         let settings = api::Settings {
@@ -198,18 +212,31 @@ async fn run(args: RunArgs) -> anyhow::Result<()> {
             seconds: args.api_seconds,
             repeats: args.repeats,
         };
-        match api::run(
-            &ctx,
-            &[api::Backend::Embedded, api::Backend::Ferretdb],
-            &settings,
-        )
-        .await
-        {
+        match api::run(&ctx, &[api::Backend::Embedded], &settings).await {
             Ok(a) => {
                 r.api = Some(a.loads);
-                r.api_footprint = a.footprints;
+                r.api_footprint.extend(a.footprints);
             }
             Err(e) => r.error("API latency", e),
+        }
+    }
+    if want("api") || want("api-store") {
+        println!(
+            "API on the rig's store and the store's floor ({} databases, {:?} clients, {} s runs, {} repeats) ...",
+            args.api_databases, args.api_clients, args.api_seconds, args.repeats
+        );
+        let settings = store_api::Settings {
+            databases: args.api_databases,
+            clients: args.api_clients.clone(),
+            seconds: args.api_seconds,
+            repeats: args.repeats,
+        };
+        match store_api::run(&ctx, &settings).await {
+            Ok(a) => {
+                r.api_store = Some(a.result);
+                r.api_footprint.push(a.footprint);
+            }
+            Err(e) => r.error("API on the rig's store", e),
         }
     }
     if want("reconciler") {

@@ -1,5 +1,5 @@
 //! The report: every figure with the machine it ran on, as JSON and as
-//! Markdown, and the verdict against each target of issue 7.
+//! Markdown, and the verdict against each target of issues 7 and 17.
 
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
@@ -10,6 +10,7 @@ use serde::Serialize;
 use crate::api::{Backend, Footprint, LoadResult};
 use crate::cold::{ColdStart, RestRss};
 use crate::scale::{ScaleResult, WorkerResult};
+use crate::store_api::{Op, Row, StoreApiResult, pct, show_rps};
 use crate::util::loadavg;
 use crate::{Ctx, RunArgs};
 
@@ -53,6 +54,8 @@ pub struct Report {
     pub cold: Option<Vec<ColdStart>>,
     pub rest_rss: Vec<RestRss>,
     pub api: Option<Vec<LoadResult>>,
+    /// The API on the rig's store beside the store's floor.
+    pub api_store: Option<StoreApiResult>,
     pub api_footprint: Vec<Footprint>,
     pub reconciler: Vec<ScaleResult>,
     pub worker: Option<WorkerResult>,
@@ -93,9 +96,14 @@ impl Report {
         Report {
             command: "just bench".into(),
             settings: format!(
-                "cold runs {}, API {} clients × {} s × {} repeats, reconciler at {:?} databases × {} passes, worker {} operations",
+                "cold runs {}, API on the embedded store {} clients × {} s × {} repeats, API on the rig's store {} databases × {:?} clients × {} s × {} repeats (and as long for its floor), \
+                 reconciler at {:?} databases × {} passes, worker {} operations",
                 args.cold_runs,
                 args.concurrency,
+                args.api_seconds,
+                args.repeats,
+                args.api_databases,
+                args.api_clients,
                 args.api_seconds,
                 args.repeats,
                 args.scales,
@@ -127,6 +135,7 @@ impl Report {
             cold: None,
             rest_rss: Vec::new(),
             api: None,
+            api_store: None,
             api_footprint: Vec::new(),
             reconciler: Vec::new(),
             worker: None,
@@ -245,6 +254,10 @@ impl Report {
                 met: Some(met),
                 note,
             });
+        }
+
+        if let Some(a) = &self.api_store {
+            out.extend(store_targets(a));
         }
 
         // Cold starts.
@@ -525,7 +538,7 @@ impl Report {
                 let _ = writeln!(
                     s,
                     "| {} | {:.1} | {:.1} | VmRSS idle with {} databases; {:.1} MB after the load, VmHWM as peak |",
-                    f.binary, f.rest_rss_mb, f.peak_rss_mb, 64, f.after_load_rss_mb
+                    f.binary, f.rest_rss_mb, f.peak_rss_mb, f.databases, f.after_load_rss_mb
                 );
             }
         }
@@ -533,7 +546,7 @@ impl Report {
         if let Some(api) = &self.api {
             let _ = writeln!(
                 s,
-                "\n## API latency (oha, one database of 64 at random per request)\n\n\
+                "\n## API latency, embedded store (oha, one database of 64 at random per request)\n\n\
                  | store | method | clients | p50 ms | p95 ms | p99 ms | max ms | req/s | non-200 | load |\n|---|---|---|---|---|---|---|---|---|---|"
             );
             for l in api {
@@ -557,6 +570,10 @@ impl Report {
                 "\nPATCH bodies pick one of the six sizes at random, so about 5 in 6 change desired state (a compare-and-set write); \
                  concurrent PATCHes of one database retry the compare-and-set, and 409 after too many conflicts counts as non-200."
             );
+        }
+
+        if let Some(a) = &self.api_store {
+            store_markdown(&mut s, a);
         }
 
         if !self.reconciler.is_empty() {
@@ -640,4 +657,264 @@ impl Report {
         }
         s
     }
+}
+
+/// `1 client`, `16 clients`.
+fn clients(n: usize) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
+}
+
+/// A 503 comes fast when the slowest of them (p99) is answered within this:
+/// the admission wait is 100 ms, the request deadline 5 s.
+const FAST_503_MS: f64 = 500.0;
+
+/// The targets of issue 17 that the API on the rig's store measures.
+fn store_targets(a: &StoreApiResult) -> Vec<Target> {
+    let mut out = Vec::new();
+    let loaded: Vec<&Row> = a.rows.iter().filter(|r| r.clients >= 16).collect();
+    if !loaded.is_empty() {
+        let (mut total, mut failed, mut n504, mut n503, mut retry) = (0, 0, 0, 0, 0);
+        let mut slowest_503 = 0.0_f64;
+        let mut others: Vec<String> = Vec::new();
+        for r in &loaded {
+            total += r.api.requests;
+            for st in &r.api.statuses {
+                if crate::closed::parse_label(&st.status).success() {
+                    continue;
+                }
+                failed += st.count;
+                match st.status.as_str() {
+                    "503" => {
+                        n503 += st.count;
+                        retry += st.retry_after;
+                        slowest_503 = slowest_503.max(st.p99_ms);
+                    }
+                    "504" => n504 += st.count,
+                    _ => {}
+                }
+                if st.status != "503" {
+                    others.push(format!(
+                        "{} × {} ({} c={})",
+                        st.count,
+                        st.status,
+                        r.op.label(),
+                        r.clients
+                    ));
+                }
+            }
+        }
+        let fast = n503 == 0 || slowest_503 < FAST_503_MS;
+        let met = n504 == 0 && failed == n503 && retry == n503 && fast;
+        let mut note = String::new();
+        if !others.is_empty() {
+            let _ = write!(note, "Not 503: {}. ", others.join(", "));
+        }
+        if retry < n503 {
+            let _ = write!(note, "{} 503s without Retry-After. ", n503 - retry);
+        }
+        if !fast {
+            let _ = write!(
+                note,
+                "The slowest 503s (p99 {slowest_503:.0} ms) are not fast. "
+            );
+        }
+        let clients: Vec<String> = loaded
+            .iter()
+            .map(|r| r.clients)
+            .collect::<std::collections::BTreeSet<_>>()
+            .iter()
+            .map(usize::to_string)
+            .collect();
+        let _ = write!(
+            note,
+            "Over GET, PATCH and list at {} clients, {total} API requests. Per row in the section below.",
+            clients.join(" and ")
+        );
+        out.push(Target {
+            target: "API on the rig's store at 16 and 64 clients: overload answers".into(),
+            goal: format!(
+                "no 504; every non-2xx a 503 with Retry-After, p99 < {FAST_503_MS:.0} ms"
+            ),
+            measured: format!(
+                "504: {n504}; non-2xx {} ({failed}), of them 503 {n503} (Retry-After on {retry}{})",
+                pct(failed as f64 / total.max(1) as f64),
+                if n503 > 0 {
+                    format!(", p99 {slowest_503:.0} ms")
+                } else {
+                    String::new()
+                }
+            ),
+            met: Some(met),
+            note,
+        });
+    }
+
+    let after_runs: Vec<String> = a
+        .rows
+        .iter()
+        .filter_map(|r| {
+            r.locks_after
+                .as_ref()
+                .map(|l| format!("{} after PATCH at {}", l.locks, clients(r.clients)))
+        })
+        .collect();
+    let leftover = a
+        .rows
+        .iter()
+        .filter_map(|r| r.locks_after.as_ref())
+        .any(|l| l.locks > 0);
+    out.push(Target {
+        target: "No lock records remain after the run".into(),
+        goal: "0 in `locks`".into(),
+        measured: format!(
+            "{} at the end ({} expired); {}",
+            a.locks_final.locks,
+            a.locks_final.expired,
+            after_runs.join(", ")
+        ),
+        met: Some(a.locks_final.locks == 0 && !leftover),
+        note: "Counted a second after each API PATCH run (in-flight requests answered) and after the whole section.".into(),
+    });
+
+    if let Some(list) = a.rows.iter().find(|r| r.op == Op::List && r.clients == 1) {
+        let ok = list.api.p50_ms.median < 50.0;
+        out.push(Target {
+            target: format!(
+                "List first page at 1 client, {} databases (rig's store)",
+                a.databases
+            ),
+            goal: "< 50 ms at 1,000 databases".into(),
+            measured: format!(
+                "p50 {:.1} ms, p99 {:.1} ms (the store's floor: p50 {:.1} ms)",
+                list.api.p50_ms.median, list.api.p99_ms.median, list.floor.p50_ms.median
+            ),
+            met: Some(ok && a.databases >= 1000),
+            note: if a.databases < 1000 {
+                format!("only {} databases were in the store.", a.databases)
+            } else {
+                "Judged on p50.".into()
+            },
+        });
+    }
+
+    if let Some(get) = a.rows.iter().find(|r| r.op == Op::Get && r.clients == 16) {
+        out.push(Target {
+            target: "GET by id at 16 clients (rig's store)".into(),
+            goal: "≥ 3× the throughput before issue 17".into(),
+            measured: format!(
+                "{:.0} req/s, p99 {:.1} ms (the store's floor: {:.0} req/s)",
+                get.api.rps.median, get.api.p99_ms.median, get.floor.rps.median
+            ),
+            met: None,
+            note: "Needs a run of the binaries from before issue 17 on the same rig to compare."
+                .into(),
+        });
+    }
+    out
+}
+
+/// The section of the API on the rig's store beside the floor.
+fn store_markdown(s: &mut String, a: &StoreApiResult) {
+    let _ = writeln!(
+        s,
+        "\n## API on the rig's store, beside the store's floor\n\n\
+         `dbaas-api` on the rig's FerretDB with {} databases of one tenant (inserted straight into the store in {:.1} s); {}. \
+         A closed-loop generator in `dbaas-bench` (one task per client, each sending its next request when the previous one is answered, \
+         {} s per run, {} repeat(s)) drives the API over HTTP and, as the floor, the same store calls straight through the MongoDB driver \
+         (`MongoStore`: one client with the driver's default pool, as the API has) at the same concurrency; an API run and its floor run take turns. \
+         GET: `get_database`. PATCH: each request a size the database does not have, to another database than the client's previous one \
+         (client c of n takes databases c, c + n, c + 2n, … in turn); the floor reads the database and sets the size with a compare-and-set on \
+         the generation read and the history event the API writes. List: `GET /api/v1/databases?limit=50`; the floor lists with the API's query \
+         (the tenant, not deleted, 51 by id). The floor's calls get the API's 5 s deadline (past it: `timeout`). Requests in flight at the end \
+         of a run are waited for and counted; before every run the benchmark waits until the store is idle again (five reads by id in a row \
+         within {:.1} ms; {:.1} ms when idle), since requests abandoned at a deadline may keep it busy. Statuses are shares of all requests; \
+         for failures, the p99 latency of those answers and the share that carried Retry-After.\n",
+        a.databases,
+        a.seed_s,
+        a.api_settings,
+        a.seconds,
+        a.repeats,
+        a.idle_threshold_ms,
+        a.idle_get_ms
+    );
+    let _ = writeln!(
+        s,
+        "| operation | clients | API req/s | API p50 ms | API p99 ms | API statuses | floor req/s | floor p50 ms | floor p99 ms | API/floor req/s | API/floor p50 | API/floor p99 | load |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
+    for r in &a.rows {
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.2} | {:.1}× | {:.1}× | {:.2} |",
+            r.op.label(),
+            r.clients,
+            show_rps(&r.api.rps),
+            r.api.p50_ms.show(2),
+            r.api.p99_ms.show(2),
+            r.api.show_statuses(),
+            show_rps(&r.floor.rps),
+            r.floor.p50_ms.show(2),
+            r.floor.p99_ms.show(2),
+            r.rps_ratio,
+            r.p50_ratio,
+            r.p99_ratio,
+            r.load[0]
+        );
+    }
+    let _ = writeln!(s);
+    let waited: f64 = a.rows.iter().map(|r| r.settle_s).sum();
+    let _ = writeln!(
+        s,
+        "- Waiting for an idle store before the runs took {waited:.1} s in all (most before the row of {}).",
+        a.rows
+            .iter()
+            .max_by(|x, y| x.settle_s.total_cmp(&y.settle_s))
+            .map_or("none".into(), |r| format!(
+                "{} at {}",
+                r.op.label(),
+                clients(r.clients)
+            ))
+    );
+    for r in a.rows.iter().filter(|r| r.floor.success_share < 1.0) {
+        let _ = writeln!(
+            s,
+            "- The floor of {} at {}: {}.",
+            r.op.label(),
+            clients(r.clients),
+            r.floor.show_statuses()
+        );
+    }
+    for r in a.rows.iter().filter(|r| r.op == Op::Patch) {
+        let _ = writeln!(
+            s,
+            "- PATCH at {}: the API changed a database {} times and answered success without a change {} times; the floor {} and {}. \
+             Lock records a second after the API's runs: {}.",
+            clients(r.clients),
+            r.api.changed,
+            r.api.unchanged,
+            r.floor.changed,
+            r.floor.unchanged,
+            r.locks_after
+                .as_ref()
+                .map_or("not counted".into(), |l| format!(
+                    "{} ({} expired)",
+                    l.locks, l.expired
+                ))
+        );
+    }
+    let _ = writeln!(
+        s,
+        "- Lock records left after the whole section: {} ({} expired){}.",
+        a.locks_final.locks,
+        a.locks_final.expired,
+        if a.locks_final.keys.is_empty() {
+            String::new()
+        } else {
+            format!(", e.g. {}", a.locks_final.keys.join(", "))
+        }
+    );
 }

@@ -53,8 +53,10 @@ deploy:
 undeploy:
     bash k8s/scripts/kind.sh down
 
-# Benchmarks (issue 7): API latency with oha on the embedded store and on
-# FerretDB, cold starts, the reconciler at 1k and 10k databases, the worker,
+# Benchmarks: API latency with oha on the embedded store; the API on the
+# rig's FerretDB at 1, 16 and 64 clients (GET, PATCH, list) beside the same
+# queries made straight through the driver, with statuses and leftover
+# locks; cold starts, the reconciler at 1k and 10k databases, the worker,
 # binary sizes and RSS. Writes target/bench/report.md and report.json.
 # `just bench --quick` tries the harness in a minute or two.
 bench *ARGS:

@@ -52,6 +52,12 @@ pub struct LimitsConfig {
     #[arg(long, env = "DBAAS_ADMISSION_WAIT_MS", default_value_t = 100)]
     pub admission_wait_ms: u64,
 
+    /// Of those, list requests (databases, operations, events) served at
+    /// once; more are treated like requests past the limit above.
+    #[arg(long, env = "DBAAS_MAX_LISTS_IN_FLIGHT", default_value_t = 4,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_lists_in_flight: u64,
+
     /// How long a verified API key is trusted without a store read, in
     /// seconds (0: read every time). A key removed from the store works at
     /// most this long after.
@@ -67,6 +73,7 @@ impl LimitsConfig {
             rate_limit_burst: self.rate_limit_burst,
             max_in_flight: usize::try_from(self.max_in_flight).unwrap_or(usize::MAX),
             admission_wait: Duration::from_millis(self.admission_wait_ms),
+            max_lists_in_flight: usize::try_from(self.max_lists_in_flight).unwrap_or(usize::MAX),
             api_key_cache_ttl: Duration::from_secs(self.api_key_cache_seconds),
         }
     }
@@ -106,6 +113,7 @@ mod tests {
         assert_eq!(limits.rate_limit_burst.get(), 200);
         assert_eq!(limits.max_in_flight, 64);
         assert_eq!(limits.admission_wait, Duration::from_millis(100));
+        assert_eq!(limits.max_lists_in_flight, 4);
         assert_eq!(limits.api_key_cache_ttl, Duration::from_secs(30));
         assert!(!format!("{:?}", cli.api).contains("s3cret"));
         assert!(Cli::try_parse_from(["api", "--request-timeout-ms", "0"]).is_err());

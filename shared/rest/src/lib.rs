@@ -14,7 +14,7 @@ use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::{DefaultOnResponse, TraceLayer};
@@ -62,6 +62,11 @@ pub struct Limits {
     /// are answered 503 with `Retry-After`.
     pub max_in_flight: usize,
     pub admission_wait: Duration,
+    /// Of those, list requests (databases, operations, a database's
+    /// events) served at once: a list costs the store far more than a read
+    /// by id, and on FerretDB every matching record, so a few of them at
+    /// once would otherwise run into the deadline together.
+    pub max_lists_in_flight: usize,
     /// How long a verified API key is trusted without asking the store
     /// again (zero: ask every time). A key removed from the store keeps
     /// working for at most this long.
@@ -76,6 +81,7 @@ impl Default for Limits {
             rate_limit_burst: NonZeroU32::new(200).expect("non-zero"),
             max_in_flight: 64,
             admission_wait: Duration::from_millis(100),
+            max_lists_in_flight: 4,
             api_key_cache_ttl: Duration::from_secs(30),
         }
     }
@@ -95,6 +101,8 @@ pub struct AppState {
     metrics: Arc<metrics::Metrics>,
     /// One permit per API request in flight.
     admission: Arc<Semaphore>,
+    /// And one per list request in flight.
+    list_admission: Arc<Semaphore>,
     /// Verified API keys by hash, so a request costs one store read.
     api_keys: auth::ApiKeyCache,
 }
@@ -112,6 +120,7 @@ impl AppState {
             cluster: None,
             admin_token: admin_token.filter(|t| !t.is_empty()),
             admission: Arc::new(Semaphore::new(limits.max_in_flight.max(1))),
+            list_admission: Arc::new(Semaphore::new(limits.max_lists_in_flight.max(1))),
             api_keys: auth::ApiKeyCache::new(limits.api_key_cache_ttl),
             limits,
             rate_limiter,
@@ -214,32 +223,57 @@ async fn deadline(State(limit): State<Duration>, req: Request, next: Next) -> Re
 /// Admission control: at most `max_in_flight` API requests do store work
 /// at once. A request past that waits briefly in a short queue, then gets
 /// a fast 503 with `Retry-After` instead of a 504 after the whole deadline
-/// (and instead of adding to the store's overload). Probes, metrics and the
-/// console's static pages are not counted.
+/// (and instead of adding to the store's overload). List requests also need
+/// one of the fewer list permits. Probes, metrics and the console's static
+/// pages are not counted.
 async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if !req.uri().path().starts_with("/api/") {
         return next.run(req).await;
     }
-    let permit = match state.admission.clone().try_acquire_owned() {
-        Ok(permit) => permit,
-        Err(_) => match tokio::time::timeout(
-            state.limits.admission_wait,
-            state.admission.clone().acquire_owned(),
-        )
-        .await
-        {
-            Ok(Ok(permit)) => permit,
-            _ => {
-                return ApiError::Overloaded {
-                    retry_after: Duration::from_secs(1),
-                }
-                .into_response();
-            }
-        },
+    let wait = state.limits.admission_wait;
+    let Some(permit) = admission(&state.admission, wait).await else {
+        return overloaded();
+    };
+    let list_permit = if is_list(&req) {
+        match admission(&state.list_admission, wait).await {
+            Some(p) => Some(p),
+            None => return overloaded(),
+        }
+    } else {
+        None
     };
     let response = next.run(req).await;
-    drop(permit);
+    drop((permit, list_permit));
     response
+}
+
+/// A permit of `lane`, at once or within `wait`.
+async fn admission(lane: &Arc<Semaphore>, wait: Duration) -> Option<OwnedSemaphorePermit> {
+    match lane.clone().try_acquire_owned() {
+        Ok(permit) => Some(permit),
+        Err(_) => tokio::time::timeout(wait, lane.clone().acquire_owned())
+            .await
+            .ok()?
+            .ok(),
+    }
+}
+
+fn overloaded() -> Response {
+    ApiError::Overloaded {
+        retry_after: Duration::from_secs(1),
+    }
+    .into_response()
+}
+
+/// A request for a list: the routes whose store query returns many records.
+fn is_list(req: &Request) -> bool {
+    req.method() == http::Method::GET
+        && matches!(
+            req.extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str),
+            Some("/api/v1/databases" | "/api/v1/operations" | "/api/v1/databases/{id}/events")
+        )
 }
 
 async fn not_found(req: Request) -> ApiError {

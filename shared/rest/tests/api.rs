@@ -2181,6 +2181,49 @@ async fn overload_is_shed_at_once_with_retry_after() {
     app.get("/api/v1/databases", "dbk_any").await.problem(504);
 }
 
+/// Lists have a narrower lane: past `max_lists_in_flight` a list is shed at
+/// once with a 503, while reads by id are still admitted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn lists_past_their_lane_are_shed_while_reads_go_on() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(1000),
+        max_lists_in_flight: 1,
+        admission_wait: Duration::from_millis(50),
+        ..Limits::default()
+    };
+    let app = Arc::new(App::with_limits(Arc::new(DownStore { hang: true }), limits).await);
+    let slow = {
+        let app = app.clone();
+        tokio::spawn(async move { app.get("/api/v1/operations", "dbk_any").await })
+    };
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for list in [
+        "/api/v1/databases",
+        "/api/v1/databases/db-x/events",
+        "/api/v1/operations",
+    ] {
+        let started = std::time::Instant::now();
+        let shed = app.get(list, "dbk_any").await;
+        assert!(
+            started.elapsed() < Duration::from_millis(500),
+            "{list} shed at once: {:?}",
+            started.elapsed()
+        );
+        assert_eq!(
+            shed.problem(503)["type"],
+            "urn:dbaas:problem:overloaded",
+            "{list}"
+        );
+        assert_eq!(shed.header(header::RETRY_AFTER), "1");
+    }
+    // A read by id is admitted: it reaches the (hanging) store and times out.
+    app.get("/api/v1/databases/db-x", "dbk_any")
+        .await
+        .problem(504);
+    slow.await.expect("the slow list").problem(504);
+    app.get("/api/v1/databases", "dbk_any").await.problem(504);
+}
+
 /// A verified key is trusted for the cache's time to live: removed from the
 /// store, it keeps working until then and not after; with no cache it stops
 /// at once. (MongoDB only: the stores have no way to remove a key, so the

@@ -112,7 +112,7 @@ async fn mongo() {
 async fn full_outboxes_move_by_themselves(store: &MongoStore) {
     use dbaas_core::domain::{Database, Event, EventType, Size};
     use dbaas_core::engine::Engine;
-    use dbaas_store::{EventQuery, ObservedUpdate};
+    use dbaas_store::EventQuery;
     use mongodb::bson::{Document, doc};
 
     // Milliseconds: what the store keeps of a time.
@@ -132,26 +132,7 @@ async fn full_outboxes_move_by_themselves(store: &MongoStore) {
         .await
         .expect("insert database");
     let mut written = vec![created];
-    for i in 1..=20_i64 {
-        let e = Event::new(
-            &db,
-            EventType::StatusChanged,
-            None,
-            format!("write {i}"),
-            now + chrono::Duration::milliseconds(i),
-        );
-        let update = ObservedUpdate {
-            events: vec![e.clone()],
-            ..Default::default()
-        };
-        assert!(
-            store
-                .update_observed(&db.id, &update)
-                .await
-                .expect("observe")
-        );
-        written.push(e);
-    }
+    written.extend(store_suite::observe_events(store, &db, 20, now).await);
     let raw = store
         .database()
         .collection::<Document>("databases")

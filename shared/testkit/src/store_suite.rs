@@ -83,13 +83,35 @@ pub async fn events_ride_with_the_insert(store: &dyn Store) {
     // Many writes later (more events than any outbox holds before the
     // adapter moves it), a reader still sees every event once, in order.
     let mut want = vec![created];
-    for i in 1..=20_i64 {
+    want.extend(observe_events(store, &db, 20, now).await);
+    want.reverse();
+    let listed = store
+        .list_events(&EventQuery {
+            database_id: db.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("list events");
+    assert_eq!(listed, want);
+}
+
+/// `count` observed-state writes to `db`, each carrying one status event
+/// dated a millisecond after the previous (from `after`); the events, oldest
+/// first.
+pub async fn observe_events(
+    store: &dyn Store,
+    db: &Database,
+    count: i64,
+    after: DateTime<Utc>,
+) -> Vec<Event> {
+    let mut written = Vec::new();
+    for i in 1..=count {
         let e = Event::new(
-            &db,
+            db,
             EventType::StatusChanged,
             None,
             format!("write {i}"),
-            now + Duration::milliseconds(i),
+            after + Duration::milliseconds(i),
         );
         let update = ObservedUpdate {
             events: vec![e.clone()],
@@ -101,17 +123,9 @@ pub async fn events_ride_with_the_insert(store: &dyn Store) {
                 .await
                 .expect("observe")
         );
-        want.push(e);
+        written.push(e);
     }
-    want.reverse();
-    let listed = store
-        .list_events(&EventQuery {
-            database_id: db.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .expect("list events");
-    assert_eq!(listed, want);
+    written
 }
 
 fn ms(t: DateTime<Utc>) -> DateTime<Utc> {

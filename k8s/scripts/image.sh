@@ -20,7 +20,8 @@
 # Settings (environment):
 #   DBAAS_IMAGE            image name (localhost/dbaas:dev)
 #   DBAAS_IMAGE_ARCHIVE    where to write the archive (target/image/dbaas.tar)
-#   DBAAS_BIN_DIR          take prebuilt binaries from here (skips cargo)
+#   DBAAS_BIN_DIR          take prebuilt binaries from here (skips cargo);
+#                          `just test` passes its debug build (glibc)
 #   DBAAS_CONTAINERD_SOCK  import into this containerd (k8s.io namespace);
 #                          default: the rig cluster's, when it is up
 #   DBAAS_IMAGE_LIBC       musl (default) or glibc
@@ -90,7 +91,9 @@ EOF
 chown 65532:65532 "$root/home/nonroot"
 cp /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/"
 [[ -d /usr/share/zoneinfo ]] && cp -a /usr/share/zoneinfo "$root/usr/share/"
-for b in "${BINS[@]}"; do install -m 755 "$bin_dir/$b" "$root/usr/local/bin/$b"; done
+# Stripped as they go in (release builds already are; a debug build from
+# DBAAS_BIN_DIR, such as the one `just test` makes, sheds its debug info).
+for b in "${BINS[@]}"; do install -m 755 -s "$bin_dir/$b" "$root/usr/local/bin/$b"; done
 if ((!static)); then
   # glibc binaries: the libraries they link, and the loader, at their paths.
   for b in "${BINS[@]}"; do ldd "$bin_dir/$b" || true; done | grep -o '/[^ ]*' | sort -u | while read -r lib; do

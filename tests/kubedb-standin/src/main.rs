@@ -36,6 +36,10 @@ struct Cli {
     /// Pause between passes, in milliseconds.
     #[arg(long, env = "STANDIN_POLL_INTERVAL_MS", default_value_t = 500)]
     poll_interval_ms: u64,
+    /// Create KubeDB's version catalog (the `*Version` objects) first, as
+    /// installing KubeDB does; for clusters where nothing else puts it there.
+    #[arg(long, env = "STANDIN_INSTALL_CATALOG")]
+    install_catalog: bool,
     /// Log JSON lines instead of text.
     #[arg(long, env = "LOG_JSON")]
     log_json: bool,
@@ -65,6 +69,10 @@ async fn main() -> anyhow::Result<()> {
             .collect(),
         seed: cli.seed,
     };
+    if cli.install_catalog {
+        dbaas_standin::catalog::install(&cluster).await?;
+        tracing::info!("version catalog installed");
+    }
     tracing::info!(?config, "kubedb stand-in starting");
     Standin::new(std::sync::Arc::new(cluster), config)
         .run(

@@ -9,6 +9,7 @@
 
 use std::time::{Duration, Instant};
 
+use dbaas_deploy_tests::{assert_dashboards_have_data, prom_query};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::{CronJob, Job};
 use k8s_openapi::api::coordination::v1::Lease;
@@ -462,36 +463,27 @@ async fn functions_run_for_real_on_the_node() {
         started.elapsed().as_secs()
     ));
 
-    // --- 11. Prometheus scrapes the API pod and the Pushgateway
-    if let Ok(prom) = std::env::var("PROMETHEUS_URL") {
-        let q = |expr: &'static str| {
-            let http = rest.http.clone();
-            let prom = prom.clone();
-            async move {
-                let text = http
-                    .get(format!("{prom}/api/v1/query"))
-                    .query(&[("query", expr)])
-                    .send()
-                    .await
-                    .ok()?
-                    .text()
-                    .await
-                    .ok()?;
-                let v: Value = serde_json::from_str(&text).ok()?;
-                let n = v["data"]["result"].as_array().map(Vec::len).unwrap_or(0);
-                (n > 0).then_some(n)
-            }
-        };
-        wait_for("the API pod scraped", Duration::from_secs(60), || {
-            q("max_over_time(up{job=\"kubernetes-pods\",namespace=\"dbaas\"}[15m]) == 1")
-        })
-        .await;
-        wait_for("reconciler metrics pushed", Duration::from_secs(60), || {
-            q("dbaas_reconciliation_cycle_total")
-        })
-        .await;
-        step("Prometheus has the API pod's scrape and the reconciler's pushed metrics");
-    }
+    // --- 11. Prometheus scrapes the API pod and the Pushgateway, and every
+    // dashboard panel's query returns data pushed by these pods.
+    let prom = std::env::var("PROMETHEUS_URL").expect("PROMETHEUS_URL of the cluster rig");
+    let scraped = |expr: &'static str| {
+        let http = rest.http.clone();
+        let prom = prom.clone();
+        async move {
+            let found = prom_query(&http, &prom, expr).await.ok()?;
+            (!found.is_empty()).then_some(found.len())
+        }
+    };
+    wait_for("the API pod scraped", Duration::from_secs(60), || {
+        scraped("max_over_time(up{job=\"kubernetes-pods\",namespace=\"dbaas\"}[15m]) == 1")
+    })
+    .await;
+    wait_for("reconciler metrics pushed", Duration::from_secs(60), || {
+        scraped("dbaas_reconciliation_cycle_total")
+    })
+    .await;
+    assert_dashboards_have_data(&rest.http, &prom, Duration::from_secs(120)).await;
+    step("Prometheus has the API pod's scrape, and every dashboard query returns data");
 
     // --- 12. idle: back to zero
     let t = Instant::now();

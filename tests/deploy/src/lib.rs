@@ -13,11 +13,11 @@
 //! Every test needs the rig (`just rig-up`, then `source target/rig/env`)
 //! and fails, never skips, without it.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Mutex, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use kube::Client;
 use kube::api::GroupVersionKind;
@@ -312,4 +312,127 @@ pub fn sample_values(result: &[Value]) -> Vec<f64> {
         .iter()
         .filter_map(|s| s["value"][1].as_str().and_then(|v| v.parse::<f64>().ok()))
         .collect()
+}
+
+// --- the Grafana dashboards ---------------------------------------------------
+
+/// Where the Grafana dashboards live.
+pub const DASHBOARDS: &str = "k8s/overlays/kind/dashboards";
+
+/// Each dashboard file and its JSON.
+pub fn dashboards() -> Vec<(String, Value)> {
+    let dir = repo_root().join(DASHBOARDS);
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(&dir).expect("the dashboards directory") {
+        let path = entry.expect("an entry").path();
+        let name = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .expect("a file name")
+            .to_string();
+        assert!(
+            name.ends_with(".json"),
+            "{name}: only dashboard JSON belongs in {DASHBOARDS}"
+        );
+        let text = std::fs::read_to_string(&path).expect("read a dashboard");
+        let value: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: invalid JSON: {e}"));
+        out.push((name, value));
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every (dashboard, panel title, expression) with the dashboard's
+/// variables replaced by their default values.
+pub fn dashboard_expressions() -> Vec<(String, String, String)> {
+    let mut out = Vec::new();
+    for (name, d) in dashboards() {
+        let vars: BTreeMap<String, String> = d["templating"]["list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|v| {
+                (
+                    v["name"].as_str().expect("a name").to_string(),
+                    v["current"]["value"]
+                        .as_str()
+                        .expect("a default")
+                        .to_string(),
+                )
+            })
+            .collect();
+        for p in d["panels"].as_array().expect("panels") {
+            for t in p["targets"].as_array().expect("targets") {
+                let mut expr = t["expr"].as_str().expect("expr").to_string();
+                // Longest names first, so `$window` never eats `$windowed`.
+                let mut names: Vec<&String> = vars.keys().collect();
+                names.sort_by_key(|n| std::cmp::Reverse(n.len()));
+                for n in names {
+                    expr = expr
+                        .replace(&format!("${{{n}}}"), &vars[n])
+                        .replace(&format!("${n}"), &vars[n]);
+                }
+                assert!(
+                    !expr.contains('$'),
+                    "{name}: {:?}: undefined variable in {expr}",
+                    p["title"]
+                );
+                out.push((
+                    name.clone(),
+                    p["title"].as_str().expect("title").to_string(),
+                    expr,
+                ));
+            }
+        }
+    }
+    out
+}
+
+/// Waits up to `timeout` until every panel's query of every dashboard
+/// returns at least one finite sample from the Prometheus at
+/// `prometheus_url`; panics naming the ones that did not.
+pub async fn assert_dashboards_have_data(
+    http: &reqwest::Client,
+    prometheus_url: &str,
+    timeout: Duration,
+) {
+    let exprs = dashboard_expressions();
+    let deadline = Instant::now() + timeout;
+    let mut pending: Vec<(String, String, String)> = exprs.clone();
+    let mut last: BTreeMap<String, String> = BTreeMap::new();
+    while !pending.is_empty() && Instant::now() < deadline {
+        let mut still = Vec::new();
+        for (file, title, expr) in pending {
+            match prom_query(http, prometheus_url, &expr).await {
+                Ok(r) if sample_values(&r).iter().any(|v| v.is_finite()) => {}
+                Ok(r) => {
+                    last.insert(
+                        expr.clone(),
+                        format!("no finite sample: {}", Value::from(r)),
+                    );
+                    still.push((file, title, expr));
+                }
+                Err(e) => {
+                    last.insert(expr.clone(), e);
+                    still.push((file, title, expr));
+                }
+            }
+        }
+        pending = still;
+        if !pending.is_empty() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+    assert!(
+        pending.is_empty(),
+        "{} of {} dashboard queries returned no data from {prometheus_url}:\n{}",
+        pending.len(),
+        exprs.len(),
+        pending
+            .iter()
+            .map(|(f, t, e)| format!("{f}: {t}: {e}\n    -> {}", last[e]))
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
 }

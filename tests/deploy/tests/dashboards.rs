@@ -10,13 +10,14 @@
 //! Roles of k8s/base (the stand-in to the kind overlay's), so the flow also
 //! proves that the least-privilege RBAC is sufficient.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dbaas_deploy_tests::{
-    Applier, Proc, Procs, Rig, binary, client_for, command, free_port, log_tail, procs, prom_query,
-    render, repo_root, sample_values, unique_id,
+    Applier, Proc, Procs, Rig, assert_dashboards_have_data, binary, client_for, command,
+    dashboard_expressions, dashboards, free_port, log_tail, procs, prom_query, render, repo_root,
+    sample_values, unique_id,
 };
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
@@ -24,78 +25,7 @@ use dbaas_testkit::config::standin_args;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-const DASHBOARDS: &str = "k8s/overlays/kind/dashboards";
 const DATASOURCES: &str = "k8s/overlays/kind/monitoring/grafana-datasources.yaml";
-
-/// Each dashboard file and its JSON.
-fn dashboards() -> Vec<(String, Value)> {
-    let dir = repo_root().join(DASHBOARDS);
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).expect("the dashboards directory") {
-        let path = entry.expect("an entry").path();
-        let name = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .expect("a file name")
-            .to_string();
-        assert!(
-            name.ends_with(".json"),
-            "{name}: only dashboard JSON belongs in {DASHBOARDS}"
-        );
-        let text = std::fs::read_to_string(&path).expect("read a dashboard");
-        let value: Value =
-            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name}: invalid JSON: {e}"));
-        out.push((name, value));
-    }
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-/// Every (dashboard, panel title, expression) with the dashboard's
-/// variables replaced by their default values.
-fn expressions() -> Vec<(String, String, String)> {
-    let mut out = Vec::new();
-    for (name, d) in dashboards() {
-        let vars: BTreeMap<String, String> = d["templating"]["list"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|v| {
-                (
-                    v["name"].as_str().expect("a name").to_string(),
-                    v["current"]["value"]
-                        .as_str()
-                        .expect("a default")
-                        .to_string(),
-                )
-            })
-            .collect();
-        for p in d["panels"].as_array().expect("panels") {
-            for t in p["targets"].as_array().expect("targets") {
-                let mut expr = t["expr"].as_str().expect("expr").to_string();
-                // Longest names first, so `$window` never eats `$windowed`.
-                let mut names: Vec<&String> = vars.keys().collect();
-                names.sort_by_key(|n| std::cmp::Reverse(n.len()));
-                for n in names {
-                    expr = expr
-                        .replace(&format!("${{{n}}}"), &vars[n])
-                        .replace(&format!("${n}"), &vars[n]);
-                }
-                assert!(
-                    !expr.contains('$'),
-                    "{name}: {:?}: undefined variable in {expr}",
-                    p["title"]
-                );
-                out.push((
-                    name.clone(),
-                    p["title"].as_str().expect("title").to_string(),
-                    expr,
-                ));
-            }
-        }
-    }
-    out
-}
 
 #[test]
 fn dashboards_are_well_formed_and_provisioned() {
@@ -164,7 +94,7 @@ fn dashboards_are_well_formed_and_provisioned() {
             .map(|p| p["title"].as_str().unwrap().to_string())
             .collect()
     };
-    let exprs = expressions();
+    let exprs = dashboard_expressions();
     let drift = titles("drift-detection.json");
     for t in [
         "Databases with drift",
@@ -217,7 +147,7 @@ fn dashboards_query_only_metrics_the_code_emits() {
             }
         }
     }
-    for (name, title, expr) in expressions() {
+    for (name, title, expr) in dashboard_expressions() {
         let mut rest = expr.as_str();
         while let Some(at) = rest.find("dbaas_") {
             let tail = &rest[at..];
@@ -671,44 +601,11 @@ async fn every_dashboard_query_returns_data_after_an_end_to_end_flow() {
     flow.wait_for_scrape("dbaas-reconciler", "", pushed).await;
 
     // Every panel's query returns at least one finite sample.
-    let exprs = expressions();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut pending: Vec<(String, String, String)> = exprs.clone();
-    let mut last: BTreeMap<String, String> = BTreeMap::new();
-    while !pending.is_empty() && Instant::now() < deadline {
-        let mut still = Vec::new();
-        for (file, title, expr) in pending {
-            match prom_query(&flow.http, &flow.rig.prometheus_url, &expr).await {
-                Ok(r) if sample_values(&r).iter().any(|v| v.is_finite()) => {}
-                Ok(r) => {
-                    last.insert(
-                        expr.clone(),
-                        format!("no finite sample: {}", Value::from(r)),
-                    );
-                    still.push((file, title, expr));
-                }
-                Err(e) => {
-                    last.insert(expr.clone(), e);
-                    still.push((file, title, expr));
-                }
-            }
-        }
-        pending = still;
-        if !pending.is_empty() {
-            tokio::time::sleep(Duration::from_secs(1)).await;
-        }
-    }
-    assert!(
-        pending.is_empty(),
-        "{} of {} dashboard queries returned no data from {}:\n{}",
-        pending.len(),
-        exprs.len(),
-        flow.rig.prometheus_url,
-        pending
-            .iter()
-            .map(|(f, t, e)| format!("{f}: {t}: {e}\n    -> {}", last[e]))
-            .collect::<Vec<_>>()
-            .join("\n")
-    );
+    assert_dashboards_have_data(
+        &flow.http,
+        &flow.rig.prometheus_url,
+        Duration::from_secs(60),
+    )
+    .await;
     flow.finish().await;
 }

@@ -13,18 +13,21 @@ dev *ARGS:
 ctl *ARGS:
     cargo run -q -p dbaasctl -- {{ARGS}}
 
-# Every test, as root: the lints; then, with the rig up (installed and started
-# if down, torn down after if this started it), the workspace's tests; then
-# the real node (test-cluster) with the image made from that debug build.
-# The node's Go binaries build in the background meanwhile, at the lowest
-# priority (about an hour on a new machine, cached in ~/.cache/dbaas-rig).
+# Every test, as root: the lints; the workspace's tests with the rig up
+# (installed and started if down, torn down after if this started it); then
+# test-cluster, on an image of that same debug build. The node's Go binaries
+# build in the background from the start, at the lowest priority (about an
+# hour of CPU on a new machine, then cached in ~/.cache/dbaas-rig).
 # Run every test: lints, the workspace on the rig, then the functions on a real node with KEDA.
-test: lint
+test:
     #!/usr/bin/env bash
     set -euo pipefail
     mkdir -p target
-    bash tests/rig/build-servers.sh cluster >target/cluster-build.log 2>&1 &
+    # Its own process group, so that stopping early stops the Go compilers too.
+    setsid bash tests/rig/build-servers.sh cluster >target/cluster-build.log 2>&1 &
     builds=$!
+    trap 'kill -- -$builds 2>/dev/null || true' EXIT
+    {{just_executable()}} lint
     status=0
     bash tests/rig/with-rig.sh bash -c 'cargo build --workspace --bins && cargo test --workspace --no-fail-fast' || status=$?
     if ! wait "$builds"; then

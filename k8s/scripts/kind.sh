@@ -56,15 +56,6 @@ kind_bin() {
   echo "$out"
 }
 
-kustomize_build() {
-  local bin
-  if bin=$(bash "$repo/tests/rig/install-kustomize.sh" 2>/dev/null); then
-    "$bin" build "$1"
-  else
-    kubectl kustomize "$1"
-  fi
-}
-
 up() {
   need docker "https://docs.docker.com/engine/install/"
   need kubectl "https://kubernetes.io/docs/tasks/tools/"
@@ -141,33 +132,14 @@ EOF
   log "loading $IMAGE into the kind node"
   "$kind" load docker-image "$IMAGE" --name "$CLUSTER"
 
-  # --- manifests ---------------------------------------------------------------
-  local work
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
-  kustomize_build "$repo/k8s/overlays/kind" >"$work/all.yaml"
-  # The ScaledObject goes last, once its InterceptorRoute is Ready: created
-  # earlier, KEDA would get an empty metric spec from the add-on's scaler.
-  python3 - "$work" <<'EOF'
-import pathlib, sys
-work = pathlib.Path(sys.argv[1])
-docs = [d for d in (work / "all.yaml").read_text().split("\n---\n") if d.strip()]
-late = [d for d in docs if 'dbaas.io/needs-interceptor-route: "true"' in d]
-first = [d for d in docs if d not in late]
-(work / "first.yaml").write_text("\n---\n".join(first) + "\n")
-(work / "last.yaml").write_text("\n---\n".join(late) + "\n")
-EOF
-  log "applying k8s/overlays/kind"
-  k apply --server-side --force-conflicts -f "$work/first.yaml" >/dev/null
-  k -n dbaas wait --for=condition=Ready interceptorroute/dbaas-api --timeout=120s >/dev/null
-  k apply --server-side --force-conflicts -f "$work/last.yaml" >/dev/null
+  # --- manifests: the same recipe as any other cluster's (credentials
+  # generated into the overlay's untracked generated/ folder) ------------
+  bash "$here/deploy.sh" "$repo/k8s/overlays/kind" --context "$CONTEXT"
 
   # --- readiness -----------------------------------------------------------------
   log "waiting for the workloads"
-  for d in mongodb redis kubedb-standin; do k -n dbaas rollout status "deployment/$d" --timeout=300s >/dev/null; done
+  for d in mongodb redis; do k -n dbaas rollout status "deployment/$d" --timeout=300s >/dev/null; done
   for d in pushgateway prometheus grafana; do k -n dbaas-monitoring rollout status "deployment/$d" --timeout=300s >/dev/null; done
-  k -n dbaas wait --for=condition=Ready scaledobject/dbaas-api --timeout=120s >/dev/null
-  k -n dbaas wait --for=condition=Ready scaledjob/dbaas-worker --timeout=120s >/dev/null
 
   local token
   token=$(k -n dbaas get secret dbaas-secrets -o jsonpath='{.data.admin-token}' | base64 -d)
@@ -192,7 +164,7 @@ API (scales to zero after a minute idle; the first request wakes it):
   without ingress: kubectl --context $CONTEXT -n keda port-forward svc/keda-add-ons-http-interceptor-proxy 8081:8080
                    curl -H 'Host: $API_HOST' http://127.0.0.1:8081/healthz
 
-Create a tenant and an API key (dev admin token from the dev-only Secret):
+Create a tenant and an API key (the admin token generated into k8s/overlays/kind/generated/credentials.env):
   curl -s -X POST -H 'Host: $API_HOST' -H 'Authorization: Bearer $token' \\
        -H 'Content-Type: application/json' -d '{"name":"dev"}' $url/api/v1/admin/tenants
   curl -s -X POST -H 'Host: $API_HOST' -H 'Authorization: Bearer $token' \\
@@ -200,7 +172,7 @@ Create a tenant and an API key (dev admin token from the dev-only Secret):
 
 Reconciler: CronJob every 5 min (\`just schedule 1m && just deploy\` for faster passes);
   run one now: kubectl --context $CONTEXT -n dbaas create job --from=cronjob/dbaas-reconciler reconcile-now
-Grafana (dashboards "DBaaS — Drift detection" and "DBaaS — State sync"; admin / dev-only-grafana-password):
+Grafana (dashboards "DBaaS — Drift detection" and "DBaaS — State sync"; user admin, password in k8s/overlays/kind/generated/grafana-admin.env):
   kubectl --context $CONTEXT -n dbaas-monitoring port-forward svc/grafana 3000:3000   # http://127.0.0.1:3000
 Prometheus:
   kubectl --context $CONTEXT -n dbaas-monitoring port-forward svc/prometheus 9090:9090

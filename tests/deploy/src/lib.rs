@@ -73,8 +73,19 @@ pub fn kustomize() -> &'static Path {
 }
 
 /// `kustomize build <dir>` (relative to the repository root) as JSON objects.
+/// The kind overlay reads credentials from its untracked `generated/`
+/// folder: they are made first (`k8s/scripts/credentials.sh`, as a deploy
+/// does; kept if already there).
 pub fn render(dir: &str) -> Vec<Value> {
     let path = repo_root().join(dir);
+    if dir == KIND_OVERLAY {
+        let status = std::process::Command::new("bash")
+            .arg(repo_root().join("k8s/scripts/credentials.sh"))
+            .arg(&path)
+            .status()
+            .expect("running k8s/scripts/credentials.sh");
+        assert!(status.success(), "credentials.sh {dir} failed: {status}");
+    }
     let out = std::process::Command::new(kustomize())
         .arg("build")
         .arg(&path)
@@ -315,6 +326,9 @@ pub fn sample_values(result: &[Value]) -> Vec<f64> {
 }
 
 // --- the Grafana dashboards ---------------------------------------------------
+
+/// The overlay `just deploy` applies to kind.
+pub const KIND_OVERLAY: &str = "k8s/overlays/kind";
 
 /// Where the Grafana dashboards live.
 pub const DASHBOARDS: &str = "k8s/overlays/kind/dashboards";

@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use dbaas_deploy_tests::{
-    Applier, Proc, Procs, Rig, assert_dashboards_have_data, binary, client_for, command,
-    dashboard_expressions, dashboards, free_port, log_tail, procs, prom_query, render, repo_root,
-    sample_values, unique_id,
+    Applier, KIND_OVERLAY, Proc, Procs, Rig, assert_dashboards_have_data, binary, client_for,
+    command, dashboard_expressions, dashboards, free_port, log_tail, procs, prom_query, render,
+    repo_root, sample_values, unique_id,
 };
 use dbaas_queue::Queue;
 use dbaas_queue::redis::RedisQueue;
@@ -207,7 +207,7 @@ fn rbac_for(namespace: &str, id: &str) -> Vec<Value> {
         *v = serde_json::from_str(&text).expect("JSON");
     };
     let base = render("k8s/base");
-    let kind = render("k8s/overlays/kind");
+    let kind = render(KIND_OVERLAY);
     let standin = kind.iter().filter(|o| {
         o["metadata"]["name"] == "kubedb-standin"
             && (o["kind"] == "Role" || o["kind"] == "RoleBinding")

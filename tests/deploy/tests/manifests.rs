@@ -9,11 +9,13 @@ use std::collections::{BTreeMap, BTreeSet};
 use dbaas_cluster::Kind;
 use dbaas_core::engine::Engine;
 use dbaas_core::naming::DEFAULT_NAMESPACE;
-use dbaas_deploy_tests::{Applier, Rig, client_for, describe, find, render, repo_root};
+use dbaas_deploy_tests::{
+    Applier, KIND_OVERLAY, Rig, client_for, describe, find, render, repo_root,
+};
 use serde_json::{Value, json};
 
 /// Every kustomization in the repository.
-const KUSTOMIZATIONS: [&str; 3] = ["k8s/base", "keda", "k8s/overlays/kind"];
+const KUSTOMIZATIONS: [&str; 3] = ["k8s/base", "keda", KIND_OVERLAY];
 /// The keys of the Secret the workloads reference (never committed).
 const SECRET_KEYS: [&str; 4] = ["mongodb-uri", "redis-url", "redis-password", "admin-token"];
 /// The role binaries the image holds.
@@ -219,8 +221,16 @@ fn no_secret_values_outside_the_dev_overlay() {
             "ConfigMap {k}={v} looks secret"
         );
     }
-    // The kind overlay's generated secrets are visibly dev-only.
-    let kind = render("k8s/overlays/kind");
+    // The kind overlay commits no credential: its Secrets come from the
+    // untracked files a deploy generates, random values of full length.
+    let committed =
+        std::fs::read_to_string(repo_root().join(KIND_OVERLAY).join("kustomization.yaml"))
+            .expect("the kind kustomization");
+    assert!(
+        !committed.contains("literals:"),
+        "the kind overlay must not commit Secret literals"
+    );
+    let kind = render(KIND_OVERLAY);
     let secret = find(&kind, "Secret", "dbaas-secrets");
     let keys: BTreeSet<&str> = secret["data"]
         .as_object()
@@ -229,23 +239,29 @@ fn no_secret_values_outside_the_dev_overlay() {
         .map(String::as_str)
         .collect();
     assert_eq!(keys, SECRET_KEYS.into_iter().collect());
-    for o in kind.iter().filter(|o| o["kind"] == "Secret") {
-        let text = o.to_string();
-        assert!(
-            !text.contains("dev-only"),
-            "secretGenerator values are base64 in data"
-        );
-        let decoded: Vec<String> = o["data"]
-            .as_object()
-            .expect("data")
-            .values()
-            .map(|v| String::from_utf8(base64_decode(s(v, "data"))).expect("utf-8"))
-            .collect();
-        assert!(
-            decoded.iter().any(|v| v.contains("dev-only")),
-            "{}: values must say dev-only",
-            describe(o)
-        );
+    let secrets: Vec<&Value> = kind.iter().filter(|o| o["kind"] == "Secret").collect();
+    assert_eq!(
+        secrets.len(),
+        3,
+        "dbaas-secrets, the MongoDB root, Grafana's admin"
+    );
+    for o in secrets {
+        for (key, v) in o["data"].as_object().expect("data") {
+            let value = String::from_utf8(base64_decode(s(v, "data"))).expect("utf-8");
+            let lower = value.to_lowercase();
+            assert!(
+                !lower.contains("dev-only") && !lower.contains("changeme"),
+                "{}: {key} is a fixed value",
+                describe(o)
+            );
+            if key == "password" || key == "redis-password" || key == "admin-token" {
+                assert!(
+                    value.len() >= 48 && value.bytes().all(|b| b.is_ascii_hexdigit()),
+                    "{}: {key} is not a generated random value",
+                    describe(o)
+                );
+            }
+        }
     }
 }
 
@@ -579,7 +595,7 @@ fn worker_scaledjob_runs_one_operation_per_job() {
 
 #[test]
 fn api_scales_to_zero_through_the_http_add_on() {
-    for objs in [neutral(), render("k8s/overlays/kind")] {
+    for objs in [neutral(), render(KIND_OVERLAY)] {
         let route = find(&objs, "InterceptorRoute", "dbaas-api");
         let so = find(&objs, "ScaledObject", "dbaas-api");
         let svc = find(&objs, "Service", "dbaas-api");
@@ -638,7 +654,7 @@ fn api_scales_to_zero_through_the_http_add_on() {
 
 #[test]
 fn kind_overlay_wires_backing_services_and_monitoring() {
-    let objs = render("k8s/overlays/kind");
+    let objs = render(KIND_OVERLAY);
     let cfg = config(&objs);
     for (what, t) in pod_templates(&objs) {
         for c in t["spec"]["containers"].as_array().expect("containers") {

@@ -12,7 +12,7 @@ set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 base=$1 key=$2 admin=$3 examples=$4 report=$5 seed=${6:-$RANDOM}
 version=$(sed -n 's/^schemathesis==//p' "$here/requirements.txt")
-venv="${XDG_CACHE_HOME:-$HOME/.cache}/dbaas-rig/schemathesis-$version"
+venv="${DBAAS_RIG_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/dbaas-rig}/schemathesis-$version"
 # The newest Python there is: CPython 3.11 before 3.11.9 fails inside
 # hypothesis ("AST constructor recursion depth mismatch").
 python=python3

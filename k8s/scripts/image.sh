@@ -116,6 +116,8 @@ mkdir -p "$(dirname "$ARCHIVE")"
 rm -f "$ARCHIVE"
 "${B[@]}" push -q "$IMAGE" "docker-archive:$ARCHIVE:$IMAGE" >/dev/null
 log "built $IMAGE ($([[ $static == 1 ]] && echo static || echo glibc) binaries) -> $ARCHIVE"
+# The checks a Docker-built image passes too (docker save, then the same script).
+python3 "$here/check-image.py" "$ARCHIVE"
 
 # --- into the node ------------------------------------------------------------------------
 sock=${DBAAS_CONTAINERD_SOCK:-}

@@ -1,9 +1,10 @@
 # syntax=docker/dockerfile:1.7
 #
 # One image with the three role binaries, the local runner and the KubeDB
-# stand-in (used by the kind overlay only): static
-# musl builds (rustls, bundled SQLite; no OpenSSL, no glibc) on distroless
-# static, running as the distroless `nonroot` user (65532). Nothing is
+# stand-in (used by the kind overlay only): static musl builds in the
+# `dist` profile (release + cross-crate LTO: about a fifth smaller, several
+# minutes longer to build; rustls, bundled SQLite; no OpenSSL, no glibc) on
+# distroless static, running as the distroless `nonroot` user (65532). Nothing is
 # written to the image's filesystem at run time, so pods run it with
 # readOnlyRootFilesystem. Each workload picks its binary with `command`
 # (k8s/base, keda/); the default is the API.
@@ -28,11 +29,11 @@ ENV CARGO_TERM_COLOR=never
 # the image.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target \
-    cargo build --release --locked --target x86_64-unknown-linux-musl \
+    cargo build --profile dist --locked --target x86_64-unknown-linux-musl \
       -p dbaas-api -p dbaas-reconciler -p dbaas-worker -p dbaas-local -p kubedb-standin \
  && mkdir -p /out \
  && for bin in dbaas-api dbaas-reconciler dbaas-worker dbaas-local kubedb-standin; do \
-      cp "target/x86_64-unknown-linux-musl/release/$bin" /out/; \
+      cp "target/x86_64-unknown-linux-musl/dist/$bin" /out/; \
     done
 
 FROM gcr.io/distroless/static-debian12:nonroot

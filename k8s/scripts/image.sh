@@ -8,8 +8,8 @@
 # k8s.io namespace (what kubelet uses).
 #
 # Binaries: static musl builds (x86_64-unknown-linux-musl with Debian's
-# musl-tools), like the Dockerfile's. Where the musl target cannot be
-# installed, glibc builds with the shared libraries they link copied into
+# musl-tools) in the `dist` profile, like the Dockerfile's. Where the musl
+# target cannot be installed, glibc builds with the shared libraries they link copied into
 # the image (the only difference then is in the base layer).
 #
 # Base layer: the Dockerfile uses gcr.io/distroless/static-debian12:nonroot,
@@ -52,17 +52,17 @@ if [[ -z $bin_dir ]]; then
     if command -v musl-gcc >/dev/null &&
       { rustup target list --installed 2>/dev/null | grep -qx x86_64-unknown-linux-musl ||
         rustup target add x86_64-unknown-linux-musl >/dev/null 2>&1; }; then
-      log "cargo build --release --target x86_64-unknown-linux-musl (static)"
-      (cd "$repo" && nice -n 10 cargo build --release --locked --target x86_64-unknown-linux-musl "${pkgs[@]}")
-      bin_dir="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-musl/release"
+      log "cargo build --profile dist --target x86_64-unknown-linux-musl (static)"
+      (cd "$repo" && nice -n 10 cargo build --profile dist --locked --target x86_64-unknown-linux-musl "${pkgs[@]}")
+      bin_dir="${CARGO_TARGET_DIR:-$repo/target}/x86_64-unknown-linux-musl/dist"
     else
       log "the musl target is not available here: glibc binaries with their libraries"
       LIBC=glibc
     fi
   fi
   if [[ $LIBC == glibc ]]; then
-    (cd "$repo" && nice -n 10 cargo build --release --locked "${pkgs[@]}")
-    bin_dir="${CARGO_TARGET_DIR:-$repo/target}/release"
+    (cd "$repo" && nice -n 10 cargo build --profile dist --locked "${pkgs[@]}")
+    bin_dir="${CARGO_TARGET_DIR:-$repo/target}/dist"
   fi
 fi
 for b in "${BINS[@]}"; do [[ -x $bin_dir/$b ]] || die "no $bin_dir/$b"; done

@@ -159,6 +159,15 @@ pub struct OperationUpdate {
     pub events: Vec<Event>,
 }
 
+/// One database's move to an active operation, as in
+/// [`Store::begin_operation`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BeginOperation {
+    pub database_id: String,
+    pub operation_id: String,
+    pub expected_seq: u64,
+}
+
 /// Persistent state of the control plane.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -191,6 +200,16 @@ pub trait Store: Send + Sync + 'static {
     /// Sets observed fields. Returns false if the database does not exist.
     async fn update_observed(&self, id: &str, update: &ObservedUpdate) -> Result<bool>;
 
+    /// [`Store::update_observed`] for many databases, in as few round trips
+    /// as the adapter can (the pass records what it saw in batches). A call
+    /// cut off part way may have written some and not others.
+    async fn update_observed_many(&self, updates: &[(String, ObservedUpdate)]) -> Result<()> {
+        for (id, update) in updates {
+            self.update_observed(id, update).await?;
+        }
+        Ok(())
+    }
+
     /// Records `operation_id` as the database's active operation, only if it
     /// has none and its `operation_seq` is `expected_seq`; bumps the seq.
     async fn begin_operation(
@@ -199,6 +218,25 @@ pub trait Store: Send + Sync + 'static {
         operation_id: &str,
         expected_seq: u64,
     ) -> Result<bool>;
+    /// [`Store::begin_operation`] for many databases, in as few round trips
+    /// as the adapter can (the pass begins what it planned in batches).
+    /// Element `i` is true when database `i`'s active operation is
+    /// `operation_id` after the call: begun by it, or by the same begin
+    /// before (a batch cut off part way and made again; operation ids are
+    /// unique per database and seq). Each begin is on its own record.
+    async fn begin_operations(&self, begins: &[BeginOperation]) -> Result<Vec<bool>> {
+        let mut begun = Vec::with_capacity(begins.len());
+        for b in begins {
+            let held = self
+                .begin_operation(&b.database_id, &b.operation_id, b.expected_seq)
+                .await?
+                || self.get_database(&b.database_id).await?.is_some_and(|d| {
+                    d.active_operation_id.as_deref() == Some(b.operation_id.as_str())
+                });
+            begun.push(held);
+        }
+        Ok(begun)
+    }
     /// Clears the active operation, only if it is `operation_id`.
     async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool>;
 
@@ -209,6 +247,16 @@ pub trait Store: Send + Sync + 'static {
     /// Inserts the operation, with `events`, unless one with its id exists:
     /// returns false then (a re-planned operation is the same operation).
     async fn insert_operation(&self, op: &Operation, events: &[Event]) -> Result<bool>;
+    /// [`Store::insert_operation`] for many operations, in as few round
+    /// trips as the adapter can. Element `i` is false when operation `i`
+    /// existed already. A call cut off part way may have inserted some.
+    async fn insert_operations(&self, ops: &[(Operation, Vec<Event>)]) -> Result<Vec<bool>> {
+        let mut inserted = Vec::with_capacity(ops.len());
+        for (op, events) in ops {
+            inserted.push(self.insert_operation(op, events).await?);
+        }
+        Ok(inserted)
+    }
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>>;
     async fn list_operations(&self, query: &OperationQuery) -> Result<Vec<Operation>>;
 

@@ -55,8 +55,8 @@ use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
 use super::{
-    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
-    Store, WriteLocks,
+    BeginOperation, DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery,
+    OperationUpdate, Store, WriteLocks,
 };
 use dbaas_core::domain::{
     Action, ApiKeyRecord, Condition, Connection, Database, DatabaseStatus, DesiredState, Event,
@@ -77,6 +77,9 @@ const LOCK_LEASE: Duration = Duration::from_secs(10);
 /// holder's lock is always taken over before a writer gives up.
 const LOCK_WAIT: Duration = Duration::from_secs(15);
 const LOCK_MAX_BACKOFF: Duration = Duration::from_millis(50);
+/// Records written by one command of a batch write (well under the
+/// server's 16 MB command size for records of a few KB).
+const BATCH: usize = 500;
 
 /// A [`Store`] on a MongoDB database.
 #[derive(Clone)]
@@ -309,6 +312,38 @@ fn only_duplicate_keys(e: &mongodb::error::Error) -> bool {
                     .is_some_and(|ws| ws.iter().all(|w| w.code == 11000))
         }
         _ => is_duplicate_key(e),
+    }
+}
+
+/// The positions of the documents an unordered `insert_many` found there
+/// already, when that is all that went wrong (every other one went in).
+fn duplicate_key_indexes(e: &mongodb::error::Error) -> Option<Vec<usize>> {
+    use mongodb::error::ErrorKind;
+    match e.kind.as_ref() {
+        ErrorKind::InsertMany(i) if only_duplicate_keys(e) => {
+            Some(i.write_errors.iter().flatten().map(|w| w.index).collect())
+        }
+        _ => None,
+    }
+}
+
+/// How many records an `update` command's statements matched; an error
+/// if any statement failed.
+fn update_reply_count(reply: &Document) -> Result<usize> {
+    if let Ok(errors) = reply.get_array("writeErrors")
+        && !errors.is_empty()
+    {
+        return Err(Error::Store(
+            format!("{} of a batch's updates failed: {errors:?}", errors.len()).into(),
+        ));
+    }
+    match reply.get("n") {
+        Some(Bson::Int32(n)) => Ok(usize::try_from(*n).unwrap_or(0)),
+        Some(Bson::Int64(n)) => Ok(usize::try_from(*n).unwrap_or(0)),
+        Some(Bson::Double(n)) => Ok(*n as usize),
+        _ => Err(Error::Store(
+            format!("an update command answered without a count: {reply}").into(),
+        )),
     }
 }
 
@@ -731,7 +766,11 @@ fn operation_set(update: &OperationUpdate) -> Document {
 /// a write whose future is dropped releases it in the background.
 struct WriteLock {
     locks: Collection<Document>,
+    /// What it locks, for logs.
     key: String,
+    /// Matches the lock documents it holds (their token, and the one
+    /// `_id` for a single record).
+    filter: Document,
     token: String,
     held: bool,
     abandoned: Abandoned,
@@ -757,12 +796,8 @@ impl Abandoned {
 const ABANDONED_FOR: Duration = Duration::from_secs(2);
 
 impl WriteLock {
-    fn filter(&self) -> Document {
-        doc! {"_id": &self.key, "token": &self.token}
-    }
-
     async fn release(mut self) {
-        let released = self.locks.delete_one(self.filter()).await;
+        let released = self.locks.delete_many(self.filter.clone()).await;
         // Only now: a caller that gives up during the delete drops the
         // guard still held, and the drop removes the lock instead.
         self.held = false;
@@ -778,13 +813,13 @@ impl Drop for WriteLock {
             && let Ok(runtime) = tokio::runtime::Handle::try_current()
         {
             self.abandoned.set().insert(self.token.clone());
-            let (locks, filter) = (self.locks.clone(), self.filter());
+            let (locks, filter) = (self.locks.clone(), self.filter.clone());
             let (abandoned, token) = (self.abandoned.clone(), self.token.clone());
             runtime.spawn(async move {
                 // Removed now, and again once a late insert would have landed.
-                let _ = locks.delete_one(filter.clone()).await;
+                let _ = locks.delete_many(filter.clone()).await;
                 tokio::time::sleep(ABANDONED_FOR).await;
-                let _ = locks.delete_one(filter).await;
+                let _ = locks.delete_many(filter).await;
                 abandoned.set().remove(&token);
             });
         }
@@ -809,6 +844,7 @@ impl MongoStore {
             let mut guard = WriteLock {
                 locks: self.locks.clone(),
                 key: key.clone(),
+                filter: doc! {"_id": &key, "token": &token},
                 token: token.clone(),
                 held: true,
                 abandoned: self.abandoned.clone(),
@@ -869,6 +905,89 @@ impl MongoStore {
         out
     }
 
+    /// Takes the write locks on records `ids` of `collection` in one
+    /// insert, under one token. Returns the guard and which of them it
+    /// holds: another writer holds the rest, which the caller then writes
+    /// one by one (waiting, as [`MongoStore::lock`] does).
+    async fn lock_batch(&self, collection: &str, ids: &[&str]) -> Result<(WriteLock, Vec<bool>)> {
+        let token = random_token(16);
+        let expires_at = bdate(Utc::now() + LOCK_LEASE);
+        let locks: Vec<Document> = ids
+            .iter()
+            .map(|id| doc! {"_id": format!("{collection}/{id}"), "token": &token, "expires_at": expires_at})
+            .collect();
+        // As in `lock`: the guard exists before the insert is sent.
+        let guard = WriteLock {
+            locks: self.locks.clone(),
+            key: format!("{collection}/({} records)", ids.len()),
+            filter: doc! {"token": &token},
+            token,
+            held: true,
+            abandoned: self.abandoned.clone(),
+        };
+        let mut held = vec![true; ids.len()];
+        if let Err(e) = self.locks.insert_many(locks).ordered(false).await {
+            let taken = duplicate_key_indexes(&e).ok_or_else(|| store_err(e))?;
+            for i in taken {
+                held[i] = false;
+            }
+        }
+        Ok((guard, held))
+    }
+
+    /// Applies conditional updates to many databases (`(id, filter,
+    /// update)`, stamping `updated_at`), [`BATCH`] to an `update` command,
+    /// under their write locks where the server needs them. Element `i`
+    /// tells whether record `i` matched its filter: known for each record
+    /// written on its own, and for a command all of whose records matched;
+    /// `None` when some record of its command did not (the command tells
+    /// how many, not which).
+    async fn update_databases(
+        &self,
+        statements: &[(&str, Document, Document)],
+    ) -> Result<Vec<Option<bool>>> {
+        let locking = self.uses_write_locks().await?;
+        let mut matched = vec![None; statements.len()];
+        for (c, chunk) in statements.chunks(BATCH).enumerate() {
+            let ids: Vec<&str> = chunk.iter().map(|s| s.0).collect();
+            let (lock, held) = if locking {
+                let (lock, held) = self.lock_batch("databases", &ids).await?;
+                (Some(lock), held)
+            } else {
+                (None, vec![true; chunk.len()])
+            };
+            let batched: Vec<usize> = (0..chunk.len()).filter(|&i| held[i]).collect();
+            let updates = batched
+                .iter()
+                .map(|&i| Ok(doc! {"q": chunk[i].1.clone(), "u": stamped(chunk[i].2.clone())?}))
+                .collect::<Result<Vec<_>>>()?;
+            let reply = if updates.is_empty() {
+                None
+            } else {
+                let command =
+                    doc! {"update": self.databases.name(), "updates": updates, "ordered": false};
+                Some(self.database.run_command(command).await.map_err(store_err))
+            };
+            if let Some(lock) = lock {
+                lock.release().await;
+            }
+            if let Some(reply) = reply {
+                let all = update_reply_count(&reply?)? == batched.len();
+                for &i in &batched {
+                    matched[c * BATCH + i] = all.then_some(true);
+                }
+            }
+            for i in (0..chunk.len()).filter(|&i| !held[i]) {
+                let (id, filter, update) = &chunk[i];
+                let written = self
+                    .modify_database(id, filter.clone(), update.clone())
+                    .await?;
+                matched[c * BATCH + i] = Some(written.is_some());
+            }
+        }
+        Ok(matched)
+    }
+
     /// Under the database's write lock, applies `update` (stamping
     /// `updated_at`) if the database matches `filter`; returns it after.
     async fn modify_database(
@@ -892,6 +1011,18 @@ impl MongoStore {
         let outbox = std::mem::take(&mut d.pending_events);
         self.flush_if_full("databases", d.id.clone(), outbox).await;
         d.into_domain().map(Some)
+    }
+
+    /// The database's active operation, read alone.
+    async fn active_operation_of(&self, id: &str) -> Result<Option<String>> {
+        let found = self
+            .databases
+            .clone_with_type::<Document>()
+            .find_one(doc! {"_id": id})
+            .projection(doc! {"active_operation_id": 1})
+            .await
+            .map_err(store_err)?;
+        Ok(found.and_then(|d| d.get_str("active_operation_id").ok().map(str::to_string)))
     }
 
     /// Inserts an event into the `events` collection; one with its id being
@@ -1067,6 +1198,74 @@ impl MongoStore {
             tracing::warn!(error = %e, "history events not moved yet; they stay with the record");
         }
     }
+}
+
+/// The conditional update of [`Store::begin_operation`].
+fn begin_statement(
+    id: &str,
+    operation_id: &str,
+    expected_seq: u64,
+) -> Result<(Document, Document)> {
+    let filter = doc! {
+        "_id": id,
+        "active_operation_id": Bson::Null,
+        "operation_seq": int(expected_seq)?,
+    };
+    let update = doc! {
+        "$set": {"active_operation_id": operation_id},
+        "$inc": {"operation_seq": 1_i64},
+    };
+    Ok((filter, update))
+}
+
+/// The update that sets `update`'s observed fields and pushes its events.
+fn observed_update(update: &ObservedUpdate) -> Result<Document> {
+    let mut set = Document::new();
+    if let Some(s) = update.current_size {
+        set.insert("current_size", s.as_str());
+    }
+    if let Some(r) = update.current_replicas {
+        set.insert("current_replicas", i64::from(r));
+    }
+    if let Some(g) = update.current_storage_gb {
+        set.insert("current_storage_gb", i64::from(g));
+    }
+    if let Some(v) = &update.current_version {
+        set.insert("current_version", v.as_str());
+    }
+    if let Some(p) = update.current_deletion_policy {
+        set.insert("current_deletion_policy", p.as_str());
+    }
+    if let Some(p) = update.current_paused {
+        set.insert("current_paused", p);
+    }
+    if let Some(c) = &update.connection {
+        set.insert("connection", bson::to_bson(c).map_err(bson_err)?);
+    }
+    if let Some(g) = update.observed_generation {
+        set.insert("observed_generation", int(g)?);
+    }
+    if let Some(s) = update.status {
+        set.insert("status", s.as_str());
+    }
+    if let Some(c) = &update.conditions {
+        let docs: Vec<ConditionDoc> = c.iter().map(ConditionDoc::from).collect();
+        set.insert("conditions", bson::to_bson(&docs).map_err(bson_err)?);
+    }
+    // Counts KubeDB carried out only grow: a late writer of an older
+    // count changes nothing.
+    let mut max = Document::new();
+    if let Some(n) = update.current_auth_rotation {
+        max.insert("current_auth_rotation", int(n)?);
+    }
+    if let Some(n) = update.current_restarts {
+        max.insert("current_restarts", int(n)?);
+    }
+    let mut ops = doc! {"$set": set};
+    if !max.is_empty() {
+        ops.insert("$max", max);
+    }
+    with_events(ops, &update.events)
 }
 
 /// `update` that also sets `updated_at` to now: taken under the lock, so
@@ -1265,54 +1464,18 @@ impl Store for MongoStore {
     }
 
     async fn update_observed(&self, id: &str, update: &ObservedUpdate) -> Result<bool> {
-        let mut set = Document::new();
-        if let Some(s) = update.current_size {
-            set.insert("current_size", s.as_str());
-        }
-        if let Some(r) = update.current_replicas {
-            set.insert("current_replicas", i64::from(r));
-        }
-        if let Some(g) = update.current_storage_gb {
-            set.insert("current_storage_gb", i64::from(g));
-        }
-        if let Some(v) = &update.current_version {
-            set.insert("current_version", v.as_str());
-        }
-        if let Some(p) = update.current_deletion_policy {
-            set.insert("current_deletion_policy", p.as_str());
-        }
-        if let Some(p) = update.current_paused {
-            set.insert("current_paused", p);
-        }
-        if let Some(c) = &update.connection {
-            set.insert("connection", bson::to_bson(c).map_err(bson_err)?);
-        }
-        if let Some(g) = update.observed_generation {
-            set.insert("observed_generation", int(g)?);
-        }
-        if let Some(s) = update.status {
-            set.insert("status", s.as_str());
-        }
-        if let Some(c) = &update.conditions {
-            let docs: Vec<ConditionDoc> = c.iter().map(ConditionDoc::from).collect();
-            set.insert("conditions", bson::to_bson(&docs).map_err(bson_err)?);
-        }
-        // Counts KubeDB carried out only grow: a late writer of an older
-        // count changes nothing.
-        let mut max = Document::new();
-        if let Some(n) = update.current_auth_rotation {
-            max.insert("current_auth_rotation", int(n)?);
-        }
-        if let Some(n) = update.current_restarts {
-            max.insert("current_restarts", int(n)?);
-        }
-        let mut ops = doc! {"$set": set};
-        if !max.is_empty() {
-            ops.insert("$max", max);
-        }
-        let ops = with_events(ops, &update.events)?;
+        let ops = observed_update(update)?;
         let updated = self.modify_database(id, doc! {"_id": id}, ops).await?;
         Ok(updated.is_some())
+    }
+
+    async fn update_observed_many(&self, updates: &[(String, ObservedUpdate)]) -> Result<()> {
+        let statements = updates
+            .iter()
+            .map(|(id, update)| Ok((id.as_str(), doc! {"_id": id}, observed_update(update)?)))
+            .collect::<Result<Vec<_>>>()?;
+        self.update_databases(&statements).await?;
+        Ok(())
     }
 
     async fn begin_operation(
@@ -1321,16 +1484,32 @@ impl Store for MongoStore {
         operation_id: &str,
         expected_seq: u64,
     ) -> Result<bool> {
-        let filter = doc! {
-            "_id": id,
-            "active_operation_id": Bson::Null,
-            "operation_seq": int(expected_seq)?,
-        };
-        let update = doc! {
-            "$set": {"active_operation_id": operation_id},
-            "$inc": {"operation_seq": 1_i64},
-        };
+        let (filter, update) = begin_statement(id, operation_id, expected_seq)?;
         Ok(self.modify_database(id, filter, update).await?.is_some())
+    }
+
+    async fn begin_operations(&self, begins: &[BeginOperation]) -> Result<Vec<bool>> {
+        let statements = begins
+            .iter()
+            .map(|b| {
+                let (filter, update) =
+                    begin_statement(&b.database_id, &b.operation_id, b.expected_seq)?;
+                Ok((b.database_id.as_str(), filter, update))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let matched = self.update_databases(&statements).await?;
+        let mut begun = Vec::with_capacity(begins.len());
+        for (b, matched) in begins.iter().zip(matched) {
+            begun.push(match matched {
+                Some(matched) => matched,
+                // Some record of its command did not match: read which.
+                None => {
+                    self.active_operation_of(&b.database_id).await?.as_deref()
+                        == Some(b.operation_id.as_str())
+                }
+            });
+        }
+        Ok(begun)
     }
 
     async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool> {
@@ -1381,6 +1560,27 @@ impl Store for MongoStore {
                 e => Err(e),
             },
         }
+    }
+
+    async fn insert_operations(&self, ops: &[(Operation, Vec<Event>)]) -> Result<Vec<bool>> {
+        let mut inserted = vec![true; ops.len()];
+        for (c, chunk) in ops.chunks(BATCH).enumerate() {
+            let docs = chunk
+                .iter()
+                .map(|(op, events)| {
+                    let mut doc = OperationDoc::from_domain(op)?;
+                    doc.pending_events = events.iter().map(EventDoc::from_domain).collect();
+                    Ok(doc)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            if let Err(e) = self.operations.insert_many(docs).ordered(false).await {
+                // The only unique key is `_id`: those operations exist.
+                for i in duplicate_key_indexes(&e).ok_or_else(|| store_err(e))? {
+                    inserted[c * BATCH + i] = false;
+                }
+            }
+        }
+        Ok(inserted)
     }
 
     async fn get_operation(&self, id: &str) -> Result<Option<Operation>> {

@@ -104,6 +104,7 @@ async fn mongo() {
     cancelled_writes_leave_no_lock(&store).await;
     documents_without_new_fields(&store).await;
     full_outboxes_move_by_themselves(&store).await;
+    batch_writes_wait_for_held_locks(&store).await;
     store.database().drop().await.expect("drop test database");
 }
 
@@ -331,6 +332,105 @@ async fn cancelled_writes_leave_no_lock(store: &MongoStore) {
         started.elapsed() < Duration::from_secs(2),
         "the next write waited {:?}",
         started.elapsed()
+    );
+}
+
+/// A batch write whose record another writer holds writes that record
+/// once the lock is free, the rest at once, and leaves no lock behind.
+async fn batch_writes_wait_for_held_locks(store: &MongoStore) {
+    use dbaas_core::domain::{Database, DatabaseStatus, Size};
+    use dbaas_core::engine::Engine;
+    use dbaas_store::{BeginOperation, ObservedUpdate};
+    use mongodb::bson::doc;
+
+    let tenant = format!("tn-{}", random_token(12));
+    let mut dbs = Vec::new();
+    for i in 0..3 {
+        let db = Database::declared(
+            &tenant,
+            format!("held-{i}"),
+            Engine::Postgres,
+            Size::Small,
+            1,
+            10,
+            Utc::now(),
+        );
+        store.insert_database(&db, &[]).await.expect("insert");
+        dbs.push(db);
+    }
+    let locks = store
+        .database()
+        .collection::<mongodb::bson::Document>("locks");
+    // Another writer holds record 1 for 300 ms, then lets go.
+    let hold = |id: &str| {
+        let (locks, key) = (locks.clone(), format!("databases/{id}"));
+        async move {
+            let expires =
+                mongodb::bson::DateTime::from_millis(Utc::now().timestamp_millis() + 5_000);
+            locks
+                .insert_one(doc! {"_id": &key, "token": "busy-writer", "expires_at": expires})
+                .await
+                .expect("hold a lock");
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                locks.delete_one(doc! {"_id": &key}).await.expect("let go");
+            });
+        }
+    };
+    hold(&dbs[1].id).await;
+    let started = Instant::now();
+    let updates: Vec<(String, ObservedUpdate)> = dbs
+        .iter()
+        .map(|db| {
+            let update = ObservedUpdate {
+                status: Some(DatabaseStatus::Ready),
+                ..Default::default()
+            };
+            (db.id.clone(), update)
+        })
+        .collect();
+    store
+        .update_observed_many(&updates)
+        .await
+        .expect("update observed many");
+    assert!(
+        started.elapsed() >= Duration::from_millis(300),
+        "waited for the holder"
+    );
+    for db in &dbs {
+        let got = store
+            .get_database(&db.id)
+            .await
+            .expect("get")
+            .expect("kept");
+        assert_eq!(got.status, DatabaseStatus::Ready, "{} written", db.id);
+    }
+
+    hold(&dbs[2].id).await;
+    let begins: Vec<BeginOperation> = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| BeginOperation {
+            database_id: db.id.clone(),
+            operation_id: format!("op-held-{i}"),
+            expected_seq: if i == 0 { 3 } else { 0 },
+        })
+        .collect();
+    assert_eq!(
+        store
+            .begin_operations(&begins)
+            .await
+            .expect("begin operations"),
+        vec![false, true, true]
+    );
+    let ours: Vec<String> = dbs.iter().map(|d| format!("databases/{}", d.id)).collect();
+    assert_eq!(
+        locks
+            .count_documents(doc! {"_id": {"$in": ours}})
+            .await
+            .expect("count locks"),
+        0,
+        "no lock left behind"
     );
 }
 

@@ -16,8 +16,8 @@ use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Error;
 use dbaas_store::{
-    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
-    Store,
+    BeginOperation, DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery,
+    OperationUpdate, Store,
 };
 
 /// Runs every check.
@@ -46,6 +46,168 @@ pub async fn run_all(store: &dyn Store) {
     concurrent_cancel_operation(store).await;
     cancel_races_worker(store).await;
     events_ride_with_the_insert(store).await;
+    batch_writes(store).await;
+}
+
+/// The batch writes do what their single forms do, record by record:
+/// observed fields with their events, operations inserted unless there,
+/// begins that hold only where their precondition does.
+pub async fn batch_writes(store: &dyn Store) {
+    let t = new_tenant(store).await;
+    let mut dbs = Vec::new();
+    for i in 0..4 {
+        dbs.push(insert_database(store, &t.id, &format!("batch-{i}")).await);
+    }
+    let now = ms(Utc::now());
+    let updates: Vec<(String, ObservedUpdate)> = dbs
+        .iter()
+        .enumerate()
+        .map(|(i, db)| {
+            let update = ObservedUpdate {
+                current_replicas: Some(i as u32 + 1),
+                status: Some(DatabaseStatus::Ready),
+                events: vec![Event::new(
+                    db,
+                    EventType::StatusChanged,
+                    None,
+                    "provisioning → ready",
+                    now,
+                )],
+                ..Default::default()
+            };
+            (db.id.clone(), update)
+        })
+        .chain([("db-missing".to_string(), ObservedUpdate::default())])
+        .collect();
+    store
+        .update_observed_many(&updates)
+        .await
+        .expect("update observed many");
+    for (i, db) in dbs.iter().enumerate() {
+        let got = get_db(store, &db.id).await;
+        assert_eq!(
+            (got.current_replicas, got.status, got.generation),
+            (Some(i as u32 + 1), DatabaseStatus::Ready, db.generation),
+            "observed fields of {}",
+            db.id
+        );
+        let events = all_events(store, &db.id).await;
+        assert_eq!(
+            events
+                .iter()
+                .filter(|e| e.type_ == EventType::StatusChanged)
+                .count(),
+            1,
+            "the status event of {} rides with its update",
+            db.id
+        );
+    }
+    store
+        .update_observed_many(&[])
+        .await
+        .expect("an empty batch");
+
+    // Operations: one already there (inserted before, a re-planned one).
+    let ops: Vec<Operation> = dbs
+        .iter()
+        .map(|db| sample_operation(db, &format!("op-{}", random_token(16)), now))
+        .collect();
+    assert!(store.insert_operation(&ops[1], &[]).await.expect("insert"));
+    let planned: Vec<(Operation, Vec<Event>)> = ops
+        .iter()
+        .map(|op| {
+            let event = Event::of_operation(op, EventType::OperationPlanned, "planned", now);
+            (op.clone(), vec![event])
+        })
+        .collect();
+    assert_eq!(
+        store
+            .insert_operations(&planned)
+            .await
+            .expect("insert operations"),
+        vec![true, false, true, true]
+    );
+    for (i, op) in ops.iter().enumerate() {
+        assert_eq!(get_op(store, &op.id).await, stored_operation(op.clone()));
+        let planned_events = all_events(store, &dbs[i].id)
+            .await
+            .into_iter()
+            .filter(|e| e.type_ == EventType::OperationPlanned)
+            .count();
+        assert_eq!(
+            planned_events,
+            usize::from(i != 1),
+            "events only with a new operation"
+        );
+    }
+    assert_eq!(
+        store
+            .insert_operations(&planned)
+            .await
+            .expect("insert again"),
+        vec![false; 4]
+    );
+
+    // Begins: database 2 already has an active operation, database 3 is
+    // read at a stale seq, and one database does not exist.
+    assert!(
+        store
+            .begin_operation(&dbs[2].id, "op-other", 0)
+            .await
+            .expect("begin")
+    );
+    let begins: Vec<BeginOperation> = dbs
+        .iter()
+        .zip(&ops)
+        .enumerate()
+        .map(|(i, (db, op))| BeginOperation {
+            database_id: db.id.clone(),
+            operation_id: op.id.clone(),
+            expected_seq: if i == 3 { 7 } else { 0 },
+        })
+        .chain([BeginOperation {
+            database_id: "db-missing".into(),
+            operation_id: "op-missing".into(),
+            expected_seq: 0,
+        }])
+        .collect();
+    assert_eq!(
+        store
+            .begin_operations(&begins)
+            .await
+            .expect("begin operations"),
+        vec![true, true, false, false, false]
+    );
+    let active: Vec<(Option<String>, u64)> = join_all(dbs.iter().map(|db| get_db(store, &db.id)))
+        .await
+        .into_iter()
+        .map(|d| (d.active_operation_id, d.operation_seq))
+        .collect();
+    assert_eq!(
+        active,
+        vec![
+            (Some(ops[0].id.clone()), 1),
+            (Some(ops[1].id.clone()), 1),
+            (Some("op-other".to_string()), 1),
+            (None, 0),
+        ]
+    );
+    // Repeated (a batch cut off and made again): it holds, changing nothing.
+    assert_eq!(
+        store
+            .begin_operations(&begins[..2])
+            .await
+            .expect("begin again"),
+        vec![true, true]
+    );
+    assert_eq!(get_db(store, &dbs[0].id).await.operation_seq, 1);
+    assert!(
+        store
+            .begin_operations(&[])
+            .await
+            .expect("an empty batch")
+            .is_empty()
+    );
 }
 
 /// A new database's events are written with it, and not when the insert

@@ -24,8 +24,8 @@ use dbaas_core::Result;
 use dbaas_core::domain::{ApiKeyRecord, Database, Event, Operation, OperationStatus, Tenant};
 use dbaas_queue::{InProcess, Queue};
 use dbaas_store::{
-    DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery, OperationUpdate,
-    Store,
+    BeginOperation, DatabaseQuery, DesiredChange, EventQuery, ObservedUpdate, OperationQuery,
+    OperationUpdate, Store,
 };
 use dbaas_testkit::control_loop::Parts;
 use serde_json::Value;
@@ -280,6 +280,27 @@ impl Store for FaultyStore {
                 "store.update_observed",
                 self.inner.update_observed(id, update),
             )
+            .await
+    }
+    async fn update_observed_many(&self, updates: &[(String, ObservedUpdate)]) -> Result<()> {
+        self.inj
+            .call(
+                "store.update_observed_many",
+                self.inner.update_observed_many(updates),
+            )
+            .await
+    }
+    async fn begin_operations(&self, begins: &[BeginOperation]) -> Result<Vec<bool>> {
+        self.inj
+            .call(
+                "store.begin_operations",
+                self.inner.begin_operations(begins),
+            )
+            .await
+    }
+    async fn insert_operations(&self, ops: &[(Operation, Vec<Event>)]) -> Result<Vec<bool>> {
+        self.inj
+            .call("store.insert_operations", self.inner.insert_operations(ops))
             .await
     }
     async fn begin_operation(

@@ -4,19 +4,24 @@
 //! overlap even when the CronJob starts two pods for one tick. It reads the
 //! cluster with a fixed number of calls: one paginated LIST of database CRs
 //! and one of OpsRequests per engine kind, whatever the number of
-//! databases. It then walks the store's databases once, settling up to
-//! [`ReconcilerConfig::settle_concurrency`] of them at a time (each one's
-//! writes are conditional on its own record, so they never contend; the
-//! store's round-trip time, not its work, is what a first pass that plans
-//! many operations waits on):
+//! databases. It then walks the store's databases once, in batches of
+//! [`WRITE_BATCH`], settling up to [`ReconcilerConfig::settle_concurrency`]
+//! of a batch at a time (each one's writes are conditional on its own
+//! record, so they never contend), then writing what the batch decided
+//! together: observed fields in one bulk update, planned operations in one
+//! insert and one bulk update that makes them active. So a pass's round
+//! trips grow with the number of batches, not of databases; the rarer
+//! writes (releasing, retrying, superseding an operation) stay single.
 //!
 //! 1. records what the CR shows as `current_*` (only fields that changed);
 //! 2. settles the database's active operation: a finished one is released,
 //!    a failed one is retried after its backoff or left failed past the
 //!    bound, a pending one planned for an older generation is superseded;
 //! 3. with no active operation, plans at most one with [`drift::assess`]
-//!    and records it under a deterministic id before enqueueing it, so a
-//!    crash anywhere in between re-plans the same operation, never a second.
+//!    and records it under a deterministic id, then makes it the database's
+//!    active one, before enqueueing it, so a crash anywhere in between
+//!    (even part way through a batch) re-plans the same operation, never a
+//!    second.
 //!
 //! Finally it repairs the queue from the store, which is the source of
 //! truth: pending operations missing from Redis are enqueued again, and ids
@@ -31,13 +36,13 @@ use futures::stream::{self, StreamExt, TryStreamExt};
 use tracing::{info, warn};
 
 use dbaas_cluster::{Cluster, Kind};
-use dbaas_core::domain::{Database, Operation, OperationStatus};
+use dbaas_core::domain::{Database, Event, Operation, OperationStatus};
 use dbaas_core::drift::Change;
 use dbaas_core::engine::Engine;
 use dbaas_core::error::Result;
 use dbaas_core::kubedb::{ObservedDatabase, ObservedOpsRequest};
 use dbaas_queue::Queue;
-use dbaas_store::{DatabaseQuery, OperationQuery, Store};
+use dbaas_store::{BeginOperation, DatabaseQuery, ObservedUpdate, OperationQuery, Store};
 
 use self::metrics::PassMetrics;
 
@@ -112,9 +117,31 @@ impl PassReport {
     }
 }
 
-/// One database settled: the operation id to enqueue, if any, and what
-/// settling it saw and did.
-type Settled = (Option<String>, PassReport);
+/// Databases whose writes a pass makes together.
+pub const WRITE_BATCH: usize = 500;
+
+/// One database settled: what it saw and did, and what is left to write
+/// with the rest of its batch.
+#[derive(Default)]
+struct Settled {
+    database_id: String,
+    report: PassReport,
+    /// An operation recorded before, to enqueue.
+    enqueue: Option<String>,
+    /// Observed fields that changed.
+    observed: Option<ObservedUpdate>,
+    /// The deletion to finalize (after `observed`), with its event.
+    finalize: Option<Event>,
+    planned: Option<Planned>,
+}
+
+/// An operation planned for a database with no active one.
+struct Planned {
+    operation: Operation,
+    event: Event,
+    /// The database's `operation_seq` when it was read.
+    expected_seq: u64,
+}
 
 /// Everything a pass reads from the cluster, indexed.
 struct ClusterView {
@@ -224,43 +251,125 @@ impl Reconciler<'_> {
                 .or_default()
                 .push(op);
         }
-        // In the databases' order (`buffered`), so the queue gets the ids
-        // in the same order whatever finishes first.
-        // Boxed: the futures borrow the pass's reads, and a spawned pass
-        // (local mode) needs their type to be nameable for any lifetime.
-        let settling: Vec<BoxFuture<'_, Result<Settled>>> = databases
-            .iter()
-            .map(|db| {
-                let own = ops_by_database
-                    .get(db.id.as_str())
-                    .map(Vec::as_slice)
-                    .unwrap_or(&[]);
-                let (view, ops) = (&view, &ops);
-                async move {
-                    let mut part = PassReport {
-                        databases_seen: 1,
-                        ..Default::default()
-                    };
-                    let id = self
-                        .reconcile_database(db, view, ops, own, now, &mut part)
-                        .await?;
-                    Ok((id, part))
-                }
-                .boxed()
-            })
-            .collect();
-        let settled: Vec<Settled> = stream::iter(settling)
-            .buffered(self.config.settle_concurrency.max(1))
-            .try_collect()
-            .await?;
         let mut to_enqueue: Vec<String> = Vec::new();
-        for (id, part) in settled {
-            report.absorb(part);
-            to_enqueue.extend(id);
+        for batch in databases.chunks(WRITE_BATCH) {
+            // In the databases' order (`buffered`), so the queue gets the
+            // ids in the same order whatever finishes first.
+            // Boxed: the futures borrow the pass's reads, and a spawned pass
+            // (local mode) needs their type to be nameable for any lifetime.
+            let settling: Vec<BoxFuture<'_, Result<Settled>>> = batch
+                .iter()
+                .map(|db| {
+                    let own = ops_by_database
+                        .get(db.id.as_str())
+                        .map(Vec::as_slice)
+                        .unwrap_or(&[]);
+                    let (view, ops) = (&view, &ops);
+                    async move {
+                        let mut settled = Settled {
+                            database_id: db.id.clone(),
+                            report: PassReport {
+                                databases_seen: 1,
+                                ..Default::default()
+                            },
+                            ..Default::default()
+                        };
+                        settled.enqueue = self
+                            .reconcile_database(db, view, ops, own, now, &mut settled)
+                            .await?;
+                        Ok(settled)
+                    }
+                    .boxed()
+                })
+                .collect();
+            let settled: Vec<Settled> = stream::iter(settling)
+                .buffered(self.config.settle_concurrency.max(1))
+                .try_collect()
+                .await?;
+            to_enqueue.extend(self.write_batch(settled, &mut report).await?);
         }
         self.repair_queue(&ops, to_enqueue, now, &mut report)
             .await?;
         Ok(report)
+    }
+
+    /// Writes what a batch of settled databases left, in an order that
+    /// keeps the crash-safety rules: observed fields, then finalized
+    /// deletions, then planned operations (recorded, then made active).
+    /// Returns the ids to enqueue, in the databases' order.
+    async fn write_batch(
+        &self,
+        settled: Vec<Settled>,
+        report: &mut PassReport,
+    ) -> Result<Vec<String>> {
+        let observed: Vec<(String, ObservedUpdate)> = settled
+            .iter()
+            .filter_map(|s| Some((s.database_id.clone(), s.observed.clone()?)))
+            .collect();
+        if !observed.is_empty() {
+            self.store.update_observed_many(&observed).await?;
+        }
+        // Boxed, as the settling futures are.
+        let finalizing: Vec<BoxFuture<'_, Result<bool>>> = settled
+            .iter()
+            .filter_map(|s| {
+                let event = s.finalize.as_ref()?;
+                Some(
+                    async move {
+                        let done = self
+                            .store
+                            .finalize_deletion(&s.database_id, std::slice::from_ref(event))
+                            .await?;
+                        if done {
+                            info!(database_id = %s.database_id, "deletion finalized");
+                        }
+                        Ok(done)
+                    }
+                    .boxed(),
+                )
+            })
+            .collect();
+        let finalized: Vec<bool> = stream::iter(finalizing)
+            .buffered(self.config.settle_concurrency.max(1))
+            .try_collect()
+            .await?;
+        report.finalized += finalized.iter().filter(|f| **f).count() as u64;
+        let planned: Vec<&Planned> = settled.iter().filter_map(|s| s.planned.as_ref()).collect();
+        let mut begun = Vec::new();
+        if !planned.is_empty() {
+            let records: Vec<(Operation, Vec<Event>)> = planned
+                .iter()
+                .map(|p| (p.operation.clone(), vec![p.event.clone()]))
+                .collect();
+            // Inserted or there already (re-planned after a crash): the
+            // same operation either way, so each is made active.
+            self.store.insert_operations(&records).await?;
+            let begins: Vec<BeginOperation> = planned
+                .iter()
+                .map(|p| BeginOperation {
+                    database_id: p.operation.database_id.clone(),
+                    operation_id: p.operation.id.clone(),
+                    expected_seq: p.expected_seq,
+                })
+                .collect();
+            begun = self.store.begin_operations(&begins).await?;
+        }
+        let mut begun = begun.into_iter();
+        let mut to_enqueue = Vec::new();
+        for s in settled {
+            report.absorb(s.report);
+            to_enqueue.extend(s.enqueue);
+            let Some(p) = s.planned else { continue };
+            // Not begun: the database changed under us (an API write or
+            // another pass); the next pass plans again from fresh state.
+            if begun.next().unwrap_or(false) {
+                let op = p.operation;
+                report.operations_created += 1;
+                info!(database_id = %op.database_id, operation_id = %op.id, r#type = op.type_().as_str(), action = ?op.action, "drift: operation planned");
+                to_enqueue.push(op.id);
+            }
+        }
+        Ok(to_enqueue)
     }
 
     /// Every database not yet finalized, in one query: the driver streams

@@ -6,15 +6,14 @@ use dbaas_core::domain::{
     Condition, Database, DatabaseStatus, Event, EventType, OnDelete, Operation,
 };
 use dbaas_core::drift::{Assessment, Plan};
-use dbaas_core::error::Result;
 use dbaas_core::kubedb::ObservedDatabase;
 use dbaas_store::ObservedUpdate;
 
 use super::{PassReport, Reconciler};
 
 impl Reconciler<'_> {
-    /// Writes observed fields, status and conditions, where they changed.
-    pub(super) async fn record(
+    /// Observed fields, status and conditions to write, where they changed.
+    pub(super) fn record(
         &self,
         db: &Database,
         cr: Option<&ObservedDatabase>,
@@ -22,7 +21,7 @@ impl Reconciler<'_> {
         failed: Option<&Operation>,
         now: DateTime<Utc>,
         report: &mut PassReport,
-    ) -> Result<()> {
+    ) -> Option<ObservedUpdate> {
         let ready = cr.is_some_and(ObservedDatabase::is_ready);
         let halted = cr.is_some_and(|c| c.halted);
         let in_sync = assessment.plan == Plan::InSync
@@ -154,10 +153,7 @@ impl Reconciler<'_> {
         if conditions != db.conditions {
             update.conditions = Some(conditions);
         }
-        if update != ObservedUpdate::default() {
-            self.store.update_observed(&db.id, &update).await?;
-        }
-        Ok(())
+        (update != ObservedUpdate::default()).then_some(update)
     }
 }
 

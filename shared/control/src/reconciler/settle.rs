@@ -12,11 +12,13 @@ use dbaas_core::error::Result;
 use dbaas_store::{DesiredChange, OperationUpdate};
 use tracing::{debug, info};
 
-use super::{ClusterView, PassReport, Reconciler};
+use super::{ClusterView, Planned, Reconciler, Settled};
 
 impl Reconciler<'_> {
-    /// Settles one database, given its unfinished operations (`own_ops`);
-    /// returns an operation id to enqueue, if any.
+    /// Settles one database, given its unfinished operations (`own_ops`):
+    /// makes the rarer writes itself and leaves in `out` what the pass
+    /// writes with the rest of the batch. Returns an operation id to
+    /// enqueue, if any.
     pub(super) async fn reconcile_database(
         &self,
         db: &Database,
@@ -24,8 +26,9 @@ impl Reconciler<'_> {
         ops: &HashMap<String, Operation>,
         own_ops: &[&Operation],
         now: DateTime<Utc>,
-        report: &mut PassReport,
+        out: &mut Settled,
     ) -> Result<Option<String>> {
+        let report = &mut out.report;
         let cr = view.databases.get(&db.id);
         let observed = cr.map(|c| c.observed(db.current_auth_rotation, db.current_restarts));
         let in_flight = cr
@@ -75,7 +78,7 @@ impl Reconciler<'_> {
         if let Some(op_id) = &db.active_operation_id {
             match ops.get(op_id) {
                 Some(op) if op.status == OperationStatus::Running => {
-                    self.record(db, cr, &assessment, None, now, report).await?;
+                    out.observed = self.record(db, cr, &assessment, None, now, report);
                     // A claim that expired means its worker died; make sure
                     // the id is queued somewhere so another worker adopts it
                     // (the queue may have lost it, say in a Redis restart).
@@ -86,7 +89,7 @@ impl Reconciler<'_> {
                     if op.target_generation < db.generation && self.supersede(db, op).await? {
                         report.superseded += 1;
                     } else {
-                        self.record(db, cr, &assessment, None, now, report).await?;
+                        out.observed = self.record(db, cr, &assessment, None, now, report);
                         return Ok(Some(op.id.clone()));
                     }
                 }
@@ -96,7 +99,7 @@ impl Reconciler<'_> {
                             report.superseded += 1;
                         }
                     } else if op.attempts < self.config.max_attempts {
-                        self.record(db, cr, &assessment, None, now, report).await?;
+                        out.observed = self.record(db, cr, &assessment, None, now, report);
                         if op.next_attempt_at.is_none_or(|t| t <= now) && self.retry(op).await? {
                             report.retries += 1;
                             return Ok(Some(op.id.clone()));
@@ -120,8 +123,7 @@ impl Reconciler<'_> {
                 }
             }
         }
-        self.record(db, cr, &assessment, failed_past_bound, now, report)
-            .await?;
+        out.observed = self.record(db, cr, &assessment, failed_past_bound, now, report);
         if failed_past_bound.is_some() {
             // Stays failed until the user changes desired state.
             return Ok(None);
@@ -135,15 +137,14 @@ impl Reconciler<'_> {
                     OnDelete::Delete => "deleted with its volumes; the Secret was kept",
                     OnDelete::Wipeout => "deleted with its volumes and Secret",
                 };
-                let event = Event::new(db, EventType::Deleted, None, message, now);
-                if self.store.finalize_deletion(&db.id, &[event]).await? {
-                    report.finalized += 1;
-                    info!(database_id = %db.id, "deletion finalized");
-                }
+                out.finalize = Some(Event::new(db, EventType::Deleted, None, message, now));
                 Ok(None)
             }
             plan => match plan.action(&desired) {
-                Some(action) => self.plan_operation(db, action, now, report).await,
+                Some(action) => {
+                    out.planned = Some(plan_operation(db, action, now));
+                    Ok(None)
+                }
                 None => Ok(None),
             },
         }
@@ -174,37 +175,6 @@ impl Reconciler<'_> {
             .update_desired(&db.id, db.generation, &change)
             .await?
             .is_some())
-    }
-
-    /// Records the operation under its deterministic id, then makes it the
-    /// database's active operation; both steps are idempotent.
-    async fn plan_operation(
-        &self,
-        db: &Database,
-        action: Action,
-        now: DateTime<Utc>,
-        report: &mut PassReport,
-    ) -> Result<Option<String>> {
-        let op = Operation::planned(db, action, now);
-        let planned = Event::of_operation(
-            &op,
-            EventType::OperationPlanned,
-            format!("{} planned: {}", op.type_().as_str(), describe(action)),
-            now,
-        );
-        self.store.insert_operation(&op, &[planned]).await?;
-        if !self
-            .store
-            .begin_operation(&db.id, &op.id, db.operation_seq)
-            .await?
-        {
-            // The database changed under us (an API write or another pass):
-            // the next pass plans again from fresh state.
-            return Ok(None);
-        }
-        report.operations_created += 1;
-        info!(database_id = %db.id, operation_id = %op.id, r#type = op.type_().as_str(), action = ?op.action, "drift: operation planned");
-        Ok(Some(op.id))
     }
 
     async fn supersede(&self, db: &Database, op: &Operation) -> Result<bool> {
@@ -272,6 +242,28 @@ impl Reconciler<'_> {
             info!(operation_id = %op.id, attempt = op.attempts + 1, "retrying failed operation");
         }
         Ok(updated.is_some())
+    }
+}
+
+/// The operation for `action` under its deterministic id, with its event;
+/// the pass records it, then makes it the database's active one (both
+/// idempotent).
+fn plan_operation(db: &Database, action: Action, now: DateTime<Utc>) -> Planned {
+    let operation = Operation::planned(db, action, now);
+    let event = Event::of_operation(
+        &operation,
+        EventType::OperationPlanned,
+        format!(
+            "{} planned: {}",
+            operation.type_().as_str(),
+            describe(action)
+        ),
+        now,
+    );
+    Planned {
+        operation,
+        event,
+        expected_seq: db.operation_seq,
     }
 }
 

@@ -7,8 +7,9 @@
 //! compiles only the driver it uses.
 //!
 //! Neither relies on multi-document transactions (FerretDB has none): every
-//! method is one single-document update, and every compare-and-set encodes
-//! its precondition in the update's filter. FerretDB 1.x applies such an
+//! method is one single-document update (the batch methods, many of them
+//! sent together), and every compare-and-set encodes its precondition in
+//! the update's filter. FerretDB 1.x applies such an
 //! update as read-modify-write in its own process, so it is not atomic there;
 //! the MongoDB adapter therefore takes a short per-record lock (a unique
 //! insert, which FerretDB does make atomic) around each update. See

@@ -22,6 +22,14 @@
 //! server is, is asked once (`buildInfo` names FerretDB), or set
 //! ([`WriteLocks`]).
 //!
+//! The batch methods the pass uses send up to [`BATCH`] single-record
+//! updates in one `update` command (portable to every MongoDB version,
+//! unlike `bulkWrite`), after taking their locks in one unordered
+//! `insertMany` under one token; records whose lock another writer holds
+//! are written one by one afterwards, waiting as a single write does. The
+//! command answers how many records matched, not which: when some did not,
+//! the callers that need to know read those records.
+//!
 //! With no multi-document transactions, an event cannot be inserted into
 //! `events` atomically with the write that causes it. Instead the write
 //! pushes it into an outbox, the `pending_events` array of the very

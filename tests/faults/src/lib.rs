@@ -235,6 +235,15 @@ impl ApiProcess {
             "{} not found: build it first with `cargo build --workspace --bins`",
             bin.display()
         );
+        // The API checks versions against KubeDB's catalog, which
+        // installing KubeDB puts in the cluster (idempotent).
+        let kubeconfig = PathBuf::from(rig_var("KUBECONFIG"));
+        let cluster = dbaas_cluster::kube::KubeCluster::from_kubeconfig(Some(&kubeconfig))
+            .await
+            .expect("the rig's kubeconfig");
+        dbaas_standin::catalog::install(&cluster)
+            .await
+            .expect("install the version catalog");
         let port = dbaas_testkit::rig::free_port();
         std::fs::create_dir_all(log_dir).expect("create the log directory");
         let log = log_dir.join(format!("api-{port}.log"));

@@ -149,7 +149,7 @@ impl Lane {
             Ok(Ok(report)) if report.skipped => Ok(0),
             Ok(Ok(_)) => {
                 let trace = self.inj.trace();
-                if self.pass_trace.is_empty() || trace.contains(&"store.insert_operation") {
+                if self.pass_trace.is_empty() || trace.contains(&"store.insert_operations") {
                     self.pass_trace = trace;
                 }
                 Ok(self.inj.calls())

@@ -42,7 +42,7 @@ async fn change_then_die_after_recording(l: &Loop, id: &str, change: &DesiredCha
         .expect("update")
         .expect("applied");
     let faulty = Faulty::new(&l.parts);
-    faulty.inj.arm_crash_at("store.insert_operation", 1, true);
+    faulty.inj.arm_crash_at("store.insert_operations", 1, true);
     let crashed = faulty.inj.crashed();
     let dying = l.over(faulty.parts.clone());
     tokio::select! { r = dying.pass() => panic!("the pass ended instead of crashing: {r:?}"), () = crashed => {} }

@@ -53,7 +53,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::TryStreamExt;
+use futures::{FutureExt, StreamExt, TryStreamExt};
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, IndexOptions, ReturnDocument};
 use mongodb::{Client, Collection, IndexModel};
@@ -967,7 +967,13 @@ impl MongoStore {
             let batched: Vec<usize> = (0..chunk.len()).filter(|&i| held[i]).collect();
             let updates = batched
                 .iter()
-                .map(|&i| Ok(doc! {"q": chunk[i].1.clone(), "u": stamped(chunk[i].2.clone())?}))
+                // `multi`: the filter names one `_id`, so it changes nothing
+                // on MongoDB; FerretDB 1.24 holds a pooled PostgreSQL
+                // connection per single-document statement until the whole
+                // command ends, and hangs for good past its pool's 50.
+                .map(|&i| {
+                    Ok(doc! {"q": chunk[i].1.clone(), "u": stamped(chunk[i].2.clone())?, "multi": true})
+                })
                 .collect::<Result<Vec<_>>>()?;
             let reply = if updates.is_empty() {
                 None
@@ -1506,18 +1512,28 @@ impl Store for MongoStore {
             })
             .collect::<Result<Vec<_>>>()?;
         let matched = self.update_databases(&statements).await?;
-        let mut begun = Vec::with_capacity(begins.len());
-        for (b, matched) in begins.iter().zip(matched) {
-            begun.push(match matched {
-                Some(matched) => matched,
-                // Some record of its command did not match: read which.
-                None => {
-                    self.active_operation_of(&b.database_id).await?.as_deref()
-                        == Some(b.operation_id.as_str())
+        // Some record of a command did not match: read which, a few at once.
+        // Boxed: async-trait needs the futures' type nameable for any lifetime.
+        let reads: Vec<futures::future::BoxFuture<'_, Result<bool>>> = begins
+            .iter()
+            .zip(matched)
+            .map(|(b, matched)| {
+                async move {
+                    Ok(match matched {
+                        Some(matched) => matched,
+                        None => {
+                            self.active_operation_of(&b.database_id).await?.as_deref()
+                                == Some(b.operation_id.as_str())
+                        }
+                    })
                 }
-            });
-        }
-        Ok(begun)
+                .boxed()
+            })
+            .collect();
+        futures::stream::iter(reads)
+            .buffered(16)
+            .try_collect()
+            .await
     }
 
     async fn end_operation(&self, id: &str, operation_id: &str) -> Result<bool> {

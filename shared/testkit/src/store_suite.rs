@@ -47,6 +47,55 @@ pub async fn run_all(store: &dyn Store) {
     cancel_races_worker(store).await;
     events_ride_with_the_insert(store).await;
     batch_writes(store).await;
+    batches_larger_than_a_connection_pool(store).await;
+}
+
+/// A batch of more records than a server's connection pool holds (FerretDB
+/// 1.24 pools 50 PostgreSQL connections and, without care, holds one per
+/// record of an `update` command until the command ends) finishes.
+pub async fn batches_larger_than_a_connection_pool(store: &dyn Store) {
+    const RECORDS: usize = 120;
+    let t = new_tenant(store).await;
+    let mut dbs = Vec::new();
+    for i in 0..RECORDS {
+        dbs.push(insert_database(store, &t.id, &format!("pool-{i}")).await);
+    }
+    let updates: Vec<(String, ObservedUpdate)> = dbs
+        .iter()
+        .map(|db| {
+            let update = ObservedUpdate {
+                status: Some(DatabaseStatus::Updating),
+                ..Default::default()
+            };
+            (db.id.clone(), update)
+        })
+        .collect();
+    let within = std::time::Duration::from_secs(60);
+    tokio::time::timeout(within, store.update_observed_many(&updates))
+        .await
+        .expect("the batch update hung")
+        .expect("update observed many");
+    let begins: Vec<BeginOperation> = dbs
+        .iter()
+        .map(|db| BeginOperation {
+            database_id: db.id.clone(),
+            operation_id: format!("op-{}", random_token(16)),
+            expected_seq: 0,
+        })
+        .collect();
+    let begun = tokio::time::timeout(within, store.begin_operations(&begins))
+        .await
+        .expect("the batch begin hung")
+        .expect("begin operations");
+    assert_eq!(begun, vec![true; RECORDS]);
+    let last = get_db(store, &dbs[RECORDS - 1].id).await;
+    assert_eq!(
+        (last.status, last.active_operation_id),
+        (
+            DatabaseStatus::Updating,
+            Some(begins[RECORDS - 1].operation_id.clone())
+        )
+    );
 }
 
 /// The batch writes do what their single forms do, record by record:

@@ -340,7 +340,7 @@ async fn cancelled_writes_leave_no_lock(store: &MongoStore) {
 async fn batch_writes_wait_for_held_locks(store: &MongoStore) {
     use dbaas_core::domain::{Database, DatabaseStatus, Size};
     use dbaas_core::engine::Engine;
-    use dbaas_store::{BeginOperation, ObservedUpdate};
+    use dbaas_store::BeginOperation;
     use mongodb::bson::doc;
 
     let tenant = format!("tn-{}", random_token(12));
@@ -379,16 +379,7 @@ async fn batch_writes_wait_for_held_locks(store: &MongoStore) {
     };
     hold(&dbs[1].id).await;
     let started = Instant::now();
-    let updates: Vec<(String, ObservedUpdate)> = dbs
-        .iter()
-        .map(|db| {
-            let update = ObservedUpdate {
-                status: Some(DatabaseStatus::Ready),
-                ..Default::default()
-            };
-            (db.id.clone(), update)
-        })
-        .collect();
+    let updates = store_suite::status_updates(&dbs, DatabaseStatus::Ready);
     store
         .update_observed_many(&updates)
         .await

@@ -50,6 +50,19 @@ pub async fn run_all(store: &dyn Store) {
     batches_larger_than_a_connection_pool(store).await;
 }
 
+/// A batch that sets every database's status.
+pub fn status_updates(dbs: &[Database], status: DatabaseStatus) -> Vec<(String, ObservedUpdate)> {
+    dbs.iter()
+        .map(|db| {
+            let update = ObservedUpdate {
+                status: Some(status),
+                ..Default::default()
+            };
+            (db.id.clone(), update)
+        })
+        .collect()
+}
+
 /// A batch of more records than a server's connection pool holds (FerretDB
 /// 1.24 pools 50 PostgreSQL connections and, without care, holds one per
 /// record of an `update` command until the command ends) finishes.
@@ -60,16 +73,7 @@ pub async fn batches_larger_than_a_connection_pool(store: &dyn Store) {
     for i in 0..RECORDS {
         dbs.push(insert_database(store, &t.id, &format!("pool-{i}")).await);
     }
-    let updates: Vec<(String, ObservedUpdate)> = dbs
-        .iter()
-        .map(|db| {
-            let update = ObservedUpdate {
-                status: Some(DatabaseStatus::Updating),
-                ..Default::default()
-            };
-            (db.id.clone(), update)
-        })
-        .collect();
+    let updates = status_updates(&dbs, DatabaseStatus::Updating);
     let within = std::time::Duration::from_secs(60);
     tokio::time::timeout(within, store.update_observed_many(&updates))
         .await

@@ -4,8 +4,9 @@
 # stand-in (used by the kind overlay only): static musl builds in the
 # `dist` profile (release + cross-crate LTO, optimised for size: about 40%
 # smaller and as fast, several minutes longer to build; rustls, bundled
-# SQLite; no OpenSSL, no glibc) on distroless static, running as the distroless `nonroot` user (65532). Nothing is
-# written to the image's filesystem at run time, so pods run it with
+# SQLite; no OpenSSL, no glibc) on distroless static, running as the
+# distroless `nonroot` user (65532). Nothing is written to the image's
+# filesystem at run time, so pods run it with
 # readOnlyRootFilesystem. Each workload picks its binary with `command`
 # (k8s/base, keda/); the default is the API.
 #
